@@ -1,5 +1,18 @@
-"""Quantization room: ``quantize`` stage (ONNX Runtime int8 dynamic, per-channel weights)."""
+"""Quantization room.
 
-from .onnxruntime_dynamic import QuantizeConfig, quantize
+Two stages share one set of config fields (``config.py``):
 
-__all__ = ["QuantizeConfig", "quantize"]
+* ``quantize`` — backend ``onnxruntime``, a graph stage on the exported ONNX (int8 dynamic/static
+  QDQ with calibration and SmoothQuant, int4 MatMulNBits, fp16).
+* ``weight-quantize`` — backend ``torch``, a module stage before export (int8/4/3/2 weights with
+  RTN or GPTQ, W8A8, fp8 E4M3, fp16/bf16; packed in modelpress.kernels' layout, exported as QDQ).
+
+Both support exclusion patterns and sensitivity-driven mixed precision. Only pydantic is imported
+here: torch/onnxruntime load inside ``apply``.
+"""
+
+from .config import QuantizeConfig, WeightQuantizeConfig
+from .onnxruntime_stage import quantize
+from .torch_stage import weight_quantize
+
+__all__ = ["QuantizeConfig", "WeightQuantizeConfig", "quantize", "weight_quantize"]

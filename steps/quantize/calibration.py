@@ -1,0 +1,55 @@
+"""Calibration batches from the recipe's calibration split, checked before anything is computed.
+
+NaN/inf in calibration inputs (or activations they produce) would silently give NaN scales and a
+model that outputs garbage; we refuse early, naming the split and where the values appeared, so
+nothing half-quantized is ever returned.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+from modelpress.errors import ModelpressError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from modelpress.context import StageContext
+    from modelpress.tasks import Batch
+
+    from .config import Calibration
+
+
+class CalibrationError(ModelpressError):
+    """The calibration data cannot calibrate (missing, or NaN/inf)."""
+
+
+def calibration_batches(context: "StageContext", cfg: "Calibration", stage: str) -> list["Batch"]:
+    """Up to ``cfg.samples`` calibration rows as task batches (finite, non-empty)."""
+    frame = context.calibration
+    if len(frame) == 0:
+        raise CalibrationError(f"{stage}.calibration: the recipe's data has no calibration rows "
+                               "(data.split.calibration)")
+    frame = frame.iloc[: cfg.samples]
+    batches = [batch for batch, _ in context.task.batches(frame, cfg.batch_size)]
+    for i, batch in enumerate(batches):
+        check_finite(batch, f"{stage}.calibration: input batch {i}")
+    return batches
+
+
+def check_finite(arrays: "dict[str, np.ndarray] | Any", where: str) -> None:
+    import numpy as np
+
+    items = arrays.items() if isinstance(arrays, dict) else [("value", arrays)]
+    for name, value in items:
+        value = np.asarray(value.detach().float().numpy() if hasattr(value, "detach") else value)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            raise CalibrationError(f"{where}: {name!r} has {bad} NaN/inf value(s); calibration needs "
+                                   "finite data (nothing was quantized)")
+
+
+def progress(items: list, enabled: bool, desc: str) -> Iterator:
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(items, desc=desc, unit="batch", disable=not enabled, leave=False))

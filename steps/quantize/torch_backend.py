@@ -1,0 +1,228 @@
+"""The torch backend: replace nn.Linear layers by quantized modules (imports torch).
+
+``quantize_module(model, config, calibration, forward)`` is the pure core, usable without ZenML or a
+Task (the SmolLM2 benchmark calls it with token batches); the ``weight-quantize`` stage feeds it
+the recipe's calibration rows. Calibration statistics are taken in one pass of the *float* model
+(GPTQ Hessians, SmoothQuant channel maxima, input samples for sensitivity) — not layer-sequential
+GPTQ, which would re-run the model once per layer; the one-pass variant is what fits a 2-core CI.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .calibration import CalibrationError, check_finite, progress
+from .config import WeightQuantizeConfig
+from .gptq import HessianAccumulator, gptq_quantize
+from .modules import Fp8Linear, QuantLinear, cast_module
+from .qmath import Grid, quantize_weight, to_storage
+
+Forward = Callable[[nn.Module, Any], torch.Tensor]
+SAMPLE_ROWS = 256  # input rows kept per layer to rank layer sensitivity
+
+
+def select_layers(model: nn.Module, exclude: list[str], stage: str = "weight-quantize",
+                  kinds: tuple[type, ...] = (nn.Linear,)) -> dict[str, nn.Module]:
+    """The layers to quantize: every ``kinds`` module whose name no ``exclude`` regex matches."""
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, kinds)}
+    if not layers:
+        raise ValueError(f"{stage}: the model has no {'/'.join(k.__name__ for k in kinds)} layers")
+    for pattern in exclude:
+        if not any(re.search(pattern, name) for name in layers):
+            names = list(layers)
+            raise ValueError(f"{stage}.exclude: {pattern!r} matches no layer; layers: "
+                             + ", ".join(names[:60]) + (" …" if len(names) > 60 else ""))
+    return {n: m for n, m in layers.items() if not any(re.search(p, n) for p in exclude)}
+
+
+@dataclass
+class LayerStats:
+    hessian: HessianAccumulator | None = None
+    absmax: torch.Tensor | None = None
+    samples: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, x: torch.Tensor, name: str) -> None:
+        check_finite(x, f"calibration activations at the input of layer {name!r}")
+        x2d = x.detach().reshape(-1, x.shape[-1]).float()
+        if self.hessian is not None:
+            self.hessian.add(x2d)
+        if self.absmax is not None:
+            self.absmax = torch.maximum(self.absmax, x2d.abs().amax(0))
+        kept = sum(len(s) for s in self.samples)
+        if kept < SAMPLE_ROWS:
+            self.samples.append(x2d[: SAMPLE_ROWS - kept].clone())
+
+
+def collect_stats(model: nn.Module, layers: dict[str, nn.Module], batches: list, forward: Forward,
+                  config: WeightQuantizeConfig) -> tuple[dict[str, LayerStats], list[torch.Tensor]]:
+    """One float pass: per-layer statistics and the reference outputs (for fidelity)."""
+    stats = {name: LayerStats(
+        HessianAccumulator(m.in_features) if config.algorithm == "gptq" else None,
+        torch.zeros(m.in_features) if config.smoothquant else None) for name, m in layers.items()}
+    hooks = [m.register_forward_pre_hook(_recorder(stats[name], name)) for name, m in layers.items()]
+    outputs = []
+    try:
+        with torch.inference_mode():
+            for batch in progress(batches, config.calibration.progress, "calibrate"):
+                out = forward(model, batch).float()
+                check_finite(out, "calibration: model output")
+                outputs.append(out)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return stats, outputs
+
+
+def _recorder(stats: LayerStats, name: str) -> Callable:
+    def record(module: nn.Module, args: tuple) -> None:
+        stats.add(args[0], name)
+
+    return record
+
+
+def smoothing(linear: nn.Linear, absmax: torch.Tensor, alpha: float) -> torch.Tensor:
+    """SmoothQuant's per-input-channel s; returns ``1/s``, the factor applied to activations."""
+    w_max = linear.weight.detach().abs().amax(0).float().clamp(min=1e-5)
+    s = (absmax.clamp(min=1e-5) ** alpha) / (w_max ** (1 - alpha))
+    s = torch.where(absmax > 0, s, torch.ones_like(s)).clamp(min=1e-5)
+    return 1.0 / s
+
+
+def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: LayerStats | None) -> nn.Module:
+    smooth = None
+    if config.smoothquant is not None and stats is not None and stats.absmax is not None:
+        smooth = smoothing(linear, stats.absmax, config.smoothquant.alpha)
+    if config.dtype == "fp8":
+        act = "fp8" if config.activations == "dynamic" else "none"
+        return Fp8Linear.build(linear, config.granularity == "per-channel", act, smooth)
+    grid = Grid(config.bits, config.symmetric)
+    group = config.group_size if config.granularity == "per-group" else None
+    if group is not None and linear.in_features % group:
+        raise ValueError(f"weight-quantize.group_size: {group} does not divide in_features="
+                         f"{linear.in_features}; exclude the layer or pick another group size")
+    per_tensor = config.granularity == "per-tensor"
+    w = linear.weight.detach().float()
+    if smooth is not None:
+        w = w / smooth
+    if config.algorithm == "gptq" and stats is not None and stats.hessian is not None:
+        h = stats.hessian.value()
+        if smooth is not None:  # inputs are x * smooth, so H scales by smooth on both sides
+            h = h * smooth.double()[:, None] * smooth.double()[None, :]
+        storage = to_storage(*gptq_quantize(w, h, grid, group, per_tensor), grid)
+    else:
+        storage = quantize_weight(w, grid, group, per_tensor)
+    act = "int8" if config.activations == "dynamic" else "none"
+    return QuantLinear.build(linear, storage, grid, group, act, smooth)
+
+
+def precision_label(config: WeightQuantizeConfig) -> str:
+    if config.dtype != "int":
+        return config.dtype + ("" if config.activations == "none" or config.dtype != "fp8" else "-w8a8")
+    gran = f"g{config.group_size}" if config.granularity == "per-group" else config.granularity
+    act = "a8" if config.activations == "dynamic" else ""
+    return f"int{config.bits}{act}-{gran}-{'sym' if config.symmetric else 'asym'}-{config.algorithm}"
+
+
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def tensor_bytes(model: nn.Module) -> int:
+    tensors = list(model.parameters()) + [b for b in model.buffers() if b is not None]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def quantize_module(model: nn.Module, config: WeightQuantizeConfig, calibration: list | None,
+                    forward: Forward, report: dict[str, Any] | None = None) -> nn.Module:
+    """A quantized copy of ``model`` (the input is left untouched)."""
+    report = {} if report is None else report
+    size_before = tensor_bytes(model)
+    model = copy.deepcopy(model).eval()
+    if config.dtype in ("fp16", "bf16"):
+        _cast(model, config)
+        precisions = {name: config.dtype for name in select_layers(model, config.exclude)}
+    else:
+        precisions = _quantize_linears(model, config, calibration, forward, report)
+    report.update(size_mb_before=size_before / 1e6, size_mb_after=tensor_bytes(model) / 1e6,
+                  layer_precision=precisions, layers_quantized=sum(p != "fp32" for p in precisions.values()),
+                  layers_float=sum(p == "fp32" for p in precisions.values()))
+    return model
+
+
+def _cast(model: nn.Module, config: WeightQuantizeConfig) -> None:
+    dtype = torch.float16 if config.dtype == "fp16" else torch.bfloat16
+    kinds = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)
+    for layer in select_layers(model, config.exclude, kinds=kinds).values():
+        cast_module(layer, dtype)
+
+
+def _quantize_linears(model: nn.Module, config: WeightQuantizeConfig, calibration: list | None,
+                      forward: Forward, report: dict[str, Any]) -> dict[str, str]:
+    layers = select_layers(model, config.exclude)
+    stats: dict[str, LayerStats] = {}
+    reference: list[torch.Tensor] = []
+    if config.needs_calibration:
+        if not calibration:
+            raise CalibrationError("weight-quantize.calibration: this scheme needs calibration rows")
+        stats, reference = collect_stats(model, layers, calibration, forward, config)
+    quantized = {name: quantize_layer(m, config, stats.get(name)) for name, m in
+                 progress(list(layers.items()), config.calibration.progress, "quantize layers")}
+    for name, module in quantized.items():
+        set_module(model, name, module)
+    label = precision_label(config)
+    precisions = {name: "fp32" for name in _all_linears(model)} | {n: label for n in quantized}
+    if config.mixed_precision is not None:
+        kept = _keep_sensitive_float(model, layers, quantized, stats, calibration or [], reference,
+                                     forward, config, report)
+        precisions.update({name: "fp32" for name in kept})
+    return precisions
+
+
+def _all_linears(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, QuantLinear, Fp8Linear))]
+
+
+def layer_sensitivity(float_layer: nn.Module, quant_layer: nn.Module, rows: torch.Tensor) -> float:
+    """Relative output error of one quantized layer on its real calibration inputs."""
+    with torch.inference_mode():
+        ref = float_layer(rows)
+        return float((quant_layer(rows) - ref).norm() / ref.norm().clamp(min=1e-12))
+
+
+def output_cosine(model: nn.Module, batches: list, reference: list[torch.Tensor], forward: Forward) -> float:
+    cosines = []
+    with torch.inference_mode():
+        for batch, ref in zip(batches, reference):
+            out = forward(model, batch).float().reshape(len(ref), -1)
+            cosines.append(torch.nn.functional.cosine_similarity(out, ref.reshape(len(ref), -1), dim=1))
+    return float(torch.cat(cosines).mean())
+
+
+def _keep_sensitive_float(model: nn.Module, layers: dict[str, nn.Module], quantized: dict[str, nn.Module],
+                          stats: dict[str, LayerStats], batches: list, reference: list[torch.Tensor],
+                          forward: Forward, config: WeightQuantizeConfig, report: dict[str, Any]) -> list[str]:
+    """Put the most sensitive layers back in float until the output cosine reaches the target."""
+    assert config.mixed_precision is not None
+    sensitivity = {name: layer_sensitivity(layers[name], quantized[name], torch.cat(stats[name].samples))
+                   for name in quantized}
+    ranked = sorted(sensitivity, key=sensitivity.get, reverse=True)
+    limit = int(config.mixed_precision.max_float_share * len(ranked))
+    kept: list[str] = []
+    cosine = output_cosine(model, batches, reference, forward)
+    while cosine < config.mixed_precision.min_cosine and len(kept) < limit:
+        step = ranked[len(kept): min(limit, max(1, 2 * len(kept)))]  # 1, 2, 4, 8 … layers in float
+        for name in step:
+            set_module(model, name, layers[name])
+        kept += step
+        cosine = output_cosine(model, batches, reference, forward)
+    report.update(sensitivity={k: round(v, 5) for k, v in sensitivity.items()},
+                  calibration_cosine=round(cosine, 5),
+                  fidelity_target_met=cosine >= config.mixed_precision.min_cosine)
+    return kept

@@ -1,0 +1,38 @@
+"""``weight-quantize``: the torch backend as a module stage (runs before ONNX export).
+
+Kept separate from ``quantize`` (the ONNX Runtime graph stage) because the registry has one kind
+per stage name; both share the same config fields (see ``config.py``). Heavy imports stay inside
+the function so that recipe validation stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from modelpress.registry import register_stage
+
+from .config import WeightQuantizeConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from modelpress.context import StageContext
+
+
+def embedding_forward(model: "torch.nn.Module", batch: dict[str, Any]) -> "torch.Tensor":
+    """What fidelity is measured on: the model's embedding (its logits when it has none)."""
+    from modelpress.tasks import torch_forward
+
+    return torch_forward(model, batch)[1]
+
+
+@register_stage("weight-quantize", WeightQuantizeConfig, kind="module",
+                summary="PyTorch quantized Linear layers: int8/4/3/2 weights (RTN/GPTQ), W8A8, fp8, fp16/bf16")
+def weight_quantize(model: "torch.nn.Module", config: WeightQuantizeConfig,
+                    context: "StageContext") -> "torch.nn.Module":
+    from .calibration import calibration_batches
+    from .torch_backend import quantize_module
+
+    batches = calibration_batches(context, config.calibration, "weight-quantize") \
+        if config.needs_calibration else None
+    return quantize_module(model, config, batches, embedding_forward, context.report)
