@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 # The rooms shipped with modelpress; importing each registers its stages.
 BUILTIN_STAGE_MODULES = (
     "modelpress.steps.prune",
+    "modelpress.steps.lowrank",
     "modelpress.steps.quantize",
+    "modelpress.steps.distill",
+    "modelpress.steps.finetune",
 )
 
 #: "module" stages map a torch.nn.Module to a torch.nn.Module and run before export;

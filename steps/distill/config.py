@@ -1,0 +1,82 @@
+"""Configs of the distillation room (cheap to import: pydantic only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from modelpress.registry import StageConfig
+
+from ..finetune.config import TrainSettings
+
+
+def _model_file(value: str | None, field: str) -> str | None:
+    if value is not None and not Path(value).expanduser().is_file():
+        raise ValueError(f"{field}: no such model file '{value}' (a whole nn.Module saved with torch.save)")
+    return value
+
+
+class StudentSpec(StageConfig):
+    """A student (or assistant): derived from its teacher, or a given architecture (``path``)."""
+
+    # Keep this many transformer layers, evenly spaced with the last one kept (6 → 3 keeps 1, 3, 5).
+    layers: int | None = Field(None, ge=1)
+    # SmallCNN channels and hidden units as a share of the *first* teacher's (0.5 = half width).
+    width: float | None = Field(None, gt=0, le=1)
+    path: str | None = None  # a whole nn.Module saved with torch.save(model, path)
+    init: Literal["teacher", "random"] = "teacher"  # derived students start from the teacher's weights
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "StudentSpec":
+        derived = self.layers is not None or self.width is not None
+        if self.path is not None and derived:
+            raise ValueError("give either path (a given architecture) or layers/width (derived from "
+                             "the teacher), not both")
+        if self.path is None and not derived:
+            raise ValueError("give layers and/or width (derived from the teacher), or path")
+        _model_file(self.path, "path")
+        return self
+
+
+class HiddenMatch(StageConfig):
+    """Intermediate-feature matching; a learned projection bridges differing widths."""
+
+    weight: float = Field(0.0, ge=0)
+    loss: Literal["mse", "cosine"] = "mse"
+    projection: bool = True
+    # (student module, teacher module) names; None = the pairs a derived student implies
+    # (kept transformer layers ↔ their originals; SmallCNN conv1/conv2/fc1 ↔ the same).
+    pairs: list[tuple[str, str]] | None = None
+
+
+class DistillConfig(TrainSettings):
+    student: StudentSpec
+    # Teacher assistants, largest first: teacher → assistants[0] → … → student, each link a
+    # full distillation of its own (Mirzadeh et al., 2020).
+    assistants: list[StudentSpec] = []
+    teacher_path: str | None = None  # None: the pipeline's current model is the teacher
+    temperature: float = 4.0
+    alpha: float = 0.5  # weight of the soft (teacher) loss; 1 - alpha weighs the labels' cross-entropy
+    hidden: HiddenMatch = HiddenMatch()
+    attention: float = Field(0.0, ge=0, description="weight of attention transfer on paired conv features")
+
+    @field_validator("temperature")
+    @classmethod
+    def _positive_temperature(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"temperature must be > 0 (it divides the logits), got {value}")
+        return value
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_is_a_share(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise ValueError(f"alpha must lie in [0, 1] (the soft-loss share), got {value}")
+        return value
+
+    @field_validator("teacher_path")
+    @classmethod
+    def _teacher_exists(cls, value: str | None) -> str | None:
+        return _model_file(value, "teacher_path")

@@ -1,0 +1,253 @@
+"""The training loop shared by ``finetune`` and ``distill``, run under accelerate.
+
+Why a loop of our own rather than ``train_classifier`` or transformers' Trainer: batches come
+from the Task adapter (numpy dicts), a distillation step needs the frozen teacher's outputs
+next to the student's, and both stages want the same budget keys (early stopping on a
+validation slice, lr schedule, gradient accumulation, checkpoints). accelerate does the
+device placement, mixed precision and DDP; launched with ``accelerate launch
+--num_processes N`` the same code shards the batches over N processes (gloo on CPU, NCCL on
+GPUs), and only the main process reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+import torch  # only imported from a stage's apply(), never at CLI start-up
+import torch.nn.functional as F
+from torch import nn
+
+from modelpress.errors import ModelpressError
+from modelpress.tasks import split_outputs
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from accelerate import Accelerator
+
+    from modelpress.tasks import Task
+
+    from .config import TrainSettings
+
+Inputs = dict[str, torch.Tensor]
+#: loss_fn(prepared_trainee, inputs, labels) -> scalar loss; the trainee must be called
+#: through the prepared wrapper so DDP synchronises its gradients.
+LossFn = Callable[[nn.Module, Inputs, torch.Tensor], torch.Tensor]
+EpochLog = Callable[[int, dict[str, float]], None]
+
+SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    best: dict[str, float]
+    stopped_early: bool
+    is_main: bool = True  # False on the non-main processes of a multi-process run
+
+
+def carve_validation(train: "pd.DataFrame", settings: "TrainSettings", seed: int,
+                     stage: str) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """(train, validation) from the train split; the eval split is never touched."""
+    if len(train) == 0:
+        raise ModelpressError(f"{stage}: the training split is empty (data.split.train gives 0 rows); "
+                              "nothing to train on")
+    if settings.max_train_rows is not None and len(train) > settings.max_train_rows:
+        train = train.sample(n=settings.max_train_rows, random_state=seed)
+    if len(train) < 2:
+        raise ModelpressError(f"{stage}: the training split has {len(train)} row(s); at least 2 are "
+                              "needed to carve a validation slice (val_fraction)")
+    n_val = min(max(1, round(len(train) * settings.val_fraction)), len(train) - 1)
+    shuffled = train.sample(frac=1.0, random_state=seed)
+    return shuffled.iloc[n_val:], shuffled.iloc[:n_val]
+
+
+def make_accelerator(settings: "TrainSettings") -> "Accelerator":
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    precision = settings.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    # Unused parameters are normal here (a BERT pooler the head never reads, a teacher-sized
+    # projection only some links use), so DDP must not insist every parameter gets a grad.
+    return Accelerator(mixed_precision=precision,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> Inputs:
+    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def validate(model: nn.Module, task: "Task", frame: "pd.DataFrame", batch_size: int,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """Cross-entropy and accuracy of ``model`` on ``frame`` (eval mode, restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    loss, correct, count = 0.0, 0, 0
+    for batch, labels in task.batches(frame, batch_size):
+        logits, _ = split_outputs(model(**to_device(batch, torch.device(device))))
+        y = torch.from_numpy(labels).to(logits.device)
+        loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += int((logits.argmax(-1) == y).sum())
+        count += len(labels)
+    model.train(was_training)
+    return {"val_loss": loss / count, "val_accuracy": correct / count}
+
+
+def cross_entropy_loss(wrapped: nn.Module, inputs: Inputs, labels: torch.Tensor) -> torch.Tensor:
+    logits, _ = split_outputs(wrapped(**inputs))
+    return F.cross_entropy(logits.float(), labels)
+
+
+def _shard(batches: Iterable[Any], world: int, rank: int, count: int) -> Iterator[Any]:
+    """Every ``world``-th batch starting at ``rank``, exactly ``count`` of them (DDP needs
+    every process to take the same number of steps)."""
+    taken = 0
+    for index, item in enumerate(batches):
+        if taken == count:
+            return
+        if index % world == rank:
+            taken += 1
+            yield item
+
+
+@contextlib.contextmanager
+def _checkpoint_folder(settings: "TrainSettings", accelerator: "Accelerator") -> Iterator[Path]:
+    """One folder all processes agree on (the main process picks it and broadcasts it)."""
+    from accelerate.utils import broadcast_object_list
+
+    temporary = settings.checkpoint_dir is None
+    chosen = [tempfile.mkdtemp(prefix="modelpress-ckpt-") if temporary else settings.checkpoint_dir]
+    if accelerator.num_processes > 1:
+        if temporary and not accelerator.is_main_process:
+            shutil.rmtree(chosen[0], ignore_errors=True)
+        broadcast_object_list(chosen)
+    folder = Path(chosen[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    finally:
+        accelerator.wait_for_everyone()
+        if temporary and accelerator.is_main_process:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _improved(metrics: dict[str, float], best: dict[str, float] | None, monitor: str) -> bool:
+    if best is None:
+        return True
+    key = f"val_{monitor}"
+    return metrics[key] > best[key] if monitor == "accuracy" else metrics[key] < best[key]
+
+
+def fit(trainee: nn.Module, loss_fn: LossFn, task: "Task", train: "pd.DataFrame",
+        val: "pd.DataFrame", settings: "TrainSettings", *, seed: int, desc: str,
+        eval_model: nn.Module | None = None, after_step: Callable[[], None] | None = None,
+        on_epoch: EpochLog | None = None) -> FitResult:
+    """Train ``trainee``'s trainable parameters; keep the best epoch on the validation slice.
+
+    ``eval_model`` is what validation runs (default: the trainee; for distillation the
+    student inside the harness). ``after_step`` runs after each optimiser step (re-applying
+    pruning masks); ``on_epoch`` gets each epoch's metrics on the main process only.
+    """
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    torch.manual_seed(seed)
+    accelerator = make_accelerator(settings)
+    params = [p for p in trainee.parameters() if p.requires_grad]
+    if not params:
+        raise ModelpressError(f"{desc}: the model has no trainable parameters")
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_process = math.ceil(len(train) / settings.batch_size) // world
+    if per_process == 0:
+        raise ModelpressError(f"{desc}: {len(train)} training rows make fewer batches of "
+                              f"{settings.batch_size} than there are processes ({world})")
+    steps_per_epoch = math.ceil(per_process / settings.grad_accum)
+    total_steps = steps_per_epoch * settings.epochs
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = get_scheduler(SCHEDULES[settings.schedule], optimizer,
+                              num_warmup_steps=int(settings.warmup * total_steps),
+                              num_training_steps=total_steps)
+    wrapped, optimizer = accelerator.prepare(trainee, optimizer)
+    device = accelerator.device
+    eval_model = eval_model if eval_model is not None else trainee
+    history: list[dict[str, float]] = []
+    best: dict[str, float] | None = None
+    best_epoch, stopped_early = 0, False
+    with _checkpoint_folder(settings, accelerator) as folder, \
+            tqdm(total=settings.epochs * per_process, desc=desc, unit="batch", leave=False,
+                 disable=not accelerator.is_local_main_process) as bar:
+        for epoch in range(1, settings.epochs + 1):
+            wrapped.train()
+            totals = torch.zeros(2, device=device)  # loss sum, rows
+            batches = task.batches(train, settings.batch_size, shuffle=True, seed=seed + epoch)
+            for index, (batch, labels) in enumerate(_shard(batches, world, rank, per_process)):
+                inputs, y = to_device(batch, device), torch.from_numpy(labels).to(device)
+                last = (index + 1) % settings.grad_accum == 0 or index + 1 == per_process
+                with contextlib.nullcontext() if last else accelerator.no_sync(wrapped):
+                    with accelerator.autocast():
+                        loss = loss_fn(wrapped, inputs, y)
+                    accelerator.backward(loss / settings.grad_accum)
+                if last:
+                    if settings.max_grad_norm is not None:
+                        accelerator.clip_grad_norm_(params, settings.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                    if after_step is not None:
+                        after_step()
+                totals += torch.tensor([loss.item() * len(y), len(y)], device=device)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{(totals[0] / totals[1]).item():.4f}")
+            totals = accelerator.reduce(totals, reduction="sum")
+            metrics = {"train_loss": (totals[0] / totals[1]).item(), "lr": scheduler.get_last_lr()[0],
+                       **validate(eval_model, task, val, settings.batch_size, device)}
+            history.append(metrics)
+            if _improved(metrics, best, settings.monitor):
+                best, best_epoch = metrics, epoch
+                if accelerator.is_main_process:
+                    torch.save(accelerator.unwrap_model(wrapped).state_dict(), folder / "best.pt")
+            if on_epoch is not None and accelerator.is_main_process:
+                on_epoch(epoch, metrics)
+            if settings.patience and epoch - best_epoch >= settings.patience and epoch < settings.epochs:
+                stopped_early = True
+                break
+        accelerator.wait_for_everyone()
+        trainee.load_state_dict(torch.load(folder / "best.pt", map_location=device, weights_only=True))
+    is_main = accelerator.is_main_process
+    accelerator.free_memory()
+    trainee.eval()
+    assert best is not None
+    return FitResult(history, best_epoch, best, stopped_early, is_main)
+
+
+class EpochReporter:
+    """Writes per-epoch metrics into a stage report (→ MLflow via the pipeline) and, when an
+    MLflow run is active in this process, as stepped metrics so they plot as curves."""
+
+    def __init__(self, report: dict[str, Any], prefix: str = ""):
+        self.report, self.prefix = report, prefix
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.report[f"{self.prefix}epoch{epoch}.{key}"] = round(float(value), 6)
+        import sys
+
+        mlflow = sys.modules.get("mlflow")  # never import mlflow just for this
+        if mlflow is not None and mlflow.active_run() is not None:
+            mlflow.log_metrics({f"{self.prefix}{k}": float(v) for k, v in metrics.items()}, step=epoch)
+
+    def summary(self, result: FitResult) -> None:
+        self.report[f"{self.prefix}best_epoch"] = result.best_epoch
+        self.report[f"{self.prefix}epochs_run"] = len(result.history)
+        self.report[f"{self.prefix}stopped_early"] = result.stopped_early
+        for key, value in result.best.items():
+            self.report[f"{self.prefix}best_{key}"] = round(float(value), 6)

@@ -1,0 +1,67 @@
+"""LoRA through PEFT: attach adapters, train, merge them back into plain weights.
+
+Merging (``merge_and_unload``) matters for export: the ONNX graph and every later stage see
+an ordinary module of the original class, with no adapter branches left.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from modelpress.errors import ModelpressError
+
+from .config import LoraSettings
+
+ADAPTABLE = (nn.Linear, nn.Conv2d)
+
+
+def default_train_modules(model: nn.Module) -> list[str]:
+    """The task head: the last Linear layer in definition order."""
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ModelpressError("finetune.train_modules: the model has no Linear layer to use as the head; "
+                              "name the modules to train in full")
+    return [linears[-1]]
+
+
+def _check_names(model: nn.Module, names: list[str], field: str) -> None:
+    known = {name for name, _ in model.named_modules()}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ModelpressError(f"finetune.{field}: no module named {', '.join(missing)} in the model")
+
+
+def lora_targets(model: nn.Module, settings: LoraSettings, train_modules: list[str]) -> list[str]:
+    if settings.target_modules is not None:
+        _check_names(model, settings.target_modules, "lora.target_modules")
+        return list(settings.target_modules)
+    skip = set(train_modules)
+    targets = [name for name, m in model.named_modules() if isinstance(m, ADAPTABLE) and name not in skip]
+    if not targets:
+        raise ModelpressError("finetune.lora: the model has no Linear/Conv2d layer to adapt")
+    return targets
+
+
+def attach_lora(model: nn.Module, settings: LoraSettings, train_modules: list[str]) -> nn.Module:
+    """A PEFT model: adapters on the targets, ``train_modules`` trained in full, rest frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    _check_names(model, train_modules, "train_modules")
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=lora_targets(model, settings, train_modules),
+                        modules_to_save=train_modules or None)
+    return get_peft_model(model, config)
+
+
+def merge_lora(peft_model: nn.Module) -> nn.Module:
+    merged = peft_model.merge_and_unload()
+    for param in merged.parameters():
+        param.requires_grad_(True)
+    return merged
+
+
+def trainable_share(model: nn.Module) -> float:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable / total if total else 0.0
+

@@ -1,0 +1,54 @@
+"""Recovery fine-tuning after pruning/quantization: full or LoRA, masks preserved."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from .lora import attach_lora, default_train_modules, merge_lora, trainable_share
+from .loop import EpochReporter, carve_validation, cross_entropy_loss, fit, validate
+from .masks import apply_masks, detect_masks, mask_applier, sparsity
+
+if TYPE_CHECKING:
+    from modelpress.context import StageContext
+
+    from .config import FinetuneConfig
+
+
+def run_finetune(model: nn.Module, config: "FinetuneConfig", context: "StageContext") -> nn.Module:
+    seed = config.seed if config.seed is not None else context.seed
+    train, val = carve_validation(context.train, config, seed, "finetune")
+    tuned = copy.deepcopy(model).float()
+    masks = detect_masks(tuned) if config.preserve_masks else {}
+    before = validate(tuned, context.task, val, config.batch_size)
+    if config.lora is not None:
+        head = config.train_modules if config.train_modules is not None else default_train_modules(tuned)
+        trainee = attach_lora(tuned, config.lora, head)
+        after_step = None  # base weights are frozen; masks are re-applied once merged
+    else:
+        trainee = tuned
+        after_step = mask_applier(tuned, masks) if masks else None
+    share = trainable_share(trainee)
+    reporter = EpochReporter(context.report)
+    result = fit(trainee, cross_entropy_loss, context.task, train, val, config, seed=seed,
+                 desc="finetune", after_step=after_step, on_epoch=reporter)
+    final = merge_lora(trainee) if config.lora is not None else trainee
+    if masks:
+        # A merged LoRA delta is dense: re-zero the pruned weights so sparsity survives export.
+        apply_masks(final, masks)
+    final = final.to("cpu").eval()
+    if result.is_main:
+        after = validate(final, context.task, val, config.batch_size)
+        reporter.summary(result)
+        context.report.update({
+            "method": "lora" if config.lora is not None else "full",
+            "trainable_share": round(share, 6),
+            "val_accuracy_before": round(before["val_accuracy"], 6),
+            "val_accuracy_after": round(after["val_accuracy"], 6),
+            "masked_tensors": len(masks),
+            "sparsity": round(sparsity(final, masks), 6),
+            "train_rows": len(train), "val_rows": len(val),
+        })
+    return final
