@@ -28,7 +28,17 @@ _EXPORTS = {
     "w8a8_linear": "dispatch",
     "backend_for": "dispatch",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "QuantizedWeight",
+    "backend_for",
+    "dequantize_weight_groupwise",
+    "pack_int4",
+    "quantize_weight_groupwise",
+    "unpack_int4",
+    "w4a16_linear",
+    "w8a8_linear",
+    "w8a16_linear",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -1,0 +1,133 @@
+"""Shared Triton plumbing for the kernel files: optional import, interpreter mode, autotune, tiles.
+
+Not public API. Importing this module imports triton when it is installed (and nothing fails when
+it is not: ``HAS_TRITON`` is then False and the kernel files define only their references).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+try:
+    import triton
+    import triton.language as tl
+
+    HAS_TRITON = True
+except ImportError:  # the [kernels] extra is not installed: references still work
+    triton = None  # type: ignore[assignment]
+    tl = None  # type: ignore[assignment]
+    HAS_TRITON = False
+
+# Rows up to this count take the GEMV path: no tl.dot (whose tiles need M >= 16), one program
+# per row sharing each weight tile through L2. Beyond it, a 16-row tensor-core tile wins.
+GEMV_MAX_M = 4
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels with its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def autotune_enabled() -> bool:
+    """False under the interpreter or with MODELPRESS_KERNELS_AUTOTUNE=0 (the CUDA unit tests:
+    tuning every tiny test shape would compile each config for each one)."""
+    return not interpreting() and os.environ.get("MODELPRESS_KERNELS_AUTOTUNE", "1") != "0"
+
+
+def autotune(
+    configs: Sequence[Any],
+    interpreter_config: Any,
+    key: list[str],
+    prune: Callable[..., list[Any]] | None = None,
+) -> Callable[[Any], Any]:
+    """``triton.autotune`` over the Hopper configs, or over one small config when tuning is off.
+
+    Autotuning in interpreter mode would run every config through numpy: slow and meaningless.
+    The small config is also valid on GPUs. Decided when the kernel module is imported.
+    """
+    if not autotune_enabled():
+        return triton.autotune(configs=[interpreter_config], key=key)
+    prune_by = {"early_config_prune": prune} if prune is not None else None
+    return triton.autotune(configs=list(configs), key=key, prune_configs_by=prune_by)
+
+
+def m_bucket(m: int) -> int:
+    """Autotune key for M: the next power of two (capped), so each batch size range tunes once."""
+    return min(triton.next_power_of_2(max(m, 1)), 256)
+
+
+def prune_block_m(configs: list[Any], named_args: dict[str, Any], **_: Any) -> list[Any]:
+    """Drop GEMM configs whose BLOCK_M is far larger than M: they only waste tensor-core work."""
+    limit = max(16, named_args["m_bucket"])
+    kept = [c for c in configs if c.kwargs["BLOCK_M"] <= limit]
+    return kept or list(configs)
+
+
+@functools.cache
+def sm_count(device_index: int) -> int:
+    """Streaming multiprocessors of a CUDA device (the interpreter pretends to have 4)."""
+    import torch
+
+    if interpreting() or not torch.cuda.is_available():
+        return 4
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def group_tile(group_size: int, k: int) -> int:
+    """Constexpr group size for the GEMV kernels' per-group fast path, 0 where it cannot apply.
+
+    The fast path lays a tile out as [groups, group_size] (tl.arange needs powers of two) and is
+    compiled per group size; per-channel (one group of K) would compile per K, so it gets 0.
+    """
+    power_of_two = group_size & (group_size - 1) == 0
+    return group_size if power_of_two and 2 <= group_size <= 256 and group_size < k else 0
+
+
+def choose_split_k(m: int, n: int, k: int, device_index: int, smallest_block_n: int = 32) -> int:
+    """Split K only when the output alone cannot fill the GPU (decode with a small N).
+
+    Splitting costs a zeroed fp32 buffer, atomics and a cast, so it is a last resort: with
+    ``smallest_block_n`` columns per program, one full wave of programs needs no split.
+    """
+    programs = m * triton.cdiv(n, smallest_block_n)
+    split = 1
+    # Keep at least 512 K-elements per split so each program still streams a useful chunk.
+    while programs * split < sm_count(device_index) and k // (split * 2) >= 512:
+        split *= 2
+    return split
+
+
+if HAS_TRITON:
+
+    @triton.jit
+    def swizzled_tile(
+        pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr
+    ):
+        """Map a 1-D program id to (pid_m, pid_n) in GROUP_M-row bands, so that programs running
+        together share weight tiles in L2."""
+        num_pid_m = tl.cdiv(M, BLOCK_M)
+        num_pid_n = tl.cdiv(N, BLOCK_N)
+        num_pid_in_group = GROUP_M * num_pid_n
+        group_id = pid // num_pid_in_group
+        first_pid_m = group_id * GROUP_M
+        group_rows = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
+        pid_m = first_pid_m + ((pid % num_pid_in_group) % group_rows)
+        pid_n = (pid % num_pid_in_group) // group_rows
+        return pid_m, pid_n
+
+    @triton.jit
+    def dot_accumulate(a, b, acc, UPCAST: tl.constexpr):
+        """acc += a @ b. UPCAST feeds fp32 to tl.dot: the CPU interpreter (Triton 3.9) returns
+        garbage for bf16 tl.dot, so interpreter runs with bf16 activations upcast the tiles;
+        on GPUs UPCAST is always False and bf16 goes to the tensor cores."""
+        if UPCAST:
+            return tl.dot(a.to(tl.float32), b.to(tl.float32), acc)
+        return tl.dot(a, b, acc)
+
+    @triton.jit
+    def round_half_away(v):
+        """Round to nearest, ties away from zero (same rule as packing.round_half_away)."""
+        return tl.where(v >= 0, tl.floor(v + 0.5), -tl.floor(-v + 0.5))

@@ -1,0 +1,286 @@
+"""W4A16: packed int4 weights with group-wise scales (and zero-points) x fp16/bf16 activations.
+
+Weights use the canonical int4 layout of :mod:`modelpress.kernels.packing` (``qweight`` uint8
+``[N, K // 2]``, low nibble = even k; ``scales`` ``[N, K // group_size]``; ``zeros`` uint8 codes
+0..15 or ``None`` for symmetric, implied zero-point 8). Computes
+``y = x @ dequant(qweight).T + bias`` reading the packed bytes directly.
+
+Public functions:
+
+* ``w4a16_reference(x, qweight, scales, zeros=None, group_size=128, bias=None)``: PyTorch, fp32
+  math, any device; the oracle of the tests.
+* ``w4a16_matmul_triton(x, qweight, scales, zeros=None, group_size=128, bias=None,
+  split_k=None)``: the fused Triton kernels. M <= 4 (decode) takes a split-K GEMV that streams
+  the packed weight once; larger M a tiled GEMM on the tensor cores.
+
+Prefer :func:`modelpress.kernels.dispatch.w4a16_linear`, which picks the backend.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+from ._triton_common import (
+    GEMV_MAX_M,
+    HAS_TRITON,
+    autotune,
+    choose_split_k,
+    group_tile,
+    interpreting,
+    m_bucket,
+    prune_block_m,
+    tl,
+    triton,
+)
+from .packing import dequantize_weight_groupwise
+
+OP = "w4a16"
+
+
+def w4a16_reference(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scales: torch.Tensor,
+    zeros: torch.Tensor | None = None,
+    group_size: int = 128,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``x @ dequant(qweight).T + bias`` in fp32, returned in ``x.dtype`` (fp32 ``x`` allowed)."""
+    validate_inputs(x, qweight, scales, zeros, group_size, bias, _checks.REFERENCE_DTYPES)
+    w = dequantize_weight_groupwise(qweight, scales, zeros, bits=4, group_size=group_size)
+    out = x.float() @ w.T
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(x.dtype)
+
+
+if HAS_TRITON:
+    from ._triton_common import dot_accumulate, swizzled_tile
+
+    _GEMM_CONFIGS = [
+        # Hopper (H100/H200). BLOCK_K <= 128 keeps the unpacked tile in registers.
+        triton.Config({"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 128}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 128}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 32, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+        triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+    ]
+    _GEMM_INTERPRETER_CONFIG = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 64})
+
+    # BLOCK_K counts unpacked weights: a program streams BLOCK_N x BLOCK_K/2 bytes per step.
+    _GEMV_CONFIGS = [
+        triton.Config({"BLOCK_N": 16, "BLOCK_K": 1024}, num_warps=4, num_stages=3),
+        triton.Config({"BLOCK_N": 32, "BLOCK_K": 512}, num_warps=4, num_stages=3),
+        triton.Config({"BLOCK_N": 32, "BLOCK_K": 1024}, num_warps=8, num_stages=3),
+        triton.Config({"BLOCK_N": 64, "BLOCK_K": 256}, num_warps=4, num_stages=3),
+        triton.Config({"BLOCK_N": 64, "BLOCK_K": 512}, num_warps=8, num_stages=3),
+        triton.Config({"BLOCK_N": 128, "BLOCK_K": 256}, num_warps=8, num_stages=3),
+    ]
+    _GEMV_INTERPRETER_CONFIG = triton.Config({"BLOCK_N": 32, "BLOCK_K": 64})
+
+    @autotune(_GEMM_CONFIGS, _GEMM_INTERPRETER_CONFIG, key=["m_bucket", "N", "K"],
+              prune=prune_block_m)
+    @triton.jit
+    def _w4a16_gemm_kernel(
+        x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, out_ptr,
+        M, N, K, group_size, n_groups,
+        stride_xm, stride_xk, stride_wn, stride_om, stride_on,
+        m_bucket,  # autotune key only
+        HAS_ZEROS: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST_DOT: tl.constexpr,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        GROUP_M: tl.constexpr = 8,
+    ):
+        pid_m, pid_n = swizzled_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        m_mask = offs_m < M
+        n_mask = offs_n < N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            k_mask = offs_k < K
+            x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :] * stride_xk,
+                        mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+            wk_mask = k_mask[:, None] & n_mask[None, :]
+            # Each byte is fetched for both of its k (the second fetch hits L1) and shifted so
+            # that even k take the low nibble: the tile comes out in plain [BLOCK_K, BLOCK_N].
+            packed = tl.load(w_ptr + offs_n[None, :] * stride_wn + (offs_k // 2)[:, None],
+                             mask=wk_mask, other=0)
+            q = (packed.to(tl.int32) >> ((offs_k % 2) * 4)[:, None]) & 0xF
+            group_offs = offs_n[None, :] * n_groups + (offs_k // group_size)[:, None]
+            if HAS_ZEROS:
+                zero = tl.load(z_ptr + group_offs, mask=wk_mask, other=0).to(tl.float32)
+            else:
+                zero = 8.0
+            scale = tl.load(s_ptr + group_offs, mask=wk_mask, other=0.0).to(tl.float32)
+            w = ((q.to(tl.float32) - zero) * scale).to(x.dtype)
+            acc = dot_accumulate(x, w, acc, UPCAST_DOT)
+        if HAS_BIAS:
+            acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+        out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
+        tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+
+    @autotune(_GEMV_CONFIGS, _GEMV_INTERPRETER_CONFIG, key=["N", "K", "SPLIT_K", "GROUP_TILE"])
+    @triton.jit
+    def _w4a16_gemv_kernel(
+        x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, out_ptr,
+        N, K, group_size, n_groups,
+        stride_xm, stride_xk, stride_wn, stride_om, stride_on,
+        HAS_ZEROS: tl.constexpr, HAS_BIAS: tl.constexpr, GROUP_TILE: tl.constexpr,
+        SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):
+        # Grid (rows, N tiles, K splits), rows fastest so a weight tile is shared through L2.
+        # No tl.dot (M is tiny): every packed byte is loaded once and its two nibbles meet the
+        # even and odd activations, so no interleaving of the unpacked codes is needed.
+        row = tl.program_id(0)
+        offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < N
+        k_chunk = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K  # a multiple of BLOCK_K: even
+        k_begin = tl.program_id(2) * k_chunk
+        k_end = tl.minimum(k_begin + k_chunk, K)
+        x_row = x_ptr + row * stride_xm
+        acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        if GROUP_TILE > 0 and BLOCK_K % GROUP_TILE == 0:
+            # Whole groups per tile: view it as [BLOCK_N, groups, GROUP_TILE / 2] bytes, so the
+            # scale and zero-point are applied once per group instead of once per weight:
+            # sum_k x (q - z) s = s (sum_k x q - z sum_k x). This is the decode hot path.
+            for k0 in range(k_begin, k_end, BLOCK_K):
+                offs_g = k0 // GROUP_TILE + tl.arange(0, BLOCK_K // GROUP_TILE)
+                in_group = tl.arange(0, GROUP_TILE // 2)
+                offs_byte = offs_g[:, None] * (GROUP_TILE // 2) + in_group[None, :]
+                k_even = offs_byte * 2
+                k_mask = k_even < k_end  # K is even, so k_even + 1 is in range too
+                x_even = tl.load(x_row + k_even * stride_xk, mask=k_mask, other=0.0).to(tl.float32)
+                x_odd = tl.load(x_row + (k_even + 1) * stride_xk, mask=k_mask, other=0.0)
+                x_odd = x_odd.to(tl.float32)
+                w_mask = n_mask[:, None, None] & k_mask[None, :, :]
+                packed = tl.load(w_ptr + offs_n[:, None, None] * stride_wn + offs_byte[None, :, :],
+                                 mask=w_mask, other=0)
+                low = (packed & 0xF).to(tl.float32)
+                high = (packed >> 4).to(tl.float32)
+                dots = tl.sum(low * x_even[None, :, :] + high * x_odd[None, :, :], axis=2)
+                x_sums = tl.sum(x_even + x_odd, axis=1)
+                g_mask = n_mask[:, None] & (offs_g * GROUP_TILE < k_end)[None, :]
+                group_offs = offs_n[:, None] * n_groups + offs_g[None, :]
+                scale = tl.load(s_ptr + group_offs, mask=g_mask, other=0.0).to(tl.float32)
+                if HAS_ZEROS:
+                    zero = tl.load(z_ptr + group_offs, mask=g_mask, other=0).to(tl.float32)
+                else:
+                    zero = 8.0
+                acc += tl.sum(scale * (dots - zero * x_sums[None, :]), axis=1)
+        else:
+            # Any even group size: gather the scale and zero-point of every weight (L1 hits).
+            for k0 in range(k_begin, k_end, BLOCK_K):
+                offs_byte = k0 // 2 + tl.arange(0, BLOCK_K // 2)
+                k_even = offs_byte * 2
+                k_mask = k_even < k_end
+                w_mask = n_mask[:, None] & k_mask[None, :]
+                packed = tl.load(w_ptr + offs_n[:, None] * stride_wn + offs_byte[None, :],
+                                 mask=w_mask, other=0)
+                low = (packed & 0xF).to(tl.float32)
+                high = (packed >> 4).to(tl.float32)
+                # group_size is even: both nibbles of a byte share one group.
+                group_offs = offs_n[:, None] * n_groups + (k_even // group_size)[None, :]
+                if HAS_ZEROS:
+                    zero = tl.load(z_ptr + group_offs, mask=w_mask, other=0).to(tl.float32)
+                else:
+                    zero = 8.0
+                scale = tl.load(s_ptr + group_offs, mask=w_mask, other=0.0).to(tl.float32)
+                x_even = tl.load(x_row + k_even * stride_xk, mask=k_mask, other=0.0).to(tl.float32)
+                x_odd = tl.load(x_row + (k_even + 1) * stride_xk, mask=k_mask, other=0.0)
+                x_odd = x_odd.to(tl.float32)
+                partial = (low - zero) * x_even[None, :] + (high - zero) * x_odd[None, :]
+                acc += tl.sum(partial * scale, axis=1)
+        # Separate ifs: HAS_BIAS is a compile-time switch, the split index a runtime value.
+        if HAS_BIAS:  # noqa: SIM102
+            if tl.program_id(2) == 0:  # only one split adds the bias
+                acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)
+        out_ptrs = out_ptr + row * stride_om + offs_n * stride_on
+        if SPLIT_K == 1:
+            tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=n_mask)
+        else:
+            tl.atomic_add(out_ptrs, acc, mask=n_mask)
+
+
+def w4a16_matmul_triton(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scales: torch.Tensor,
+    zeros: torch.Tensor | None = None,
+    group_size: int = 128,
+    bias: torch.Tensor | None = None,
+    split_k: int | None = None,
+) -> torch.Tensor:
+    """Fused int4 dequant-GEMM ``x @ dequant(qweight).T + bias`` with Triton; ``x`` is ``[M, K]``.
+
+    ``split_k`` (GEMV path only) overrides the heuristic; tests use it to cover both paths.
+    """
+    validate_inputs(x, qweight, scales, zeros, group_size, bias, _checks.ACTIVATION_DTYPES)
+    _checks.check_runnable_by_triton(x, OP)
+    m, k = x.shape
+    n = qweight.shape[0]
+    n_groups = k // group_size
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return out
+    flags = {"HAS_ZEROS": zeros is not None, "HAS_BIAS": bias is not None}
+    zeros_arg = zeros if zeros is not None else scales  # never read when HAS_ZEROS is False
+    bias_arg = bias if bias is not None else scales
+    if m <= GEMV_MAX_M:
+        return _launch_gemv(x, qweight, scales, zeros_arg, bias_arg, out, group_size, split_k,
+                            flags)
+    grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+    _w4a16_gemm_kernel[grid](
+        x, qweight, scales, zeros_arg, bias_arg, out,
+        m, n, k, group_size, n_groups,
+        x.stride(0), x.stride(1), qweight.stride(0), out.stride(0), out.stride(1),
+        m_bucket(m),
+        UPCAST_DOT=interpreting() and x.dtype == torch.bfloat16,
+        **flags,
+    )
+    return out
+
+
+def validate_inputs(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scales: torch.Tensor,
+    zeros: torch.Tensor | None,
+    group_size: int,
+    bias: torch.Tensor | None,
+    activation_dtypes: tuple[torch.dtype, ...],
+) -> None:
+    """Raise a clear error for any inconsistent input."""
+    _checks.check_activations(x, OP, activation_dtypes)
+    k = x.shape[1]
+    if k % 2:
+        raise ValueError(f"{OP}: K must be even for packed int4 weights, got K={k}")
+    n = _checks.check_weight(qweight, OP, torch.uint8, k, k_per_byte=2)
+    _checks.check_group_size(group_size, k, OP, even=True)
+    _checks.check_scales(scales, n, k // group_size, OP)
+    _checks.check_zeros(zeros, n, k // group_size, torch.uint8, OP)
+    _checks.check_bias(bias, n, OP)
+    _checks.check_same_device(OP, x, qweight, scales, zeros, bias)
+
+
+def _launch_gemv(x, qweight, scales, zeros_arg, bias_arg, out, group_size, split_k,
+                 flags) -> torch.Tensor:
+    m, k = x.shape
+    n = qweight.shape[0]
+    if split_k is None:
+        split_k = choose_split_k(m, n, k, x.device.index or 0)
+    if split_k < 1:
+        raise ValueError(f"{OP}: split_k must be >= 1, got {split_k}")
+    # Split-K partial sums meet in an fp32 buffer through atomics, then round once.
+    target = out if split_k == 1 else torch.zeros((m, n), dtype=torch.float32, device=x.device)
+    grid = lambda meta: (m, triton.cdiv(n, meta["BLOCK_N"]), split_k)
+    _w4a16_gemv_kernel[grid](
+        x, qweight, scales, zeros_arg, bias_arg, target,
+        n, k, group_size, k // group_size,
+        x.stride(0), x.stride(1), qweight.stride(0), target.stride(0), target.stride(1),
+        GROUP_TILE=group_tile(group_size, k), SPLIT_K=split_k, **flags,
+    )
+    return out if split_k == 1 else target.to(x.dtype)
