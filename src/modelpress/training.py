@@ -59,3 +59,18 @@ def train_classifier(
             history.append(total / count)
     model.eval()
     return history
+
+
+def keep_masks(masks: Iterable[tuple["torch.nn.Parameter", "torch.Tensor"]]) -> Callable[[], None]:
+    """An ``after_step`` hook that re-zeroes pruned weights, so masks stay fixed while fine-tuning
+    (the optimiser's update and weight decay would otherwise revive them)."""
+    import torch
+
+    pairs = [(param, mask.to(param.dtype)) for param, mask in masks]
+
+    def apply() -> None:
+        with torch.no_grad():
+            for param, mask in pairs:
+                param.mul_(mask)
+
+    return apply

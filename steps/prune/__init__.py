@@ -1,5 +1,10 @@
-"""Pruning room: ``prune`` stage (global magnitude, unstructured)."""
+"""Pruning room: the ``prune`` stage (unstructured, structured, 2:4; scored, scheduled, recovered).
 
-from .magnitude import PruneConfig, prune
+Only the config and the registration are imported here (cheap); torch and Torch-Pruning are
+imported when the stage runs.
+"""
+
+from .config import PruneConfig
+from .stage import prune
 
 __all__ = ["PruneConfig", "prune"]

@@ -1,0 +1,101 @@
+"""The ``prune`` stage's configuration (cheap to import: pydantic only, no torch).
+
+One stage covers the three granularities, because they share scoring, the schedule and the
+recovery fine-tune:
+
+* ``magnitude``: unstructured, zeroes single weights (masks; size/latency unchanged unless a
+  sparse runtime is used) -- the historical default, kept for ``- prune: {sparsity: 0.6}``;
+* ``structured``: physically removes channels / neurons / FFN units / attention heads;
+* ``semi-structured-2:4``: in every group of 4 input weights of a Linear row keep 2 (the
+  pattern sparse tensor cores accelerate).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from modelpress.registry import StageConfig
+
+Method = Literal["magnitude", "structured", "semi-structured-2:4"]
+Score = Literal["l1", "l2", "taylor", "wanda"]
+Target = Literal["auto", "channels", "ffn", "heads", "ffn+heads", "mlp"]
+
+
+class Schedule(BaseModel):
+    """Reach the target sparsity in ``steps`` increments (cubic: big steps first; Zhu & Gupta)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    steps: int = Field(1, ge=1, le=50, description="number of prune(+recover) rounds")
+    kind: Literal["cubic", "linear"] = "cubic"
+
+    def targets(self, final: float) -> list[float]:
+        """Sparsity reached after each round; the last is always ``final``."""
+        out = []
+        for step in range(1, self.steps + 1):
+            progress = step / self.steps
+            share = 1 - (1 - progress) ** 3 if self.kind == "cubic" else progress
+            out.append(final * share)
+        return out
+
+
+class Recovery(BaseModel):
+    """A short supervised fine-tune after each pruning round; pruned weights stay pruned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epochs: int = Field(1, ge=0, le=100)
+    lr: float = Field(1e-3, gt=0.0, lt=1.0)
+    batch_size: int = Field(64, ge=1)
+    max_rows: int | None = Field(None, ge=1, description="use at most this many training rows")
+
+
+class PruneConfig(StageConfig):
+    method: Method = "magnitude"
+    scope: Literal["global", "layer"] = "global"
+    sparsity: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="share of weights (magnitude) or of units (structured) removed",
+    )
+    head_sparsity: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="structured transformers: share of attention heads "
+        "removed (default: same as sparsity)",
+    )
+    target: Target = Field(
+        "auto",
+        description="structured: what to remove (auto: channels for CNN/MLP, "
+        "ffn+heads for BERT encoders, mlp for Llama decoders)",
+    )
+    layers: Literal["linear", "conv", "all"] = "all"
+    score: Score = "l1"
+    min_density: float = Field(
+        0.05, ge=0.0, le=1.0, description="each layer keeps at least this share"
+    )
+    round_to: int = Field(
+        1, ge=1, description="structured: keep a multiple of this many units per layer"
+    )
+    calibration_batches: int = Field(
+        4, ge=1, description="taylor/wanda: calibration batches scored"
+    )
+    calibration_batch_size: int = Field(32, ge=1)
+    schedule: Schedule = Schedule()
+    recovery: Recovery | None = None
+    report_latency: bool = Field(True, description="time the eager model before/after on one batch")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PruneConfig:
+        if self.method != "structured":
+            if self.target != "auto":
+                raise ValueError(f"target={self.target!r} only applies to method 'structured'")
+            if self.head_sparsity is not None:
+                raise ValueError("head_sparsity only applies to method 'structured'")
+        if self.method == "semi-structured-2:4" and self.layers == "conv":
+            raise ValueError("semi-structured-2:4 prunes Linear layers; layers='conv' selects none")
+        if self.schedule.steps > 1 and self.method == "semi-structured-2:4":
+            raise ValueError("semi-structured-2:4 is a fixed 50% pattern; schedule.steps must be 1")
+        return self
