@@ -80,9 +80,16 @@ def promote(name: str, version: str, alias: str, candidate_score: float,
         latest = alias_version(name, alias, c)
         if _same(latest, current):
             c.set_registered_model_alias(name, alias, str(version))
+            if current is not None:  # what `modelpress rollback` restores
+                c.set_model_version_tag(name, str(version), previous_tag(alias), current.version)
             return Promotion(True, f"@{alias} → version {version}",
                              current.version if current else None)
     return Promotion(False, f"@{alias} kept moving under us; gave up after {MAX_PROMOTION_ATTEMPTS} attempts", None)
+
+
+def previous_tag(alias: str) -> str:
+    """The version tag that records which version held ``alias`` before this one."""
+    return f"previous_{alias}"
 
 
 def _same(a: "ModelVersion | None", b: "ModelVersion | None") -> bool:

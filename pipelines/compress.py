@@ -11,6 +11,7 @@ from typing import Any
 from zenml import pipeline
 from zenml.enums import ExecutionMode
 
+from .gate_steps import evaluate_champion, gate_report, profile_data
 from .steps import (
     evaluate,
     export_model,
@@ -48,6 +49,15 @@ def _tracked(step_fn: Any, plan: dict[str, Any]) -> Any:
     return step_fn.with_options(experiment_tracker=plan["tracker"], settings={"experiment_tracker": settings})
 
 
+def _promotion_rules(plan: dict[str, Any]) -> dict[str, Any]:
+    """The registry spec, with the gate's accuracy.max_champion_drop as promotion tolerance."""
+    registry = dict(plan["recipe"]["registry"])
+    accuracy = plan["recipe"]["gate"].get("accuracy") or {}
+    if accuracy.get("max_champion_drop") is not None:
+        registry["tolerance"] = accuracy["max_champion_drop"]
+    return registry
+
+
 # Fail fast: the first failing step's own exception (e.g. a data validation report) reaches
 # the caller instead of a generic "step(s) failed" message.
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.FAIL_FAST)
@@ -55,8 +65,11 @@ def compress(plan: dict[str, Any]) -> None:
     task, data = plan["task"], plan["recipe"]["data"]
     dataset = _configured(load_data, plan, "load_data")(data=data, fingerprint=plan["data_fingerprint"])
     dataset, validation_report = _configured(validate_data, plan, "validate_data")(dataset, data=data)
+    # Retraining passes the champion's data profile: drift stops the run before any training.
+    profile, _ = profile_data(dataset, reference=plan.get("reference_profile"), drift=plan["recipe"].get("drift", {}))
     model = _configured(load_model, plan, "load_model")(
-        model=plan["recipe"]["model"], task=task, dataset=dataset, fingerprint=plan["model_fingerprint"])
+        model=plan["recipe"]["model"], task=task, dataset=dataset, fingerprint=plan["model_fingerprint"],
+        after="profile_data")
     baseline_onnx, parity = _configured(export_model, plan, "export_onnx")(model, task, dataset, id="export_baseline")
 
     reports: Any = {}
@@ -75,7 +88,11 @@ def compress(plan: dict[str, Any]) -> None:
                 position=position, seed=plan["seed"], id=f"stage{position}_{stage['name']}")
 
     evaluation = _configured(evaluate, plan, "evaluate_candidate")(baseline_onnx, candidate_onnx, dataset, task)
-    verdict = gate(evaluation, thresholds=plan["recipe"]["gate"])
+    registry = plan["recipe"]["registry"]
+    champion = evaluate_champion(candidate_onnx, dataset, task, registry=registry)
+    verdict = gate(evaluation, champion, thresholds=plan["recipe"]["gate"])
+    gate_report(evaluation, verdict, champion, peers=plan.get("peers", []), name=plan["recipe"]["name"])
     registration = _tracked(publish, plan)(model, candidate_onnx, evaluation, verdict, parity, reports,
-                                           validation_report, recipe=plan["recipe"], tags=plan["tags"])
-    _tracked(promote, plan)(registration, verdict, evaluation, dataset, task, registry=plan["recipe"]["registry"])
+                                           validation_report, recipe=plan["recipe"], tags=plan["tags"],
+                                           champion=champion, profile=profile, peers=plan.get("peers", []))
+    _tracked(promote, plan)(registration, verdict, evaluation, dataset, task, registry=_promotion_rules(plan))

@@ -26,7 +26,9 @@ class RunResult:
         return bool(self.verdict["passed"])
 
 
-def run_recipe(recipe: RecipeBase, enable_cache: bool = True) -> RunResult:
+def run_recipe(recipe: RecipeBase, enable_cache: bool = True, run_name: str | None = None,
+               extra_plan: dict[str, Any] | None = None) -> RunResult:
+    """Run ``recipe``; ``extra_plan`` adds plan keys (retraining's ``reference_profile``)."""
     tracking = ensure_stack()
     if tracking.tracking_uri:
         os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.tracking_uri)
@@ -35,8 +37,12 @@ def run_recipe(recipe: RecipeBase, enable_cache: bool = True) -> RunResult:
     from .compress import compress
     from .plan import build_plan
 
-    plan = build_plan(recipe, tracking.tracker, experiment=recipe.name)
-    run = compress.with_options(run_name=f"{recipe.name}_{{date}}_{{time}}", enable_cache=enable_cache)(plan=plan)
+    from modelpress.report import load_peers
+
+    plan = {**build_plan(recipe, tracking.tracker, experiment=recipe.name),
+            "peers": load_peers(getattr(recipe, "peers", None)), **(extra_plan or {})}
+    name = run_name or f"{recipe.name}_{{date}}_{{time}}"
+    run = compress.with_options(run_name=name, enable_cache=enable_cache)(plan=plan)
     return _collect(run, tracking)
 
 

@@ -113,15 +113,20 @@ def graph_stage(model: onnx.ModelProto, dataset: pd.DataFrame, task: dict[str, A
 def evaluate(baseline: onnx.ModelProto, candidate: onnx.ModelProto, dataset: pd.DataFrame,
              task: dict[str, Any]) -> Annotated[dict[str, dict[str, float]], "evaluation"]:
     """Quality, fidelity, size and latency of baseline and candidate, both in ONNX Runtime."""
-    report = compare_onnx(baseline, candidate, _task(task), dataset[dataset["split"] == "eval"])
+    from modelpress.memory import add_peak_memory
+
+    task_obj, eval_rows = _task(task), dataset[dataset["split"] == "eval"]
+    report = compare_onnx(baseline, candidate, task_obj, eval_rows)
+    report = add_peak_memory(report, {"baseline": baseline, "candidate": candidate}, task_obj.timing_batch(eval_rows, 32))
     log_metadata(metadata={"evaluation": report})
     return report
 
 
 @step
-def gate(evaluation: dict[str, dict[str, float]], thresholds: dict[str, Any]) -> Annotated[dict[str, Any], "gate_verdict"]:
+def gate(evaluation: dict[str, dict[str, float]], champion: dict[str, Any],
+         thresholds: dict[str, Any]) -> Annotated[dict[str, Any], "gate_verdict"]:
     """Apply the recipe's thresholds; the verdict is data, so a failed gate still gets recorded."""
-    verdict = run_gate({k: Threshold.model_validate(v) for k, v in thresholds.items()}, evaluation)
+    verdict = run_gate({k: Threshold.model_validate(v) for k, v in thresholds.items()}, evaluation, champion)
     log_metadata(metadata={"gate": {"passed": verdict["passed"], "reason": verdict["reason"]}})
     return verdict
 
@@ -130,12 +135,14 @@ def gate(evaluation: dict[str, dict[str, float]], thresholds: dict[str, Any]) ->
 def publish(candidate_model: torch.nn.Module, candidate_onnx: onnx.ModelProto, evaluation: dict[str, Any],
             verdict: dict[str, Any], parity: dict[str, float], stage_reports: dict[str, Any],
             validation_report: dict[str, Any], recipe: dict[str, Any],
-            tags: dict[str, str]) -> Annotated[dict[str, Any], "registration"]:
+            tags: dict[str, str], champion: dict[str, Any] | None = None, profile: dict[str, Any] | None = None,
+            peers: list[dict[str, Any]] | None = None) -> Annotated[dict[str, Any], "registration"]:
     """Log everything to MLflow and register the ONNX model; @challenger if the gate passed."""
     from modelpress.publish import log_and_register
 
     registration = log_and_register(candidate_model, candidate_onnx, evaluation, verdict, parity,
-                                    stage_reports, validation_report, recipe, tags)
+                                    stage_reports, validation_report, recipe, tags,
+                                    champion=champion, profile=profile, peers=peers)
     log_metadata(metadata={"registration": registration})
     return registration
 

@@ -49,7 +49,9 @@ def summary_table(evaluation: dict[str, dict[str, float]], verdict: dict[str, An
 def log_and_register(candidate_model: "torch.nn.Module", candidate_onnx: "onnx.ModelProto",
                      evaluation: dict[str, Any], verdict: dict[str, Any], parity: dict[str, float],
                      stage_reports: dict[str, Any], validation_report: dict[str, Any],
-                     recipe: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+                     recipe: dict[str, Any], tags: dict[str, str], champion: dict[str, Any] | None = None,
+                     profile: dict[str, Any] | None = None,
+                     peers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     import mlflow
 
     from modelpress.deploy.registry import ONNX_ARTIFACT, TORCH_ARTIFACT, client, register
@@ -63,8 +65,9 @@ def log_and_register(candidate_model: "torch.nn.Module", candidate_onnx: "onnx.M
     mlflow.log_metrics({k: float(v) for k, v in numbers.items() if isinstance(v, (int, float))})
     mlflow.log_metric("gate_passed", float(verdict["passed"]))
     mlflow.log_dict({"evaluation": evaluation, "verdict": verdict, "parity": parity,
-                     "stages": stage_reports, "validation": validation_report}, "report/report.json")
-    mlflow.log_text(summary_table(evaluation, verdict), "report/gate.html")
+                     "stages": stage_reports, "validation": validation_report,
+                     "champion": champion or {}}, "report/report.json")
+    _log_gate_evidence(evaluation, verdict, champion or {}, peers or [], recipe, profile)
     mlflow.set_tags({f"modelpress.{k}": v for k, v in tags.items()})
 
     mlflow.pytorch.log_model(candidate_model, name=TORCH_ARTIFACT, serialization_format="pickle",
@@ -82,6 +85,25 @@ def log_and_register(candidate_model: "torch.nn.Module", candidate_onnx: "onnx.M
     return {"name": registry["name"], "version": version.version, "run_id": run.info.run_id,
             "model_uri": f"models:/{registry['name']}/{version.version}",
             "aliases": [registry["challenger"]] if verdict["passed"] else []}
+
+
+def _log_gate_evidence(evaluation: dict[str, Any], verdict: dict[str, Any], champion: dict[str, Any],
+                       peers: list[dict[str, Any]], recipe: dict[str, Any], profile: dict[str, Any] | None) -> None:
+    """Gate report (HTML + Pareto SVG), per-check numbers, the champion's numbers, the recipe
+    itself (what retraining re-runs) and the data profile (what retraining checks drift against)."""
+    import mlflow
+
+    from .report import render_gate
+
+    page, svg = render_gate(evaluation, verdict, champion, peers, recipe["name"])
+    mlflow.log_text(page, "report/gate.html")
+    mlflow.log_text(svg, "report/pareto.svg")
+    checks = {f"gate.{c['metric']}.{c['rule']}": c["value"] for c in verdict["checks"] if c["value"] is not None}
+    champ = {f"champion.{k}": v for k, v in (champion.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    mlflow.log_metrics({k: float(v) for k, v in {**checks, **champ}.items()})
+    mlflow.log_dict(recipe, "recipe/recipe.json")
+    if profile:
+        mlflow.log_dict(profile, "data/profile.json")
 
 
 def champion_accuracy(model_uri: str, eval_frame: "pd.DataFrame", task: "Task") -> float:

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from .errors import RecipeError
+from .search import SearchSpec
 
 TaskName = Literal["image-classification", "text-classification"]
 
@@ -34,9 +35,11 @@ TaskName = Literal["image-classification", "text-classification"]
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "image-classification": (
         "accuracy", "f1", "agreement", "cosine", "size_mb", "latency_ms", "latency_p95_ms",
+        "peak_memory_mb",
     ),
     "text-classification": (
         "accuracy", "f1", "agreement", "cosine", "size_mb", "latency_ms", "latency_p95_ms",
+        "peak_memory_mb",
     ),
 }
 PIPELINE_STEPS = ("load_data", "validate_data", "load_model", "evaluate_baseline",
@@ -48,7 +51,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _existing_path(value: Path) -> Path:
+def _existing_path(value: Path | None) -> Path | None:
+    if value is None:
+        return None
     if not Path(value).expanduser().exists():
         raise ValueError(f"no such file or folder: '{value}'")
     return Path(value).expanduser().resolve()
@@ -164,12 +169,15 @@ class Threshold(Strict):
     max_drop: float | None = Field(None, ge=0, description="baseline - candidate, absolute")
     max_relative_drop: float | None = Field(None, ge=0, le=1)
     max_ratio: float | None = Field(None, gt=0, description="candidate / baseline")
+    # Relative to the registry's current champion, re-measured on the same eval rows.
+    max_champion_drop: float | None = Field(None, ge=0, description="champion - candidate")
+    max_champion_ratio: float | None = Field(None, gt=0, description="candidate / champion")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Threshold":
         if not self.model_fields_set:
             raise ValueError("a threshold needs at least one of min, max, max_drop, "
-                             "max_relative_drop, max_ratio")
+                             "max_relative_drop, max_ratio, max_champion_drop, max_champion_ratio")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         return self
@@ -195,6 +203,14 @@ class Resources(Strict):
     memory: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
     gpu: int | None = Field(None, ge=0)
     step_operator: str | None = None
+
+
+class Drift(Strict):
+    """How far fresh data may move from the reference (champion's) data before retraining stops."""
+
+    max_label_kl: float = Field(0.1, ge=0, description="KL(fresh labels || reference labels)")
+    max_mean_shift: float = Field(0.5, ge=0, description="|mean shift| of row means, in reference std")
+    max_out_of_range: float = Field(0.01, ge=0, le=1, description="share of values outside the reference range")
 
 
 class Schedule(Strict):
@@ -266,6 +282,12 @@ class RecipeBase(Strict):
     registry: Registry
     resources: dict[str, Resources] = {}
     schedule: Schedule | None = None
+    drift: Drift = Drift()
+    search: SearchSpec | None = None
+    peers: Path | None = Field(None, description="benchmark JSON (name, accuracy, size_mb, latency_ms) "
+                               "drawn in the gate report's Pareto plot")
+
+    _peers_exist = field_validator("peers")(_existing_path)
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -315,9 +337,20 @@ class RecipeBase(Strict):
                 problems.append(f"resources.{key}: no such stage or step; have: "
                                 f"{', '.join(sorted(steps))}")
         problems += _task_fits_data(self.task, self.data, self.model)
+        problems += _gate_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+
+def _gate_problems(recipe: "RecipeBase") -> list[str]:
+    from .gate import contradictions
+    from .search import search_problems
+
+    problems = contradictions(recipe.gate, recipe.registry.tolerance)
+    if recipe.search is not None:
+        problems += search_problems(recipe.search, recipe.stages, TASK_METRICS[recipe.task])
+    return problems
 
 
 def _task_fits_data(task: str, data: Any, model: Any) -> list[str]:

@@ -1,0 +1,181 @@
+"""Recipe search: a grid over stage parameters, expanded into ordinary recipes.
+
+```yaml
+search:
+  objective: size_mb                 # minimised among candidates that pass the gate
+  grid:
+    prune.sparsity: [0.3, 0.5, 0.7]  # <stage>.<param>, or stages[i].<stage>.<param>
+    quantize.enabled: [true, false]  # `enabled` switches a whole stage on or off
+```
+Every path is checked at recipe load against the stage's own config class, and every value
+is validated by it, so a typo or an out-of-range value fails before anything runs. Pure and
+cheap to import (the recipe loader uses it); running candidates lives in
+``modelpress.pipelines.search``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PATH = re.compile(r"^(?:stages\[(?P<index>\d+)\]\.)?(?P<stage>[A-Za-z_][\w-]*)\.(?P<param>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
+ENABLED = "enabled"
+# Objectives are "smaller is better" metrics; accuracy is what the gate guarantees.
+OBJECTIVES = ("size_mb", "latency_ms", "latency_p95_ms", "peak_memory_mb")
+
+
+class SearchSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    grid: dict[str, list[Any]] = Field(min_length=1)
+    objective: str = Field("size_mb", description="minimised: " + ", ".join(OBJECTIVES))
+    max_candidates: int = Field(32, ge=1, le=512)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str               # "prune.sparsity=0.5, quantize.enabled=false"
+    params: dict[str, Any]   # grid path → chosen value
+    recipe: dict[str, Any]   # a plain recipe (no search block) ready for validate_recipe
+
+
+def resolve_path(path: str, stages: Sequence[Any]) -> tuple[int, str, list[str]]:
+    """(stage index, stage name, parameter path) for a grid key; ValueError says what is wrong."""
+    match = PATH.match(path)
+    if not match:
+        raise ValueError("expected '<stage>.<param>' or 'stages[<i>].<stage>.<param>'")
+    stage, param = match["stage"], match["param"].split(".")
+    names = [s.name for s in stages]
+    if match["index"] is not None:
+        index = int(match["index"])
+        if index >= len(stages):
+            raise ValueError(f"the recipe has {len(stages)} stage(s) (stages[0]..stages[{len(stages) - 1}])")
+        if names[index] != stage:
+            raise ValueError(f"stages[{index}] is {names[index]!r}, not {stage!r}")
+        return index, stage, param
+    hits = [i for i, name in enumerate(names) if name == stage]
+    if not hits:
+        raise ValueError(f"no {stage!r} stage in the recipe; stages: {', '.join(names)}")
+    if len(hits) > 1:
+        raise ValueError(f"{stage!r} appears {len(hits)} times; say which: "
+                         + ", ".join(f"stages[{i}].{stage}.{'.'.join(param)}" for i in hits))
+    return hits[0], stage, param
+
+
+def search_problems(search: SearchSpec, stages: Sequence[Any], metrics: Sequence[str]) -> list[str]:
+    """Every problem in ``search`` against the recipe's stages, each with its field path."""
+    problems = []
+    if search.objective not in OBJECTIVES or search.objective not in metrics:
+        problems.append(f"search.objective: {search.objective!r} is not a metric to minimise; "
+                        f"use one of {', '.join(o for o in OBJECTIVES if o in metrics)}")
+    for path, values in search.grid.items():
+        where = f"search.grid.{path}"
+        try:
+            index, stage, param = resolve_path(path, stages)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if not values:
+            problems.append(f"{where}: give at least one value")
+        problems += [f"{where}: {p}" for p in _value_problems(stages[index].config, stage, param, values)]
+    count = candidate_count(search)
+    if count > search.max_candidates:
+        problems.append(f"search.grid: {count} candidates exceed search.max_candidates ({search.max_candidates})")
+    return problems
+
+
+def _value_problems(config: BaseModel, stage: str, param: list[str], values: list[Any]) -> list[str]:
+    if param == [ENABLED]:
+        return [f"[{i}] {v!r}: 'enabled' takes true or false" for i, v in enumerate(values)
+                if not isinstance(v, bool)]
+    fields = type(config).model_fields
+    if param[0] not in fields:
+        return [f"stage {stage!r} has no parameter {param[0]!r}; it has: {', '.join(fields)}"]
+    problems = []
+    for i, value in enumerate(values):
+        try:
+            type(config).model_validate(_with(config.model_dump(mode="json"), param, value))
+        except ValidationError as exc:
+            detail = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors(include_url=False))
+            problems.append(f"[{i}] {value!r}: {detail}")
+        except (KeyError, TypeError):
+            problems.append(f"[{i}] {value!r}: {'.'.join(param)} is not a nested parameter")
+    return problems
+
+
+def _with(config: dict[str, Any], param: list[str], value: Any) -> dict[str, Any]:
+    """A copy of ``config`` with the (possibly nested) ``param`` set to ``value``."""
+    out = dict(config)
+    if len(param) == 1:
+        out[param[0]] = value
+    else:
+        inner = out.get(param[0])
+        if not isinstance(inner, dict):
+            raise TypeError(param[0])
+        out[param[0]] = _with(inner, param[1:], value)
+    return out
+
+
+def candidate_count(search: SearchSpec) -> int:
+    count = 1
+    for values in search.grid.values():
+        count *= max(len(values), 1)
+    return count
+
+
+def expand(recipe: dict[str, Any], stages: Sequence[Any], search: SearchSpec) -> list[Candidate]:
+    """Every grid point as a plain recipe dict; points that apply no technique are dropped."""
+    paths = list(search.grid)
+    candidates = []
+    for values in itertools.product(*(search.grid[p] for p in paths)):
+        params = dict(zip(paths, values))
+        entries = [dict(entry) for entry in recipe["stages"]]
+        enabled = [True] * len(entries)
+        for path, value in params.items():
+            index, stage, param = resolve_path(path, stages)
+            if param == [ENABLED]:
+                enabled[index] = bool(value)
+            else:
+                entries[index] = {stage: _with(entries[index][stage], param, value)}
+        kept = [e for e, on in zip(entries, enabled) if on]
+        label = ", ".join(f"{p}={_short(v)}" for p, v in params.items())
+        body = {k: v for k, v in recipe.items() if k != "search"}
+        candidate = Candidate(label, params, {**body, "stages": kept})
+        if techniques(candidate):  # a point that changes nothing is just the baseline
+            candidates.append(candidate)
+    return candidates
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def techniques(candidate: Candidate) -> list[str]:
+    """The stage names a candidate applies (a prune stage with sparsity 0 does nothing)."""
+    names = []
+    for entry in candidate.recipe["stages"]:
+        [(name, config)] = entry.items()
+        if name == "prune" and float(config.get("sparsity", 1)) == 0.0:
+            continue
+        names.append(name)
+    return names
+
+
+def pareto(rows: Sequence[dict[str, Any]], keys: Sequence[tuple[str, bool]]) -> list[int]:
+    """Indices of rows no other row dominates; ``keys`` are (metric, higher_is_better)."""
+
+    def at_least_as_good(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return all((a[k] >= b[k]) if up else (a[k] <= b[k]) for k, up in keys)
+
+    def strictly_better(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return any((a[k] > b[k]) if up else (a[k] < b[k]) for k, up in keys)
+
+    return [i for i, row in enumerate(rows)
+            if not any(at_least_as_good(other, row) and strictly_better(other, row)
+                       for j, other in enumerate(rows) if j != i)]

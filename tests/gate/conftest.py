@@ -1,0 +1,54 @@
+"""A real MLflow sqlite registry and tiny real models (a linear classifier on digits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import torch
+
+from modelpress.data import SHIPPED
+from modelpress.tasks import TaskSpec
+
+
+@pytest.fixture()
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.create_experiment("gate-tests", artifact_location=(tmp_path / "artifacts").as_uri())
+    mlflow.set_experiment("gate-tests")
+    return uri
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[Any, Any]:
+    frame = SHIPPED["digits"].load().iloc[:300].copy()
+    frame["split"] = "eval"
+    return frame, TaskSpec(name="image-classification", image_shape=(1, 8, 8)).build()
+
+
+class Linear(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net(pixels)
+
+
+def linear_model(frame: Any, task: Any, steps: int) -> torch.nn.Module:
+    """Trained ``steps`` full-batch steps: more steps, higher accuracy."""
+    torch.manual_seed(0)
+    model = Linear()
+    x = torch.from_numpy(task.encode(frame)["pixels"])
+    y = torch.tensor(frame["label"].to_numpy())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model.eval()
