@@ -53,7 +53,7 @@ class Task:
         order = frame.sample(frac=1.0, random_state=seed) if shuffle else frame
         for start in range(0, len(order), batch_size):
             chunk = order.iloc[start:start + batch_size]
-            yield self.encode(chunk), chunk["label"].to_numpy(dtype="int64")
+            yield self.encode(chunk), chunk["label"].to_numpy(dtype="int64", copy=True)
 
     def example(self, frame: "pd.DataFrame", rows: int = 2) -> Batch:
         return self.encode(frame.iloc[:rows])
@@ -85,7 +85,8 @@ class ImageClassification(Task):
         if shape is None:
             raise ValueError("image-classification needs data.image_shape (C, H, W)")
         features = frame[[f"f{i}" for i in range(shape[0] * shape[1] * shape[2])]]
-        return {"pixels": features.to_numpy(dtype="float32").reshape(len(frame), *shape)}
+        # copy=True: pandas 3 hands out read-only views, which torch.from_numpy warns about
+        return {"pixels": features.to_numpy(dtype="float32", copy=True).reshape(len(frame), *shape)}
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         return {"pixels": {0: "batch"}}

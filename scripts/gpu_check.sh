@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# GPU check for modelpress' kernels (issue 7): the kernel tests on CUDA, then the benchmark table.
+#
+#   scripts/gpu_check.sh [OUTPUT_DIR]        (default: $OUT, else ./gpu_check_out)
+#
+# Needs nothing from the network: it uses the first python that imports torch and triton and sees
+# a GPU ($PYTHON, .venv, python3, python), and imports modelpress.kernels from this checkout via
+# a throw-away shim package (no pip install, so nothing about the GPU box's environment changes).
+# Sized for ~5 minutes on one H100/H200; each step has its own time limit so the other still runs.
+# Writes: kernels.md (benchmark table + acceptance verdicts), pytest.txt, env.txt.
+# GPU_CHECK_ALLOW_CPU=1 accepts a python without a GPU: a dry run of this script itself (the tests
+# then use Triton's interpreter and the benchmark the CPU smoke shapes).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+OUT_DIR=${1:-${OUT:-$REPO/gpu_check_out}}
+mkdir -p "$OUT_DIR"
+TEST_LIMIT_S=${TEST_LIMIT_S:-150}
+BENCH_LIMIT_S=${BENCH_LIMIT_S:-330}
+
+find_python() {
+    local candidate
+    for candidate in "${PYTHON:-}" "$REPO/.venv/bin/python" python3 python; do
+        [ -n "$candidate" ] || continue
+        command -v "$candidate" >/dev/null 2>&1 || continue
+        if "$candidate" -c 'import os, sys, torch, triton
+sys.exit(0 if torch.cuda.is_available() or os.environ.get("GPU_CHECK_ALLOW_CPU") == "1" else 1)' \
+            >/dev/null 2>&1; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+PY=$(find_python) || {
+    echo "no python with torch + triton + a visible CUDA device" | tee "$OUT_DIR/env.txt"
+    exit 2
+}
+
+# modelpress.kernels from this checkout, whatever else that python has installed.
+SHIM=$(mktemp -d)
+trap 'rm -rf "$SHIM"' EXIT
+mkdir -p "$SHIM/modelpress"
+: >"$SHIM/modelpress/__init__.py"
+ln -s "$REPO/kernels" "$SHIM/modelpress/kernels"
+export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
+unset MODELPRESS_KERNELS TRITON_INTERPRET  # CUDA tensors -> the Triton backend, compiled
+
+{
+    date -u
+    "$PY" -c 'import sys, torch, triton; print(sys.version.split()[0], "torch", torch.__version__,
+"triton", triton.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")'
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.memory,driver_version --format=csv 2>&1
+} | tee "$OUT_DIR/env.txt"
+
+echo "== kernel tests on CUDA (limit ${TEST_LIMIT_S}s)"
+# Own config (-c /dev/null) and --confcutdir: only tests/kernels' conftest, none from the rest of
+# the project (whose dependencies this box may lack).
+timeout "$TEST_LIMIT_S" "$PY" -m pytest tests/kernels -q -c /dev/null --rootdir "$REPO" \
+    --confcutdir tests/kernels --import-mode=importlib -p no:cacheprovider -ra \
+    2>&1 | tee "$OUT_DIR/pytest.txt"
+TESTS_RC=${PIPESTATUS[0]}
+
+echo "== benchmark (limit ${BENCH_LIMIT_S}s)"
+timeout "$BENCH_LIMIT_S" "$PY" benchmarks/kernels.py --out "$OUT_DIR/kernels.md"
+BENCH_RC=$?
+
+echo "tests rc=$TESTS_RC benchmark rc=$BENCH_RC (124 = time limit); table: $OUT_DIR/kernels.md" \
+    | tee -a "$OUT_DIR/env.txt"
+[ "$TESTS_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ]
