@@ -221,7 +221,7 @@ def fit(trainee: nn.Module, loss_fn: LossFn, task: "Task", train: "pd.DataFrame"
                 stopped_early = True
                 break
         accelerator.wait_for_everyone()
-        trainee.load_state_dict(torch.load(folder / "best.pt", map_location=device, weights_only=True))
+        trainee.load_state_dict(torch.load(folder / "best.pt", map_location="cpu", weights_only=True))
     is_main = accelerator.is_main_process
     accelerator.free_memory()
     trainee.eval()
