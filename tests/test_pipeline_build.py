@@ -1,0 +1,38 @@
+"""Recipe → plan → pipeline wiring that needs no pipeline run."""
+
+from __future__ import annotations
+
+from modelpress.recipe import validate_recipe
+
+RAW = {
+    "name": "t",
+    "model": {"source": "package", "name": "small-cnn"},
+    "data": {"source": "digits"},
+    "stages": [{"prune": {"sparsity": 0.3}}, {"quantize": {}}],
+    "registry": {"name": "t"},
+    "resources": {"prune": {"gpu": 1, "memory": "8GB", "cpu": 4}, "load_model": {"step_operator": "gpu-runner"}},
+}
+
+
+def test_plan_orders_stages_by_kind_and_fingerprints_inputs() -> None:
+    from modelpress.pipelines.plan import build_plan
+
+    plan = build_plan(validate_recipe(RAW), tracker="tracker", experiment="t")
+    assert [(s["name"], s["kind"]) for s in plan["stages"]] == [("prune", "module"), ("quantize", "graph")]
+    assert plan["data_fingerprint"].startswith("digits:scikit-learn==")
+    assert plan["task"] == {"name": "image-classification", "image_shape": [1, 8, 8], "tokenizer": None,
+                            "max_length": 128}
+    assert len(plan["tags"]["recipe_hash"]) == 16
+
+
+def test_recipe_resources_become_zenml_resource_settings() -> None:
+    from modelpress.pipelines.compress import _configured
+    from modelpress.pipelines.plan import build_plan
+    from modelpress.pipelines.steps import load_model, module_stage
+
+    plan = build_plan(validate_recipe(RAW), tracker="tracker", experiment="t")
+    stage = _configured(module_stage, plan, "prune")
+    resources = stage.configuration.settings["resources"]
+    assert (resources.gpu_count, resources.cpu_count, resources.memory) == (1, 4, "8GB")
+    assert _configured(load_model, plan, "load_model").configuration.step_operator == "gpu-runner"
+    assert _configured(module_stage, plan, "finetune") is module_stage
