@@ -46,8 +46,18 @@ def stages() -> None:
         click.echo(f"{name} [{spec.kind}]: {spec.summary}")
         for field_name, field in spec.config.model_fields.items():
             default = "required" if field.is_required() else f"default {field.default!r}"
-            annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
-            click.echo(f"    {field_name}: {annotation} ({default})")
+            click.echo(f"    {field_name}: {_describe_type(field.annotation)} ({default})")
+
+
+def _describe_type(annotation: Any) -> str:
+    """`Literal[8, 4]` → `one of 8, 4`; classes by name; the rest as typing prints them."""
+    from typing import Literal, get_args, get_origin
+
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(map(str, get_args(annotation)))
+    if isinstance(annotation, type) and not get_args(annotation):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("modelpress.", "")
 
 
 @main.command()
@@ -79,6 +89,54 @@ def run(recipe: str, no_cache: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.argument("model_uri")
+@click.option("--to", "dest", required=True, type=click.Path(file_okay=False),
+              help="Model repository folder to write <name>/<version>/ into.")
+@click.option("--instance-kind", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
+              help="Triton instance_group kind written into config.pbtxt.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI).")
+def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None) -> None:
+    """Fetch MODEL_URI (models:/NAME@ALIAS or models:/NAME/VERSION) as a model repository."""
+    from pathlib import Path
+
+    try:
+        from modelpress.deploy.pull import pull as pull_model
+
+        folder = pull_model(model_uri, Path(dest), f"KIND_{instance_kind.upper()}", tracking_uri)
+    except ModelpressError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{model_uri} → {folder}")
+
+
+@main.command()
+@click.option("--model-repository", "repository", required=True, type=click.Path(file_okay=False),
+              help="A folder written by `modelpress pull` (<name>/config.pbtxt, <name>/<version>/).")
+@click.option("--http-port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes (each loads every model).")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(0, 256),
+              help="ONNX Runtime intra-op threads per model (0: one per core).")
+@click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
+def serve(repository: str, http_port: int, workers: int, threads: int, access_log: bool) -> None:
+    """Serve the repository's ONNX models over the V2 inference protocol (needs the serve extra)."""
+    from pathlib import Path
+
+    try:
+        from modelpress.deploy.server import serve as run_server
+    except ImportError as exc:
+        click.echo(f"error: the CPU server needs the serve extra (pip install 'modelpress[serve]'): {exc}",
+                   err=True)
+        sys.exit(1)
+    try:
+        run_server(Path(repository), http_port=http_port, workers=workers, intra_op_threads=threads,
+                   access_log=access_log)
+    except ModelpressError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
 def _user_cause(exc: BaseException) -> ModelpressError | None:
     seen: BaseException | None = exc
     while seen is not None:
@@ -87,6 +145,15 @@ def _user_cause(exc: BaseException) -> ModelpressError | None:
         seen = seen.__cause__ or seen.__context__
     return None
 
+
+def _add_lifecycle_commands() -> None:
+    from .cli_gate import COMMANDS  # cheap: click only; heavy imports stay inside the commands
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_lifecycle_commands()
 
 if __name__ == "__main__":
     main()
