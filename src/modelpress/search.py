@@ -128,9 +128,12 @@ def candidate_count(search: SearchSpec) -> int:
 
 
 def expand(recipe: dict[str, Any], stages: Sequence[Any], search: SearchSpec) -> list[Candidate]:
-    """Every grid point as a plain recipe dict; points that apply no technique are dropped."""
+    """Every distinct grid point as a plain recipe dict; points that apply no technique (or
+    repeat another because they only differ in a disabled stage's values) are dropped."""
+    import json
+
     paths = list(search.grid)
-    candidates = []
+    candidates, seen = [], set()
     for values in itertools.product(*(search.grid[p] for p in paths)):
         params = dict(zip(paths, values))
         entries = [dict(entry) for entry in recipe["stages"]]
@@ -145,7 +148,9 @@ def expand(recipe: dict[str, Any], stages: Sequence[Any], search: SearchSpec) ->
         label = ", ".join(f"{p}={_short(v)}" for p, v in params.items())
         body = {k: v for k, v in recipe.items() if k != "search"}
         candidate = Candidate(label, params, {**body, "stages": kept})
-        if techniques(candidate):  # a point that changes nothing is just the baseline
+        key = json.dumps(kept, sort_keys=True)  # a disabled stage's other values give duplicates
+        if techniques(candidate) and key not in seen:  # no technique at all is just the baseline
+            seen.add(key)
             candidates.append(candidate)
     return candidates
 

@@ -13,15 +13,24 @@ from modelpress.data import SHIPPED
 from modelpress.tasks import TaskSpec
 
 
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One sqlite registry for the session (creating its schema takes seconds); tests keep
+    apart by registering under their own model names (see ``model_name``)."""
+    folder = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        mlflow.create_experiment("gate-tests", artifact_location=(folder / "artifacts").as_uri())
+        mlflow.set_experiment("gate-tests")
+        yield uri
+
+
 @pytest.fixture()
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.create_experiment("gate-tests", artifact_location=(tmp_path / "artifacts").as_uri())
-    mlflow.set_experiment("gate-tests")
-    return uri
+def model_name(request: pytest.FixtureRequest) -> str:
+    return "m-" + request.node.name.removeprefix("test_")[:60].replace("[", "-").replace("]", "")
 
 
 @pytest.fixture(scope="session")
