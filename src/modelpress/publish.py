@@ -80,6 +80,11 @@ def log_and_register(candidate_model: "torch.nn.Module", candidate_onnx: "onnx.M
         "accuracy": f"{evaluation['candidate']['accuracy']:.6f}",
         "mlflow_run_id": run.info.run_id,
     })
+    export = recipe.get("export") or []
+    if "triton-repository" in export or "tensorrt" in export:
+        from modelpress.deploy.log_repository import log_model_repository
+
+        log_model_repository(candidate_onnx, registry["name"], version.version, export, parity)
     if verdict["passed"]:
         client().set_registered_model_alias(registry["name"], registry["challenger"], version.version)
     return {"name": registry["name"], "version": version.version, "run_id": run.info.run_id,
