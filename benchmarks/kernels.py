@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             for m in ms_list:
                 rows.extend(bench_shape(m, k, dtype, device, timer))
                 print(f"done M={m} K=N={k}", flush=True)
+                # Rewritten after every shape: a run cut short by a timeout keeps its rows.
+                _write(args.out, render(rows, copy_gbps, header) + "\n\n(partial: running)\n")
     report = render(rows, copy_gbps, header)
     verdicts = acceptance(rows, copy_gbps) if device.type == "cuda" else [
         "- acceptance targets not evaluated: no GPU (CPU smoke run of the reference backend)"]
@@ -238,10 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     verdicts += [f"- FAIL: {r.kernel} M={r.m} K=N={r.k} rel error {r.rel_error:.1e}" for r in wrong]
     report += "\n\nAcceptance (issue 7):\n" + "\n".join(verdicts) + "\n"
     print(report)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(report)
+    _write(args.out, report)
     return 1 if wrong else 0
+
+
+def _write(path: str | None, text: str) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
 
 
 if __name__ == "__main__":

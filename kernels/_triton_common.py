@@ -76,17 +76,30 @@ def sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
+# A power of two above any BLOCK_K: "no whole groups per tile", so the GEMV kernels' test
+# `BLOCK_K % GROUP_TILE == 0` fails without a separate flag (a compiled `a and b` on constexprs
+# would evaluate both sides, and `BLOCK_K % 0` cannot compile).
+NO_GROUP_TILE = 1 << 30
+
+
 def group_tile(group_size: int, k: int) -> int:
-    """Constexpr group size for the GEMV kernels' per-group fast path, 0 where it cannot apply.
+    """Constexpr group size for the GEMV kernels' per-group fast path (NO_GROUP_TILE if none).
 
     The fast path lays a tile out as [groups, group_size] (tl.arange needs powers of two) and is
-    compiled per group size; per-channel (one group of K) would compile per K, so it gets 0.
+    compiled per group size; per-channel (one group of K) would compile per K, so it is left out.
     """
     power_of_two = group_size & (group_size - 1) == 0
-    return group_size if power_of_two and 2 <= group_size <= 256 and group_size < k else 0
+    applies = power_of_two and 2 <= group_size <= 256 and group_size < k
+    return group_size if applies else NO_GROUP_TILE
 
 
-def choose_split_k(m: int, n: int, k: int, device_index: int, smallest_block_n: int = 32) -> int:
+def group_aligned(args: dict[str, Any]) -> bool:
+    """Heuristic for the GEMM kernels: does every BLOCK_K tile lie inside one quantization group?
+    Then each tile needs one scale (and zero-point) per column instead of one per weight."""
+    return args["group_size"] % args["BLOCK_K"] == 0
+
+
+def choose_split_k(m: int, n: int, k: int, device_index: int, smallest_block_n: int = 16) -> int:
     """Split K only when the output alone cannot fill the GPU (decode with a small N).
 
     Splitting costs a zeroed fp32 buffer, atomics and a cast, so it is a last resort: with
@@ -124,8 +137,38 @@ if HAS_TRITON:
         garbage for bf16 tl.dot, so interpreter runs with bf16 activations upcast the tiles;
         on GPUs UPCAST is always False and bf16 goes to the tensor cores."""
         if UPCAST:
-            return tl.dot(a.to(tl.float32), b.to(tl.float32), acc)
-        return tl.dot(a, b, acc)
+            acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc)
+        else:
+            acc = tl.dot(a, b, acc)
+        return acc
+
+    @triton.jit
+    def tile_scale_and_zero(
+        s_ptr, z_ptr, offs_n, n_mask, offs_k, k_mask, k0, group_size, n_groups,
+        HAS_ZEROS: tl.constexpr, GROUP_ALIGNED: tl.constexpr, IMPLIED_ZERO: tl.constexpr,
+    ):
+        """fp32 scale and zero-point of a [BLOCK_K, BLOCK_N] weight tile, broadcastable to it.
+
+        GROUP_ALIGNED: the tile is inside one group, so one [1, BLOCK_N] row of each is loaded.
+        Otherwise every weight gathers its group's values ([BLOCK_K, BLOCK_N], L1 hits): more
+        registers and load instructions, for group sizes smaller than BLOCK_K.
+        """
+        if GROUP_ALIGNED:
+            offs = offs_n * n_groups + k0 // group_size
+            scale = tl.load(s_ptr + offs, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+            if HAS_ZEROS:
+                zero = tl.load(z_ptr + offs, mask=n_mask, other=0).to(tl.float32)[None, :]
+            else:
+                zero = tl.zeros_like(scale) + IMPLIED_ZERO
+        else:
+            offs = offs_n[None, :] * n_groups + (offs_k // group_size)[:, None]
+            mask = k_mask[:, None] & n_mask[None, :]
+            scale = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            if HAS_ZEROS:
+                zero = tl.load(z_ptr + offs, mask=mask, other=0).to(tl.float32)
+            else:
+                zero = tl.zeros_like(scale) + IMPLIED_ZERO
+        return scale, zero
 
     @triton.jit
     def round_half_away(v):

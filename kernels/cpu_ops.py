@@ -97,7 +97,8 @@ class _Int4PackCache:
 
     Keyed on the qweight tensor's identity (the entry goes when the tensor is freed) and checked
     against the tensors' version counters, so an in-place update (load_state_dict) triggers a
-    fresh conversion (not for inference tensors, which have no version counter). (A WeakKeyDictionary cannot be used: it compares tensors with ``==``.)
+    fresh conversion (not for inference tensors, which have no version counter).
+    A WeakKeyDictionary cannot be used: it compares tensors with ``==``.
     """
 
     def __init__(self) -> None:

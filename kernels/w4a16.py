@@ -26,6 +26,7 @@ from ._triton_common import (
     HAS_TRITON,
     autotune,
     choose_split_k,
+    group_aligned,
     group_tile,
     interpreting,
     m_bucket,
@@ -56,33 +57,45 @@ def w4a16_reference(
 
 
 if HAS_TRITON:
-    from ._triton_common import dot_accumulate, swizzled_tile
+    from ._triton_common import dot_accumulate, swizzled_tile, tile_scale_and_zero
 
     _GEMM_CONFIGS = [
-        # Hopper (H100/H200). BLOCK_K <= 128 keeps the unpacked tile in registers.
+        # Hopper (H100/H200). Chosen by compiling each for sm_90a offline (no GPU in development):
+        # none spills; registers 56-195. BLOCK_K 32 keeps G=32 tiles group-aligned (one scale per
+        # column per tile); autotune picks per (M bucket, N, K, group size).
+        triton.Config({"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
         triton.Config({"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 128}, num_warps=4, num_stages=4),
-        triton.Config({"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 128}, num_warps=4, num_stages=4),
-        triton.Config({"BLOCK_M": 32, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 32, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=4, num_stages=4),
         triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=4),
-        triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=4),
+        triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=4, num_stages=4),
         triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=3),
-        triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+        triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=4),
+        triton.Config({"BLOCK_M": 64, "BLOCK_N": 256, "BLOCK_K": 64}, num_warps=8, num_stages=3),
     ]
     _GEMM_INTERPRETER_CONFIG = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 64})
 
     # BLOCK_K counts unpacked weights: a program streams BLOCK_N x BLOCK_K/2 bytes per step.
     _GEMV_CONFIGS = [
-        triton.Config({"BLOCK_N": 16, "BLOCK_K": 1024}, num_warps=4, num_stages=3),
-        triton.Config({"BLOCK_N": 32, "BLOCK_K": 512}, num_warps=4, num_stages=3),
-        triton.Config({"BLOCK_N": 32, "BLOCK_K": 1024}, num_warps=8, num_stages=3),
-        triton.Config({"BLOCK_N": 64, "BLOCK_K": 256}, num_warps=4, num_stages=3),
-        triton.Config({"BLOCK_N": 64, "BLOCK_K": 512}, num_warps=8, num_stages=3),
-        triton.Config({"BLOCK_N": 128, "BLOCK_K": 256}, num_warps=8, num_stages=3),
+        # Bandwidth-bound decode: 16-32 bytes of weights per thread per step and 48-96 registers
+        # (compiled for sm_90a offline), so many CTAs per SM keep enough loads in flight.
+        triton.Config({"BLOCK_N": 8, "BLOCK_K": 512}, num_warps=2, num_stages=2),
+        triton.Config({"BLOCK_N": 8, "BLOCK_K": 1024}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_N": 16, "BLOCK_K": 256}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_N": 16, "BLOCK_K": 512}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_N": 16, "BLOCK_K": 1024}, num_warps=8, num_stages=2),
+        triton.Config({"BLOCK_N": 32, "BLOCK_K": 256}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_N": 32, "BLOCK_K": 512}, num_warps=8, num_stages=2),
+        triton.Config({"BLOCK_N": 64, "BLOCK_K": 256}, num_warps=8, num_stages=2),
     ]
     _GEMV_INTERPRETER_CONFIG = triton.Config({"BLOCK_N": 32, "BLOCK_K": 64})
 
-    @autotune(_GEMM_CONFIGS, _GEMM_INTERPRETER_CONFIG, key=["m_bucket", "N", "K"],
+    @autotune(_GEMM_CONFIGS, _GEMM_INTERPRETER_CONFIG, key=["m_bucket", "N", "K", "group_size"],
               prune=prune_block_m)
+    @triton.heuristics({"GROUP_ALIGNED": group_aligned})
     @triton.jit
     def _w4a16_gemm_kernel(
         x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, out_ptr,
@@ -90,6 +103,7 @@ if HAS_TRITON:
         stride_xm, stride_xk, stride_wn, stride_om, stride_on,
         m_bucket,  # autotune key only
         HAS_ZEROS: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST_DOT: tl.constexpr,
+        GROUP_ALIGNED: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
         GROUP_M: tl.constexpr = 8,
     ):
@@ -110,12 +124,10 @@ if HAS_TRITON:
             packed = tl.load(w_ptr + offs_n[None, :] * stride_wn + (offs_k // 2)[:, None],
                              mask=wk_mask, other=0)
             q = (packed.to(tl.int32) >> ((offs_k % 2) * 4)[:, None]) & 0xF
-            group_offs = offs_n[None, :] * n_groups + (offs_k // group_size)[:, None]
-            if HAS_ZEROS:
-                zero = tl.load(z_ptr + group_offs, mask=wk_mask, other=0).to(tl.float32)
-            else:
-                zero = 8.0
-            scale = tl.load(s_ptr + group_offs, mask=wk_mask, other=0.0).to(tl.float32)
+            scale, zero = tile_scale_and_zero(
+                s_ptr, z_ptr, offs_n, n_mask, offs_k, k_mask, k0, group_size, n_groups,
+                HAS_ZEROS, GROUP_ALIGNED, 8.0,
+            )
             w = ((q.to(tl.float32) - zero) * scale).to(x.dtype)
             acc = dot_accumulate(x, w, acc, UPCAST_DOT)
         if HAS_BIAS:
@@ -143,7 +155,7 @@ if HAS_TRITON:
         k_end = tl.minimum(k_begin + k_chunk, K)
         x_row = x_ptr + row * stride_xm
         acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
-        if GROUP_TILE > 0 and BLOCK_K % GROUP_TILE == 0:
+        if BLOCK_K % GROUP_TILE == 0:
             # Whole groups per tile: view it as [BLOCK_N, groups, GROUP_TILE / 2] bytes, so the
             # scale and zero-point are applied once per group instead of once per weight:
             # sum_k x (q - z) s = s (sum_k x q - z sum_k x). This is the decode hot path.

@@ -25,6 +25,7 @@ from ._triton_common import (
     HAS_TRITON,
     autotune,
     choose_split_k,
+    group_aligned,
     group_tile,
     interpreting,
     m_bucket,
@@ -56,14 +57,17 @@ def w8a16_reference(
 
 
 if HAS_TRITON:
-    from ._triton_common import dot_accumulate, swizzled_tile
+    from ._triton_common import dot_accumulate, swizzled_tile, tile_scale_and_zero
 
     _GEMM_CONFIGS = [
-        # Hopper (H100/H200): small BLOCK_M for decode-ish batches, wide N tiles for prefill.
+        # Hopper (H100/H200). Chosen by compiling each for sm_90a offline (no GPU in development):
+        # none spills; registers 70-254. autotune picks per (M bucket, N, K, group size).
         triton.Config({"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 128}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
         triton.Config({"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 128}, num_warps=4, num_stages=4),
         triton.Config({"BLOCK_M": 32, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
         triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=4),
         triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
         triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=3),
         triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64}, num_warps=8, num_stages=3),
@@ -72,17 +76,22 @@ if HAS_TRITON:
     _GEMM_INTERPRETER_CONFIG = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 64})
 
     _GEMV_CONFIGS = [
-        triton.Config({"BLOCK_N": 16, "BLOCK_K": 512}, num_warps=4, num_stages=3),
-        triton.Config({"BLOCK_N": 32, "BLOCK_K": 256}, num_warps=4, num_stages=3),
-        triton.Config({"BLOCK_N": 32, "BLOCK_K": 512}, num_warps=4, num_stages=3),
-        triton.Config({"BLOCK_N": 64, "BLOCK_K": 256}, num_warps=4, num_stages=3),
-        triton.Config({"BLOCK_N": 64, "BLOCK_K": 128}, num_warps=4, num_stages=4),
-        triton.Config({"BLOCK_N": 128, "BLOCK_K": 128}, num_warps=8, num_stages=3),
+        # Bandwidth-bound decode: 16-32 bytes of weights per thread per step and 48-96 registers
+        # (compiled for sm_90a offline), so many CTAs per SM keep enough loads in flight.
+        triton.Config({"BLOCK_N": 4, "BLOCK_K": 512}, num_warps=2, num_stages=2),
+        triton.Config({"BLOCK_N": 8, "BLOCK_K": 256}, num_warps=2, num_stages=2),
+        triton.Config({"BLOCK_N": 8, "BLOCK_K": 512}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_N": 8, "BLOCK_K": 1024}, num_warps=8, num_stages=2),
+        triton.Config({"BLOCK_N": 16, "BLOCK_K": 256}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_N": 16, "BLOCK_K": 512}, num_warps=8, num_stages=2),
+        triton.Config({"BLOCK_N": 32, "BLOCK_K": 128}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_N": 32, "BLOCK_K": 256}, num_warps=8, num_stages=2),
     ]
     _GEMV_INTERPRETER_CONFIG = triton.Config({"BLOCK_N": 32, "BLOCK_K": 64})
 
-    @autotune(_GEMM_CONFIGS, _GEMM_INTERPRETER_CONFIG, key=["m_bucket", "N", "K"],
+    @autotune(_GEMM_CONFIGS, _GEMM_INTERPRETER_CONFIG, key=["m_bucket", "N", "K", "group_size"],
               prune=prune_block_m)
+    @triton.heuristics({"GROUP_ALIGNED": group_aligned})
     @triton.jit
     def _w8a16_gemm_kernel(
         x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, out_ptr,
@@ -90,7 +99,7 @@ if HAS_TRITON:
         stride_xm, stride_xk, stride_om, stride_on,
         m_bucket,  # autotune key only
         HAS_ZEROS: tl.constexpr, HAS_BIAS: tl.constexpr, PER_CHANNEL: tl.constexpr,
-        UPCAST_DOT: tl.constexpr,
+        UPCAST_DOT: tl.constexpr, GROUP_ALIGNED: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
         GROUP_M: tl.constexpr = 8,
     ):
@@ -115,12 +124,11 @@ if HAS_TRITON:
                 if HAS_ZEROS:
                     x_rowsum += tl.sum(x.to(tl.float32), axis=1)
             else:
-                group_offs = offs_n[None, :] * n_groups + (offs_k // group_size)[:, None]
-                w = q.to(tl.float32)
-                if HAS_ZEROS:
-                    w -= tl.load(z_ptr + group_offs, mask=wk_mask, other=0).to(tl.float32)
-                w = (w * tl.load(s_ptr + group_offs, mask=wk_mask, other=0.0).to(tl.float32))
-                w = w.to(x.dtype)
+                scale, zero = tile_scale_and_zero(
+                    s_ptr, z_ptr, offs_n, n_mask, offs_k, k_mask, k0, group_size, n_groups,
+                    HAS_ZEROS, GROUP_ALIGNED, 0.0,
+                )
+                w = ((q.to(tl.float32) - zero) * scale).to(x.dtype)
             acc = dot_accumulate(x, w, acc, UPCAST_DOT)
         if PER_CHANNEL:
             # sum_k x (q - z) s = s (sum_k x q - z sum_k x)
@@ -167,7 +175,7 @@ if HAS_TRITON:
             if HAS_ZEROS:
                 acc -= tl.sum(x_sum) * tl.load(z_ptr + offs_n, mask=n_mask, other=0).to(tl.float32)
             acc *= tl.load(s_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)
-        elif GROUP_TILE > 0 and BLOCK_K % GROUP_TILE == 0:
+        elif BLOCK_K % GROUP_TILE == 0:
             # Whole groups per tile, viewed as [BLOCK_N, groups, GROUP_TILE]: the same
             # factoring per group, so scales and zero-points are loaded once per group.
             for k0 in range(k_begin, k_end, BLOCK_K):
