@@ -30,8 +30,11 @@ def calibration_batches(context: "StageContext", cfg: "Calibration", stage: str)
     if len(frame) == 0:
         raise CalibrationError(f"{stage}.calibration: the recipe's data has no calibration rows "
                                "(data.split.calibration)")
-    frame = frame.iloc[: cfg.samples]
-    batches = [batch for batch, _ in context.task.batches(frame, cfg.batch_size)]
+    # Encode all rows at once so every batch has the same shape (text padded to the longest
+    # calibration row): ORT's histogram calibrators (percentile, entropy) stack batches.
+    encoded = context.task.encode(frame.iloc[: cfg.samples])
+    rows = len(next(iter(encoded.values())))
+    batches = [{k: v[i:i + cfg.batch_size] for k, v in encoded.items()} for i in range(0, rows, cfg.batch_size)]
     for i, batch in enumerate(batches):
         check_finite(batch, f"{stage}.calibration: input batch {i}")
     return batches

@@ -73,7 +73,8 @@ class QuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.onnx.is_in_onnx_export():
-            return _QDQLinear.apply(x, _QDQPayload(self))
+            _EXPORT_PAYLOADS[id(self)] = _untraced(lambda: _QDQPayload(self))
+            return _QDQLinear.apply(x, id(self))
         if self.smooth is not None:
             x = x * self.smooth.to(x.dtype)
         if self.act == "int8":
@@ -86,6 +87,21 @@ class QuantLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in={self.in_features}, out={self.out_features}, bits={self.bits}, "
                 f"group={self.group_size or 'channel'}, sym={self.symmetric}, act={self.act}")
+
+
+# The TorchScript exporter hands only tensors and plain numbers to a symbolic; the constants are
+# looked up here by the module's id (set right before the traced call, removed by the symbolic).
+_EXPORT_PAYLOADS: dict[int, "_QDQPayload"] = {}
+
+
+def _untraced(build):  # noqa: ANN001, ANN202
+    """Run ``build`` outside the exporter's trace: its tensors must become constants, not graph ops."""
+    state = torch._C._get_tracing_state()
+    torch._C._set_tracing_state(None)
+    try:
+        return build()
+    finally:
+        torch._C._set_tracing_state(state)
 
 
 class _QDQPayload:
@@ -113,13 +129,15 @@ class _QDQPayload:
 
 class _QDQLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, p: _QDQPayload) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, key: int) -> torch.Tensor:  # type: ignore[override]
+        p = _EXPORT_PAYLOADS[key]
         if p.smooth is not None:
             x = x * p.smooth
         return F.linear(x, p.weight, p.bias)
 
     @staticmethod
-    def symbolic(g, x, p: _QDQPayload):  # type: ignore[no-untyped-def]
+    def symbolic(g, x, key: int):  # type: ignore[no-untyped-def]
+        p = _EXPORT_PAYLOADS.pop(key)
         def const(t: torch.Tensor):  # noqa: ANN202
             return g.op("Constant", value_t=t)
 

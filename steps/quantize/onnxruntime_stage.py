@@ -136,6 +136,9 @@ def _static(source: Path, target: Path, config: QuantizeConfig, batches: list["B
                              "ActivationSymmetric": False}
     if cal.method == "percentile":
         extra["CalibPercentile"] = cal.percentile
+    if cal.method != "minmax" and len(batches) > 1 and len(batches[-1][next(iter(batches[-1]))]) != \
+            len(batches[0][next(iter(batches[0]))]):
+        batches = batches[:-1]  # histogram calibrators stack batches: they must share one shape
     quantize_static(
         source, target, _Reader(batches, cal.progress, str(source)),
         quant_format=QuantFormat.QDQ,

@@ -102,10 +102,7 @@ def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: Layer
         act = "fp8" if config.activations == "dynamic" else "none"
         return Fp8Linear.build(linear, config.granularity == "per-channel", act, smooth)
     grid = Grid(config.bits, config.symmetric)
-    group = config.group_size if config.granularity == "per-group" else None
-    if group is not None and linear.in_features % group:
-        raise ValueError(f"weight-quantize.group_size: {group} does not divide in_features="
-                         f"{linear.in_features}; exclude the layer or pick another group size")
+    group = layer_group_size(config, linear.in_features)
     per_tensor = config.granularity == "per-tensor"
     w = linear.weight.detach().float()
     if smooth is not None:
@@ -121,10 +118,26 @@ def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: Layer
     return QuantLinear.build(linear, storage, grid, group, act, smooth)
 
 
-def precision_label(config: WeightQuantizeConfig) -> str:
+def layer_group_size(config: WeightQuantizeConfig, in_features: int) -> int | None:
+    """The configured group, or the largest smaller supported one dividing ``in_features``.
+
+    Models whose widths are not multiples of the group (SmolLM2: 576 = 4.5 x 128) would otherwise
+    be unquantizable per group; the group actually used is reported per layer.
+    """
+    if config.granularity != "per-group":
+        return None
+    for group in (128, 64, 32):
+        if group <= config.group_size and in_features % group == 0 and group % 2 == 0:
+            return group
+    raise ValueError(f"weight-quantize.group_size: no group size <= {config.group_size} divides "
+                     f"in_features={in_features}; exclude the layer or use per-channel")
+
+
+def precision_label(config: WeightQuantizeConfig, in_features: int | None = None) -> str:
     if config.dtype != "int":
         return config.dtype + ("" if config.activations == "none" or config.dtype != "fp8" else "-w8a8")
-    gran = f"g{config.group_size}" if config.granularity == "per-group" else config.granularity
+    group = layer_group_size(config, in_features or config.group_size)
+    gran = f"g{group}" if group else config.granularity
     act = "a8" if config.activations == "dynamic" else ""
     return f"int{config.bits}{act}-{gran}-{'sym' if config.symmetric else 'asym'}-{config.algorithm}"
 
@@ -176,8 +189,8 @@ def _quantize_linears(model: nn.Module, config: WeightQuantizeConfig, calibratio
                  progress(list(layers.items()), config.calibration.progress, "quantize layers")}
     for name, module in quantized.items():
         set_module(model, name, module)
-    label = precision_label(config)
-    precisions = {name: "fp32" for name in _all_linears(model)} | {n: label for n in quantized}
+    precisions = {name: "fp32" for name in _all_linears(model)} | {
+        n: precision_label(config, layers[n].in_features) for n in quantized}
     if config.mixed_precision is not None:
         kept = _keep_sensitive_float(model, layers, quantized, stats, calibration or [], reference,
                                      forward, config, report)

@@ -1,0 +1,100 @@
+"""Quantization math against hand-computed references, and GPTQ against round-to-nearest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modelpress.kernels.packing import dequantize_weight_groupwise, quantize_weight_groupwise
+from modelpress.steps.quantize.gptq import HessianAccumulator, gptq_quantize
+from modelpress.steps.quantize.qmath import Grid, dequantize_storage, quantize_rtn, quantize_weight, to_storage
+
+
+def test_symmetric_per_channel_int8_by_hand():
+    w = torch.tensor([[0.5, -1.0, 0.25, 0.0], [2.0, 1.0, -0.5, 0.1]])
+    codes, scales, zeros = quantize_rtn(w, Grid(8, True), None)
+    # row 0: scale = 1.0/127 ; row 1: scale = 2.0/127; codes = round(w/scale), zero 0
+    assert torch.allclose(scales[:, 0], torch.tensor([1.0 / 127, 2.0 / 127]))
+    assert codes.tolist() == [[64.0, -127.0, 32.0, 0.0], [127.0, 64.0, -32.0, 6.0]]  # 63.5 → 64 (ties away)
+    assert zeros.tolist() == [[0.0], [0.0]]
+
+
+def test_asymmetric_per_group_int4_by_hand():
+    w = torch.tensor([[0.0, 1.0, 2.0, 3.0, -1.0, -2.0, -3.0, -4.0]])
+    codes, scales, zeros = quantize_rtn(w, Grid(4, False), 4)
+    # group 0: range [0, 3] → scale 3/15 = 0.2, zero 0; group 1: [-4, 0] → scale 4/15, zero 15
+    assert torch.allclose(scales, torch.tensor([[0.2, 4 / 15]]))
+    assert zeros.tolist() == [[0.0, 15.0]]
+    assert codes.tolist() == [[0.0, 5.0, 10.0, 15.0, 11.0, 8.0, 4.0, 0.0]]  # -1/(4/15)+15 = 11.25 → 11
+
+
+def test_symmetric_int3_and_int2_grids():
+    w = torch.tensor([[1.0, -1.0, 0.4, -0.2]])
+    codes3, scale3, zero3 = quantize_rtn(w, Grid(3, True), None)
+    assert zero3.item() == 4 and scale3.item() == pytest.approx(1 / 3)
+    assert codes3.tolist() == [[7.0, 1.0, 5.0, 3.0]]  # 0.4*3=1.2→1 → 5 ; -0.6→-1 → 3
+    codes2, scale2, zero2 = quantize_rtn(w, Grid(2, True), None)
+    assert zero2.item() == 2 and scale2.item() == 1.0 and codes2.tolist() == [[3.0, 1.0, 2.0, 2.0]]
+
+
+def test_per_tensor_uses_one_scale():
+    w = torch.tensor([[1.0, -0.5], [0.25, 4.0]])
+    _, scales, _ = quantize_rtn(w, Grid(8, True), None, per_tensor=True)
+    assert torch.allclose(scales, torch.full((2, 1), 4.0 / 127))
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("group", [None, 32])
+def test_same_codes_as_kernels_packing(bits, symmetric, group):
+    """Our any-bit quantizer (used by GPTQ) and kernels.packing agree bit for bit at 4/8 bits."""
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(bits))
+    mine = to_storage(*quantize_rtn(w, Grid(bits, symmetric), group), Grid(bits, symmetric))
+    theirs = quantize_weight_groupwise(w, bits, group, symmetric, scale_dtype=torch.float32)
+    assert torch.equal(mine[0], theirs.qweight) and torch.allclose(mine[1], theirs.scales)
+    assert (mine[2] is None) == (theirs.zeros is None)
+    if theirs.zeros is not None:
+        assert torch.equal(mine[2], theirs.zeros)
+    back = dequantize_storage(*mine, Grid(bits, symmetric))
+    assert torch.allclose(back, dequantize_weight_groupwise(theirs.qweight, theirs.scales, theirs.zeros, bits, group))
+
+
+@pytest.mark.parametrize("bits", [2, 3])
+def test_low_bit_storage_round_trips(bits):
+    w = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
+    grid = Grid(bits, True)
+    codes, scales, zeros = quantize_rtn(w, grid, 32)
+    storage = quantize_weight(w, grid, 32)
+    assert storage[0].dtype == torch.uint8 and storage[0].shape == (8, 32)  # nibble-packed
+    expected = (codes - zeros.repeat_interleave(32, 1)) * scales.repeat_interleave(32, 1)
+    assert torch.allclose(dequantize_storage(*storage, grid), expected)
+    assert (w - expected).abs().max() <= scales.max() * (2 if bits == 2 else 0.5) + 1e-6
+
+
+def _layer_inputs(trained_net, digits_frame, task, split):
+    rows = digits_frame[digits_frame.split == split]
+    captured = []
+    hook = trained_net.up.register_forward_pre_hook(lambda m, a: captured.append(a[0].detach()))
+    with torch.no_grad():
+        trained_net(torch.from_numpy(task.encode(rows)["pixels"]))
+    hook.remove()
+    return torch.cat(captured)
+
+
+@pytest.mark.parametrize("bits,group", [(4, 32), (3, 32), (8, None)])
+def test_gptq_beats_rtn_on_a_trained_layer(trained_net, digits_frame, task, bits, group):
+    """Output reconstruction error of the trained `up` layer on held-out real inputs."""
+    x_cal = _layer_inputs(trained_net, digits_frame, task, "train")
+    x_eval = _layer_inputs(trained_net, digits_frame, task, "eval")
+    w = trained_net.up.weight.detach()
+    hessian = HessianAccumulator(w.shape[1])
+    hessian.add(x_cal)
+    grid = Grid(bits, True)
+
+    def error(storage):
+        wq = dequantize_storage(*storage, grid)
+        return float(((x_eval @ wq.T - x_eval @ w.T) ** 2).mean())
+
+    rtn = error(quantize_weight(w, grid, group))
+    gptq = error(to_storage(*gptq_quantize(w, hessian.value(), grid, group), grid))
+    assert gptq < 0.9 * rtn, (gptq, rtn)
