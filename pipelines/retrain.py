@@ -25,7 +25,6 @@ from modelpress.recipe import RecipeBase, validate_recipe
 def champion_material(name: str, alias: str = "champion") -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(version, recipe, data profile, report) recorded with the version holding ``alias``."""
     import mlflow
-
     from modelpress.deploy.registry import alias_version
 
     holder = alias_version(name, alias)
@@ -37,7 +36,7 @@ def champion_material(name: str, alias: str = "champion") -> tuple[str, dict[str
             recipe = _json(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="recipe/recipe.json", dst_path=tmp))
             profile = _json(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="data/profile.json", dst_path=tmp))
             report = _json(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report/report.json", dst_path=tmp))
-        except Exception as exc:  # MLflow raises several types for a missing artifact
+        except Exception as exc:  # noqa: BLE001 -- MLflow raises several types for a missing artifact
             raise ModelpressError(f"{name} v{holder.version} (run {run_id}) lacks the recipe/profile that "
                                   f"retraining needs (registered by an older modelpress?): {exc}") from None
     return holder.version, recipe, profile, report
@@ -83,26 +82,33 @@ def retrain(name: str, data: Path | None = None, alias: str = "champion", enable
 
     from .run import run_recipe
 
-    tracking = ensure_stack()
-    if tracking.tracking_uri:
-        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.tracking_uri)
+    _use_tracker(ensure_stack())
     recipe, profile, version = retrain_recipe(name, data, alias)
     return run_recipe(recipe, enable_cache=enable_cache, run_name=f"{recipe.name}_retrain_{{date}}_{{time}}",
                       extra_plan={"reference_profile": profile, "retrains": f"{name}/{version}"})
 
 
+def _use_tracker(tracking: Any) -> None:
+    """Point MLflow at the stack's tracker for the registry reads done outside pipeline steps."""
+    import mlflow
+
+    if tracking.tracking_uri:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.tracking_uri)
+        mlflow.set_tracking_uri(tracking.tracking_uri)
+        mlflow.set_registry_uri(tracking.tracking_uri)
+
+
 def schedule_retraining(recipe: RecipeBase) -> dict[str, Any]:
     """Register the recipe's cron schedule with the active orchestrator, or explain why not."""
     from modelpress.schedule import active_orchestrator, build_schedule, unschedulable_message
-    from modelpress.stack import ensure_stack, ensure_experiment
+    from modelpress.stack import ensure_experiment, ensure_stack
 
     schedule = build_schedule(recipe)
     tracking = ensure_stack()
     orchestrator = active_orchestrator()
     if not orchestrator.schedulable:
         raise ModelpressError(unschedulable_message(recipe, orchestrator, recipe.registry.name))
-    if tracking.tracking_uri:
-        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.tracking_uri)
+    _use_tracker(tracking)
     ensure_experiment(tracking, recipe.name)
     from .compress import compress
     from .plan import build_plan

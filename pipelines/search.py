@@ -98,7 +98,9 @@ def _eval_rows(result: Any) -> Any:
 
 
 def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, Any]:
+    import mlflow
     from modelpress.deploy.registry import client, promote
+
     from modelpress.publish import champion_accuracy
 
     from .plan import task_spec
@@ -107,6 +109,9 @@ def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, A
     alias = recipe.registry.promote_to
     if not alias:
         return {"promoted": False, "reason": "registry.promote_to is not set"}
+    if last.tracking.tracking_uri:  # the tracker's steps leave MLflow's global URI behind them
+        mlflow.set_tracking_uri(last.tracking.tracking_uri)
+        mlflow.set_registry_uri(last.tracking.tracking_uri)
     eval_rows, task = _eval_rows(last), _task(task_spec(recipe))
     accuracy = recipe.gate.get("accuracy")
     tolerance = accuracy.max_champion_drop if accuracy and accuracy.max_champion_drop is not None \

@@ -28,12 +28,12 @@ def tracking_uri_from_stack() -> str | None:
 
         tracker = Client().active_stack.experiment_tracker
         return tracker.get_tracking_uri() if tracker is not None else None  # type: ignore[attr-defined]
-    except Exception:  # no ZenML stack (plain library use): MLflow's own default applies
+    except Exception:  # noqa: BLE001 -- no ZenML stack (plain library use): MLflow's own default applies
         return None
 
 
-def measure_champion(name: str, alias: str, candidate: "onnx.ModelProto", task: "Task",
-                     eval_frame: "pd.DataFrame", with_memory: bool = True) -> dict[str, Any]:
+def measure_champion(name: str, alias: str, candidate: onnx.ModelProto, task: Task,
+                     eval_frame: pd.DataFrame, with_memory: bool = True) -> dict[str, Any]:
     """``{}`` without a champion; else its version, its metrics and the candidate's beside it.
 
     A champion that cannot be loaded or run is reported as ``error`` (the gate then fails
@@ -52,14 +52,14 @@ def measure_champion(name: str, alias: str, candidate: "onnx.ModelProto", task: 
     try:
         champion = mlflow.onnx.load_model(f"models:/{name}/{holder.version}")
         report = _compare(champion, candidate, task, eval_frame, with_memory)
-    except Exception as exc:  # any failure to measure must block promotion, with the reason
+    except Exception as exc:  # noqa: BLE001 -- any failure to measure must block promotion, with the reason
         return {"version": holder.version, "error": f"{type(exc).__name__}: {exc}"[:1000]}
     return {"version": holder.version, "alias": alias, "metrics": report["baseline"],
             "candidate": report["candidate"]}
 
 
-def _compare(champion: "onnx.ModelProto", candidate: "onnx.ModelProto", task: "Task",
-             eval_frame: "pd.DataFrame", with_memory: bool) -> dict[str, dict[str, float]]:
+def _compare(champion: onnx.ModelProto, candidate: onnx.ModelProto, task: Task,
+             eval_frame: pd.DataFrame, with_memory: bool) -> dict[str, dict[str, float]]:
     from .evaluate import compare_onnx
     from .memory import add_peak_memory
 

@@ -12,8 +12,9 @@ Cheap to import: the recipe loader calls :func:`contradictions` at validation ti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .recipe import Threshold
@@ -57,7 +58,7 @@ class Check:
         return f"{self.metric}.{self.rule}: {self.value:.4g} {sign} {self.limit:.4g} {verdict}"
 
 
-def run_gate(thresholds: dict[str, "Threshold"], report: dict[str, dict[str, float]],
+def run_gate(thresholds: dict[str, Threshold], report: dict[str, dict[str, float]],
              champion: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every configured check with its value; ``passed`` only if all pass (JSON-able).
 
@@ -92,7 +93,7 @@ def _check(metric: str, rule: str, limit: float, report: dict[str, dict[str, flo
     return Check(metric, rule, limit, value, value <= limit if upper else value >= limit)
 
 
-def contradictions(gate: dict[str, "Threshold"], tolerance: float | None = None) -> list[str]:
+def contradictions(gate: dict[str, Threshold], tolerance: float | None = None) -> list[str]:
     """Thresholds that no model could meet together, each with its field path."""
     problems: list[str] = []
     for metric, threshold in gate.items():
@@ -112,7 +113,7 @@ def contradictions(gate: dict[str, "Threshold"], tolerance: float | None = None)
     return problems
 
 
-def _within_metric(metric: str, threshold: "Threshold") -> list[str]:
+def _within_metric(metric: str, threshold: Threshold) -> list[str]:
     problems = []
     low, high = METRIC_RANGE.get(metric, (float("-inf"), float("inf")))
     if threshold.min is not None and threshold.min > high:

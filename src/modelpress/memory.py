@@ -46,7 +46,7 @@ print(json.dumps({"peak_kb": after - before}))
 """
 
 
-def peak_memory_mb(model: "onnx.ModelProto", batch: "Batch", timeout_s: float = 120) -> float:
+def peak_memory_mb(model: onnx.ModelProto, batch: Batch, timeout_s: float = 120) -> float:
     """Extra resident memory (MB) at peak while loading ``model`` and running ``batch``."""
     import numpy as np
 
@@ -61,8 +61,8 @@ def peak_memory_mb(model: "onnx.ModelProto", batch: "Batch", timeout_s: float = 
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_kb"] / 1024
 
 
-def add_peak_memory(report: dict[str, dict[str, float]], models: dict[str, "onnx.ModelProto"],
-                    batch: "Batch") -> dict[str, dict[str, float]]:
+def add_peak_memory(report: dict[str, dict[str, float]], models: dict[str, onnx.ModelProto],
+                    batch: Batch) -> dict[str, dict[str, float]]:
     """``report`` with ``peak_memory_mb`` set for each named model (e.g. baseline, candidate)."""
     return {name: {**metrics, "peak_memory_mb": peak_memory_mb(models[name], batch)} if name in models else metrics
             for name, metrics in report.items()}

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .errors import ModelpressError
 
@@ -39,7 +40,7 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def tracking(uri: str | None) -> Iterator["MlflowClient"]:
+def tracking(uri: str | None) -> Iterator[MlflowClient]:
     """An MlflowClient on ``uri`` with MLflow's global URIs pointed there for the duration
     (model URIs like ``models:/name/1`` resolve through the global registry URI)."""
     import mlflow
@@ -57,7 +58,7 @@ def tracking(uri: str | None) -> Iterator["MlflowClient"]:
         mlflow.set_registry_uri(before[1])
 
 
-def _version(c: "MlflowClient", name: str, version: str | None, alias: str | None) -> "ModelVersion":
+def _version(c: MlflowClient, name: str, version: str | None, alias: str | None) -> ModelVersion:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -67,7 +68,7 @@ def _version(c: "MlflowClient", name: str, version: str | None, alias: str | Non
         raise ModelpressError(f"registered model {name!r}: no {what} ({exc.message.splitlines()[0]})") from None
 
 
-def _recorded_accuracy(version: "ModelVersion") -> float:
+def _recorded_accuracy(version: ModelVersion) -> float:
     try:
         return float(version.tags["accuracy"])
     except (KeyError, ValueError):
@@ -89,7 +90,7 @@ def promote_version(name: str, version: str | None = None, source_alias: str = "
                                   f"({(chosen.tags or {}).get('gate_reason', 'no reason recorded')}); "
                                   "a version that failed its gate is never promoted (use --force to override)")
 
-        def score_of(current: "ModelVersion") -> float:
+        def score_of(current: ModelVersion) -> float:
             if force:
                 return float("-inf")
             if current.tags.get("data_fingerprint") != chosen.tags.get("data_fingerprint"):

@@ -222,6 +222,11 @@ class Schedule(Strict):
         fields = cron.split()
         if len(fields) != 5 or not all(re.fullmatch(r"[\d*/,\-A-Za-z?]+", f) for f in fields):
             raise ValueError(f"not a 5-field cron expression: {cron!r}")
+        from .schedule import cron_problems
+
+        problems = cron_problems(cron)
+        if problems:
+            raise ValueError(f"invalid cron expression {cron!r}: " + "; ".join(problems))
         return cron
 
 

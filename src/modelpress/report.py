@@ -11,8 +11,9 @@ from __future__ import annotations
 import html
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 PLOT_KEYS = ("accuracy", "size_mb", "latency_ms")
 TABLE_METRICS = ("accuracy", "f1", "agreement", "cosine", "size_mb", "latency_ms", "latency_p95_ms",
@@ -51,6 +52,12 @@ def pareto_svg(points: Sequence[dict[str, Any]], title: str) -> str:
     matplotlib.use("Agg")  # headless: no display on build machines or in steps
     import matplotlib.pyplot as plt
 
+    # Text stays text in the SVG (searchable, selectable, smaller) instead of glyph outlines.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        return _draw(plt, points, title)
+
+
+def _draw(plt: Any, points: Sequence[dict[str, Any]], title: str) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     fastest = min((p.get("latency_ms", 1.0) for p in points), default=1.0) or 1.0
     for p in points:

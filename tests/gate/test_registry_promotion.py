@@ -10,9 +10,9 @@ from typing import Any
 
 import mlflow
 import pytest
-
 from modelpress.deploy.onnx_export import export_onnx
 from modelpress.deploy.registry import alias_version, previous_tag, promote
+
 from modelpress.errors import ModelpressError
 from modelpress.evaluate import compare_onnx
 from modelpress.gate import run_gate
@@ -21,6 +21,7 @@ from modelpress.publish import champion_accuracy, log_and_register, promote_if_b
 from modelpress.recipe import Threshold
 
 from .conftest import linear_model
+
 
 def registry_spec(name: str) -> dict[str, Any]:
     return {"name": name, "challenger": "challenger", "promote_to": "champion", "tolerance": 0.0}
@@ -131,7 +132,7 @@ def test_interleaved_promotions_end_on_the_better_model(registry: str, model_nam
 
 
 def test_cli_level_promotion_refuses_failed_gates_and_other_data(registry: str, model_name: str, digits: Any) -> None:
-    (good, good_acc), (other, _) = register_fast(model_name, digits, 40), register_fast(model_name, digits, 2)
+    (good, _), (other, _) = register_fast(model_name, digits, 40), register_fast(model_name, digits, 2)
     assert promote_version(model_name, good).promoted
     client = mlflow.MlflowClient()
     client.set_model_version_tag(model_name, other, "gate", "failed")
