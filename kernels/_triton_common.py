@@ -93,6 +93,18 @@ def group_tile(group_size: int, k: int) -> int:
     return group_size if applies else NO_GROUP_TILE
 
 
+def launch(kernel: Any, grid: Any, args: tuple, kwargs: dict[str, Any], config: Any) -> None:
+    """Run an autotuned kernel; with ``config`` (a triton.Config) pinned, autotuning is bypassed.
+
+    Pinning lets the tests run every Hopper config through the interpreter, and lets benchmarks
+    compare configs.
+    """
+    if config is None:
+        kernel[grid](*args, **kwargs)
+    else:
+        kernel.fn[grid](*args, **kwargs, **config.all_kwargs())
+
+
 def group_aligned(args: dict[str, Any]) -> bool:
     """Heuristic for the GEMM kernels: does every BLOCK_K tile lie inside one quantization group?
     Then each tile needs one scale (and zero-point) per column instead of one per weight."""

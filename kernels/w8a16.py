@@ -28,6 +28,7 @@ from ._triton_common import (
     group_aligned,
     group_tile,
     interpreting,
+    launch,
     m_bucket,
     prune_block_m,
     tl,
@@ -226,10 +227,12 @@ def w8a16_matmul_triton(
     group_size: int | None = None,
     bias: torch.Tensor | None = None,
     split_k: int | None = None,
+    config: triton.Config | None = None,
 ) -> torch.Tensor:
     """Fused dequant-GEMM ``x @ dequant(qweight).T + bias`` with Triton; ``x`` is ``[M, K]``.
 
     ``split_k`` (GEMV path only) overrides the heuristic; tests use it to cover both paths.
+    ``config`` pins one kernel config (GEMM or GEMV, by M) instead of autotuning.
     """
     dtypes = _checks.ACTIVATION_DTYPES
     group_size = validate_inputs(x, qweight, scales, zeros, group_size, bias, dtypes)
@@ -246,16 +249,17 @@ def w8a16_matmul_triton(
     bias_arg = bias if bias is not None else scales
     if m <= GEMV_MAX_M:
         return _launch_gemv(x, qweight, scales, zeros_arg, bias_arg, out, group_size, n_groups,
-                            split_k, flags)
+                            split_k, flags, config)
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
-    _w8a16_gemm_kernel[grid](
+    launch(_w8a16_gemm_kernel, grid, (
         x, qweight, scales, zeros_arg, bias_arg, out,
         m, n, k, group_size, n_groups,
         x.stride(0), x.stride(1), out.stride(0), out.stride(1),
         m_bucket(m),
-        UPCAST_DOT=interpreting() and x.dtype == torch.bfloat16,
+    ), {
+        "UPCAST_DOT": interpreting() and x.dtype == torch.bfloat16,
         **flags,
-    )
+    }, config)
     return out
 
 
@@ -282,7 +286,7 @@ def validate_inputs(
 
 
 def _launch_gemv(x, qweight, scales, zeros_arg, bias_arg, out, group_size, n_groups, split_k,
-                 flags) -> torch.Tensor:
+                 flags, config) -> torch.Tensor:
     m, k = x.shape
     n = qweight.shape[0]
     if split_k is None:
@@ -292,10 +296,9 @@ def _launch_gemv(x, qweight, scales, zeros_arg, bias_arg, out, group_size, n_gro
     # Split-K partial sums meet in an fp32 buffer through atomics, then round once.
     target = out if split_k == 1 else torch.zeros((m, n), dtype=torch.float32, device=x.device)
     grid = lambda meta: (m, triton.cdiv(n, meta["BLOCK_N"]), split_k)
-    _w8a16_gemv_kernel[grid](
+    launch(_w8a16_gemv_kernel, grid, (
         x, qweight, scales, zeros_arg, bias_arg, target,
         n, k, group_size, n_groups,
         x.stride(0), x.stride(1), target.stride(0), target.stride(1),
-        GROUP_TILE=group_tile(group_size, k), SPLIT_K=split_k, **flags,
-    )
+    ), {"GROUP_TILE": group_tile(group_size, k), "SPLIT_K": split_k, **flags}, config)
     return out if split_k == 1 else target.to(x.dtype)

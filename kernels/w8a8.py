@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks
-from ._triton_common import HAS_TRITON, autotune, m_bucket, prune_block_m, tl, triton
+from ._triton_common import HAS_TRITON, autotune, launch, m_bucket, prune_block_m, tl, triton
 from .packing import round_half_away
 
 OP = "w8a8"
@@ -84,14 +84,14 @@ if HAS_TRITON:
             x = tl.load(x_row + offs_k * stride_xk, mask=offs_k < K, other=0.0).to(tl.float32)
             running_max = tl.maximum(running_max, tl.abs(x))
         absmax = tl.max(running_max, axis=0)
-        scale = tl.where(absmax > 0, absmax / 127.0, 1.0)
+        # div_rn: IEEE division like the reference (plain `/` may lower to an approximate divide
+        # on GPUs and move the scale, or a code at a tie, by one step).
+        scale = tl.where(absmax > 0, tl.math.div_rn(absmax, tl.full((), 127.0, tl.float32)), 1.0)
         tl.store(s_ptr + row, scale)
         for k0 in range(0, K, BLOCK_K):
             offs_k = k0 + tl.arange(0, BLOCK_K)
             k_mask = offs_k < K
             x = tl.load(x_row + offs_k * stride_xk, mask=k_mask, other=0.0).to(tl.float32)
-            # div_rn: IEEE division like the reference (plain `/` may lower to an approximate
-            # divide on GPUs and flip a tie).
             q = _round_half_away_tl(tl.math.div_rn(x, scale))
             q = tl.minimum(tl.maximum(q, -127.0), 127.0)
             tl.store(q_ptr + row * K + offs_k, q.to(tl.int8), mask=k_mask)
@@ -160,8 +160,12 @@ def w8a8_matmul_triton(
     zeros: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
     out_dtype: torch.dtype = torch.float16,
+    config: triton.Config | None = None,
 ) -> torch.Tensor:
-    """int8 x int8 -> int32 GEMM with per-token x per-channel scales, in one Triton kernel."""
+    """int8 x int8 -> int32 GEMM with per-token x per-channel scales, in one Triton kernel.
+
+    ``config`` pins one kernel config instead of autotuning.
+    """
     validate_gemm_inputs(x_q, x_scale, qweight, scales, zeros, bias, out_dtype)
     if x_q.stride(1) != 1:
         raise ValueError(f"{OP}: x_q must be contiguous along K")
@@ -172,14 +176,13 @@ def w8a8_matmul_triton(
     if m == 0 or n == 0:
         return out
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
-    _w8a8_gemm_kernel[grid](
+    launch(_w8a8_gemm_kernel, grid, (
         x_q, x_scale, qweight, scales,
         zeros if zeros is not None else scales, bias if bias is not None else scales, out,
         m, n, k,
         x_q.stride(0), out.stride(0), out.stride(1),
         m_bucket(m),
-        HAS_ZEROS=zeros is not None, HAS_BIAS=bias is not None,
-    )
+    ), {"HAS_ZEROS": zeros is not None, "HAS_BIAS": bias is not None}, config)
     return out
 
 

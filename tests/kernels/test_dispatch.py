@@ -28,12 +28,13 @@ def test_default_backend_per_device():
         assert dispatch.backend_for("cuda") == "triton"
 
 
-def test_choice_is_made_once(monkeypatch):
-    assert dispatch.backend_for("cpu") == "reference"
-    monkeypatch.setenv(dispatch.ENV_VAR, "triton")
-    assert dispatch.backend_for("cpu") == "reference"  # cached
+def test_choice_is_made_once(monkeypatch, device):
+    first = dispatch.backend_for(device)  # reference on CPU, triton on CUDA
+    other = "triton" if first == "reference" else "reference"  # CPU: the interpreter is on
+    monkeypatch.setenv(dispatch.ENV_VAR, other)
+    assert dispatch.backend_for(device) == first  # cached
     dispatch.reset_backend_choice()
-    assert dispatch.backend_for("cpu") == "triton"  # interpreter is on in these tests
+    assert dispatch.backend_for(device) == other
 
 
 def test_rejects_unknown_override(monkeypatch):
