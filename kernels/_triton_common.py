@@ -93,16 +93,27 @@ def group_tile(group_size: int, k: int) -> int:
     return group_size if applies else NO_GROUP_TILE
 
 
-def launch(kernel: Any, grid: Any, args: tuple, kwargs: dict[str, Any], config: Any) -> None:
-    """Run an autotuned kernel; with ``config`` (a triton.Config) pinned, autotuning is bypassed.
+def launch(
+    kernel: Any, grid: Any, args: tuple, kwargs: dict[str, Any], config: Any = None
+) -> None:
+    """Run a kernel on the device of its first argument (a tensor).
 
-    Pinning lets the tests run every Hopper config through the interpreter, and lets benchmarks
-    compare configs.
+    Triton launches on the *current* CUDA device: without the guard, tensors on cuda:1 while
+    cuda:0 is current would be read through the wrong device's address space.
+    With ``config`` (a triton.Config) pinned, autotuning is bypassed: the tests run every Hopper
+    config through the interpreter that way.
     """
-    if config is None:
-        kernel[grid](*args, **kwargs)
-    else:
-        kernel.fn[grid](*args, **kwargs, **config.all_kwargs())
+    import contextlib
+
+    import torch
+
+    device = args[0].device
+    guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with guard:
+        if config is None:
+            kernel[grid](*args, **kwargs)
+        else:
+            kernel.fn[grid](*args, **kwargs, **config.all_kwargs())
 
 
 def group_aligned(args: dict[str, Any]) -> bool:

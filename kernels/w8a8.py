@@ -147,8 +147,8 @@ def quantize_per_token_triton(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     x_scale = torch.empty((m, 1), dtype=torch.float32, device=x.device)
     if m and k:
         block_k = min(triton.next_power_of_2(k), 4096)
-        _quantize_per_token_kernel[(m,)](x, x_q, x_scale, k, x.stride(0), x.stride(1),
-                                         BLOCK_K=block_k)
+        launch(_quantize_per_token_kernel, (m,), (x, x_q, x_scale, k, x.stride(0), x.stride(1)),
+               {"BLOCK_K": block_k})
     return x_q, x_scale
 
 
