@@ -1,0 +1,54 @@
+"""The small host-side decisions around the kernels: config pruning, GEMV paths, split-K."""
+
+from __future__ import annotations
+
+import triton
+from modelpress.kernels import w4a16
+from modelpress.kernels._triton_common import (
+    NO_GROUP_TILE,
+    choose_split_k,
+    group_aligned,
+    group_tile,
+    m_bucket,
+    prune_block_m,
+)
+
+
+def test_m_bucket_rounds_up_to_powers_of_two_and_caps():
+    assert [m_bucket(m) for m in (1, 3, 16, 17, 64, 300, 4096)] == [1, 4, 16, 32, 64, 256, 256]
+
+
+def test_prune_keeps_block_m_near_m():
+    configs = w4a16._GEMM_CONFIGS
+    for m, limit in ((1, 16), (16, 16), (33, 64), (64, 64), (256, 128)):
+        kept = prune_block_m(configs, {"m_bucket": m_bucket(m)})
+        assert kept and all(c.kwargs["BLOCK_M"] <= max(limit, 16) for c in kept)
+    assert len(prune_block_m(configs, {"m_bucket": 256})) == len(configs)
+
+
+def test_group_tile_only_for_power_of_two_groups_smaller_than_k():
+    assert group_tile(128, 8192) == 128 and group_tile(32, 64) == 32
+    assert group_tile(96, 192) == NO_GROUP_TILE  # not a power of two: gather path
+    assert group_tile(256, 256) == NO_GROUP_TILE  # one group: per-channel
+    # The sentinel never divides a BLOCK_K, so the kernels' `BLOCK_K % GROUP_TILE == 0` is False.
+    assert all(c.kwargs["BLOCK_K"] % NO_GROUP_TILE != 0 for c in w4a16._GEMV_CONFIGS)
+
+
+def test_group_aligned_heuristic():
+    assert group_aligned({"group_size": 128, "BLOCK_K": 64})
+    assert group_aligned({"group_size": 8192, "BLOCK_K": 128})
+    assert not group_aligned({"group_size": 32, "BLOCK_K": 64})
+
+
+def test_split_k_only_when_the_output_cannot_fill_the_device():
+    # The interpreter pretends to have 4 SMs.
+    assert choose_split_k(1, 8192, 8192, 0) == 1
+    assert choose_split_k(1, 16, 8192, 0) == 4  # one 16-column program: split K four ways
+    assert choose_split_k(1, 16, 1024, 0) == 2  # but keep >= 512 K-elements per split
+    assert choose_split_k(1, 16, 512, 0) == 1
+
+
+def test_configs_are_valid_tiles():
+    for config in w4a16._GEMM_CONFIGS + w4a16._GEMV_CONFIGS:
+        for name, value in config.kwargs.items():
+            assert value == triton.next_power_of_2(value), (name, value)
