@@ -62,7 +62,10 @@ def quantize_graph(model: "onnx.ModelProto", config: QuantizeConfig, batches: li
     from .ort_mixed import keep_sensitive_float, node_precisions
 
     if config.dtype == "fp16":
-        return _to_fp16(model, exclude)
+        quantized = _to_fp16(model, exclude)
+        report.update(layer_precision=node_precisions(model, config, exclude),
+                      size_mb_before=model.ByteSize() / 1e6, size_mb_after=quantized.ByteSize() / 1e6)
+        return quantized
     if batches:
         _check_float_model(model, batches)
     source = model
@@ -110,7 +113,7 @@ def _quantize_once(model: "onnx.ModelProto", config: QuantizeConfig, batches: li
         if config.activations == "dynamic":
             _dynamic(source, target, config, exclude)
         else:
-            _static(source, target, config, batches, exclude)
+            _static(source, target, config, batches, exclude, weight_nodes(model))
         return onnx.load(target)
 
 
@@ -127,8 +130,16 @@ def _dynamic(source: Path, target: Path, config: QuantizeConfig, exclude: list[s
     )
 
 
+def weight_nodes(model: "onnx.ModelProto") -> list[str]:
+    """Nodes with a constant weight. QDQ would otherwise also quantize the attention's
+    activation x activation MatMuls (softmax probabilities in u8), which costs fidelity for no size."""
+    inits = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if (n.op_type in ("MatMul", "Gemm", "Conv") and len(n.input) > 1
+            and n.input[1] in inits) or (n.op_type == "Gather" and n.input[0] in inits)]
+
+
 def _static(source: Path, target: Path, config: QuantizeConfig, batches: list["Batch"],
-            exclude: list[str]) -> None:
+            exclude: list[str], nodes: list[str]) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     cal = config.calibration
@@ -146,6 +157,7 @@ def _static(source: Path, target: Path, config: QuantizeConfig, batches: list["B
         per_channel=config.granularity == "per-channel",
         activation_type=QuantType.QUInt8,  # u8 activations: the fast VNNI path (s8 runs at fp32 speed)
         weight_type=QuantType.QInt8,
+        nodes_to_quantize=[n for n in nodes if n not in set(exclude)],
         nodes_to_exclude=exclude,
         calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[cal.method]),
         extra_options=extra,

@@ -19,9 +19,10 @@ class TinyNet(nn.Module):
         self.head = nn.Linear(hidden, 10)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.norm(self.inp(pixels.flatten(1)))
+        # [batch, 1 token, 64]: 3-D activations export as MatMul (as in transformers), not Gemm
+        h = self.norm(self.inp(pixels.flatten(1)[:, None, :]))
         features = self.down(nn.functional.gelu(self.up(h)))
-        return self.head(features), features
+        return self.head(features)[:, 0], features[:, 0]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,79 @@
+"""quantize (onnxruntime): every scheme round-trips through save/load; SmoothQuant is exact in float."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from modelpress.evaluate import onnx_session
+from modelpress.steps.quantize import QuantizeConfig, quantize
+
+SCHEMES = {
+    "dynamic-per-channel": dict(),
+    "dynamic-per-tensor-asym": dict(granularity="per-tensor", symmetric=False),
+    "static-minmax": dict(activations="static"),
+    "static-percentile": dict(activations="static", calibration={"method": "percentile"}),
+    "static-entropy-smoothquant": dict(activations="static", calibration={"method": "entropy"},
+                                       smoothquant={"alpha": 0.5}),
+    "int4-g32-weight-only": dict(bits=4, granularity="per-group", group_size=32, activations="none"),
+    "fp16": dict(dtype="fp16"),
+}
+
+
+def _embedding(graph, batch):
+    return onnx_session(graph).run(None, batch)[1]
+
+
+def _cosine(a, b):
+    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).mean())
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+def test_scheme_round_trips(name, exported, context, digits_frame, task, tmp_path):
+    config = QuantizeConfig(**{"calibration": {"progress": False}, **SCHEMES[name]})
+    quantized = quantize(exported, config, context)
+    batch = task.encode(digits_frame[digits_frame.split == "eval"].iloc[:64])
+    out = _embedding(quantized, batch)
+    assert _cosine(out, _embedding(exported, batch)) > 0.98
+    onnx.save(quantized, tmp_path / "q.onnx")
+    assert np.array_equal(_embedding(onnx.load(tmp_path / "q.onnx"), batch), out)
+    ops = {n.op_type for n in quantized.graph.node}
+    expected = {"fp16": "Cast", "int4-g32-weight-only": "MatMulNBits"}.get(
+        name, "DequantizeLinear" if "static" in name else "MatMulInteger")
+    assert expected in ops, ops
+    assert context.report["size_mb_after"] < context.report["size_mb_before"]
+
+
+def test_static_quantizes_only_weight_matmuls(exported, context):
+    quantized = quantize(exported, QuantizeConfig(activations="static", calibration={"progress": False}), context)
+    producers = {o: n.op_type for n in quantized.graph.node for o in n.output}
+    for node in quantized.graph.node:
+        if node.op_type == "MatMul":
+            assert producers.get(node.input[1]) == "DequantizeLinear"  # weights are QDQ
+    assert set(context.report["layer_precision"].values()) == {"int8-per-channel-static"}
+
+
+def test_smoothquant_graph_is_exact_in_float(exported, context, task, digits_frame):
+    from modelpress.steps.quantize.calibration import calibration_batches
+    from modelpress.steps.quantize.config import Calibration
+    from modelpress.steps.quantize.ort_smooth import smooth_graph
+
+    batches = calibration_batches(context, Calibration(), "quantize")
+    smoothed, count = smooth_graph(exported, batches, 0.5, set())
+    assert count == 4  # inputs of inp, up (after LayerNorm: folded), down, head
+    ops = [n.op_type for n in smoothed.graph.node]
+    assert ops.count("Mul") - [n.op_type for n in exported.graph.node].count("Mul") == 3  # LN one folded
+    batch = task.encode(digits_frame.iloc[:32])
+    assert np.allclose(_embedding(smoothed, batch), _embedding(exported, batch), rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_precision_reaches_target(exported, context):
+    config = QuantizeConfig(activations="static", granularity="per-tensor", calibration={"progress": False},
+                            mixed_precision={"min_cosine": 0.999999, "max_float_share": 1.0})
+    quantize(exported, config, context)
+    report = context.report
+    kept = [n for n, p in report["layer_precision"].items() if p == "fp32"]
+    assert report["fidelity_target_met"] and kept
+    assert min(report["sensitivity"][n] for n in kept) >= max(
+        (v for n, v in report["sensitivity"].items() if n not in kept), default=0.0)
