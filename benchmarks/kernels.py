@@ -184,6 +184,22 @@ def render(rows: list[Row], copy_gbps: float, header: str) -> str:
     return "\n".join(lines)
 
 
+def autotune_choices() -> list[str]:
+    """What the autotuner picked per key, for whoever tunes the config lists next."""
+    from modelpress.kernels import w4a16, w8a8, w8a16
+
+    kernels = {
+        "w4a16 gemm": w4a16._w4a16_gemm_kernel, "w4a16 gemv": w4a16._w4a16_gemv_kernel,
+        "w8a16 gemm": w8a16._w8a16_gemm_kernel, "w8a16 gemv": w8a16._w8a16_gemv_kernel,
+        "w8a8 gemm": w8a8._w8a8_gemm_kernel,
+    }
+    lines = []
+    for name, kernel in kernels.items():
+        for key, config in getattr(kernel, "cache", {}).items():
+            lines.append(f"- {name} {key}: {config}")
+    return lines
+
+
 def acceptance(rows: list[Row], copy_gbps: float) -> list[str]:
     """Issue 7's GPU targets, as PASS/FAIL lines (only for shapes that were run)."""
     def find(kernel: str, m: int, k: int) -> Row | None:
@@ -239,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     wrong = [r for r in rows if r.rel_error is not None and r.rel_error > MAX_REL_ERROR]
     verdicts += [f"- FAIL: {r.kernel} M={r.m} K=N={r.k} rel error {r.rel_error:.1e}" for r in wrong]
     report += "\n\nAcceptance (issue 7):\n" + "\n".join(verdicts) + "\n"
+    if device.type == "cuda":
+        report += "\nAutotune choices (key -> config):\n" + "\n".join(autotune_choices()) + "\n"
     print(report)
     _write(args.out, report)
     return 1 if wrong else 0

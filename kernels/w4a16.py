@@ -10,8 +10,10 @@ Public functions:
 * ``w4a16_reference(x, qweight, scales, zeros=None, group_size=128, bias=None)``: PyTorch, fp32
   math, any device; the oracle of the tests.
 * ``w4a16_matmul_triton(x, qweight, scales, zeros=None, group_size=128, bias=None,
-  split_k=None)``: the fused Triton kernels. M <= 4 (decode) takes a split-K GEMV that streams
-  the packed weight once; larger M a tiled GEMM on the tensor cores.
+  split_k=None, config=None)``: the fused Triton kernels. M <= 4 (decode) takes a split-K GEMV
+  that streams the packed weight once; larger M a tiled GEMM on the tensor cores. ``config``
+  pins a ``triton.Config`` instead of autotuning.
+* ``validate_inputs(...)``: the launcher's checks (also run by the reference and the dispatch).
 
 Prefer :func:`modelpress.kernels.dispatch.w4a16_linear`, which picks the backend.
 """

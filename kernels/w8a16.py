@@ -9,7 +9,9 @@ Public functions:
 * ``w8a16_reference(x, qweight, scales, zeros=None, group_size=None, bias=None)``: PyTorch, fp32
   math, any device; the oracle of the tests.
 * ``w8a16_matmul_triton(x, qweight, scales, zeros=None, group_size=None, bias=None,
-  split_k=None)``: the fused Triton kernels (GEMV for M <= 4, tiled GEMM otherwise).
+  split_k=None, config=None)``: the fused Triton kernels (GEMV for M <= 4, tiled GEMM
+  otherwise); ``config`` pins a ``triton.Config`` instead of autotuning.
+* ``validate_inputs(...)``: the launcher's checks (also run by the reference and the dispatch).
 
 ``group_size=None`` means per-channel (``scales`` is ``[N, 1]``). Prefer
 :func:`modelpress.kernels.dispatch.w8a16_linear`, which picks the backend.

@@ -10,7 +10,9 @@ Public functions:
 * ``quantize_per_token_reference(x) -> (x_q, x_scale)`` and ``quantize_per_token_triton(x)``.
 * ``w8a8_reference(x_q, x_scale, qweight, scales, zeros=None, bias=None, out_dtype=fp16)``:
   exact integer math in float64 (exact for K < 2**38 / 127**2), any device; the test oracle.
-* ``w8a8_matmul_triton(...)``: same signature, int8 tensor-core GEMM with an fp32 epilogue.
+* ``w8a8_matmul_triton(...)``: same signature (plus ``config=None`` to pin a
+  ``triton.Config``), int8 tensor-core GEMM with an fp32 epilogue.
+* ``validate_gemm_inputs(...)``: the launcher's checks (also run by the reference).
 
 Prefer :func:`modelpress.kernels.dispatch.w8a8_linear`, which quantizes the activations too.
 """
