@@ -42,16 +42,20 @@ def autotune(
     interpreter_config: Any,
     key: list[str],
     prune: Callable[..., list[Any]] | None = None,
+    reset_to_zero: list[str] | None = None,
 ) -> Callable[[Any], Any]:
     """``triton.autotune`` over the Hopper configs, or over one small config when tuning is off.
 
     Autotuning in interpreter mode would run every config through numpy: slow and meaningless.
     The small config is also valid on GPUs. Decided when the kernel module is imported.
+    ``reset_to_zero`` names outputs that kernels accumulate into (split-K atomics): the tuner
+    runs the kernel many times, so they are zeroed before each timed run and before the real one.
     """
     if not autotune_enabled():
-        return triton.autotune(configs=[interpreter_config], key=key)
+        return triton.autotune(configs=[interpreter_config], key=key, reset_to_zero=reset_to_zero)
     prune_by = {"early_config_prune": prune} if prune is not None else None
-    return triton.autotune(configs=list(configs), key=key, prune_configs_by=prune_by)
+    return triton.autotune(configs=list(configs), key=key, prune_configs_by=prune_by,
+                           reset_to_zero=reset_to_zero)
 
 
 def m_bucket(m: int) -> int:

@@ -144,7 +144,8 @@ if HAS_TRITON:
         out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
         tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
-    @autotune(_GEMV_CONFIGS, _GEMV_INTERPRETER_CONFIG, key=["N", "K", "SPLIT_K", "GROUP_TILE"])
+    @autotune(_GEMV_CONFIGS, _GEMV_INTERPRETER_CONFIG, key=["N", "K", "SPLIT_K", "GROUP_TILE"],
+              reset_to_zero=["out_ptr"])  # split-K programs atomically add into out_ptr
     @triton.jit
     def _w8a16_gemv_kernel(
         x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, out_ptr,

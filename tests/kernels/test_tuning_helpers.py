@@ -52,3 +52,13 @@ def test_configs_are_valid_tiles():
     for config in w4a16._GEMM_CONFIGS + w4a16._GEMV_CONFIGS:
         for name, value in config.kwargs.items():
             assert value == triton.next_power_of_2(value), (name, value)
+
+
+def test_split_k_outputs_are_zeroed_around_autotuning():
+    """The tuner times a kernel many times; split-K GEMVs accumulate with atomics, so their output
+    must be zeroed before each timed run and before the real one (else the first result is the
+    sum of all the timing runs)."""
+    from modelpress.kernels import w8a16
+
+    for kernel in (w4a16._w4a16_gemv_kernel, w8a16._w8a16_gemv_kernel):
+        assert kernel.reset_to_zero == ["out_ptr"]
