@@ -1,8 +1,11 @@
 """Serving benchmark: modelpress' CPU server (kserve V2 + ONNX Runtime) vs `mlflow models serve`.
 
-Both serve the same registered ONNX model on loopback, one worker process each, and are driven
-by the same asyncio/aiohttp client with JSON bodies (MLflow only speaks JSON), interleaved per
-concurrency level so drift on a shared machine hits both alike. Request counts are bounded.
+Both serve the same registered ONNX model on loopback, one worker process each, with their
+default settings, driven by the same asyncio/aiohttp client and interleaved per concurrency
+level so drift on a shared machine hits both alike. Our server is measured with V2 JSON (like
+for like: MLflow only takes JSON) and with V2 binary tensors (tritonclient's default encoding).
+Request counts are bounded; server CPU per request is reported because, unlike latency, it does
+not depend on what else is running.
 
     /work/venv-deploy/bin/python benchmarks/serving.py            # the small CNN, fresh registry
     .../python benchmarks/serving.py --requests 2000 --concurrency 1 8 32
@@ -43,6 +46,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _scripts_path() -> str:
+    """`mlflow models serve` starts `uvicorn` by name: put this environment's scripts first
+    (and, for overlay venvs, those of the environment uvicorn is installed in)."""
+    uvicorn_root = Path(importlib.util.find_spec("uvicorn").origin).parents[4]
+    return os.pathsep.join([str(Path(sys.executable).parent), str(uvicorn_root / "bin"), os.environ["PATH"]])
 
 
 def register_cnn(workdir: Path) -> str:
@@ -89,7 +99,8 @@ async def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float
     raise RuntimeError(f"{url} not ready after {timeout}s: {log.read_text()[-3000:]}")
 
 
-async def load(url: str, body: bytes, concurrency: int, requests: int, max_seconds: float) -> dict:
+async def load(url: str, request: tuple[bytes, dict[str, str]], concurrency: int, requests: int,
+               max_seconds: float) -> dict:
     """``requests`` POSTs (fewer if ``max_seconds`` runs out) from ``concurrency`` workers."""
     import aiohttp
 
@@ -97,7 +108,7 @@ async def load(url: str, body: bytes, concurrency: int, requests: int, max_secon
     errors = 0
     remaining = requests
     deadline = time.monotonic() + max_seconds
-    headers = {"Content-Type": "application/json"}
+    body, headers = request
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def worker() -> None:
@@ -118,27 +129,55 @@ async def load(url: str, body: bytes, concurrency: int, requests: int, max_secon
             "p50": statistics.median(ms), "p99": ms[min(len(ms) - 1, int(0.99 * len(ms)))]}
 
 
-def bodies(sample: np.ndarray) -> dict[str, bytes]:
+JSON = {"Content-Type": "application/json"}
+
+
+def bodies(sample: np.ndarray) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """Each server's request for the same input: V2 JSON, V2 binary tensors (what tritonclient
+    sends by default), and MLflow's JSON (the only encoding `mlflow models serve` takes)."""
+    import tritonclient.http as httpclient
+
     v2 = {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": list(sample.shape),
                       "data": sample.ravel().tolist()}]}
-    return {"modelpress": json.dumps(v2).encode(), "mlflow": json.dumps({"inputs": {"pixels": sample.tolist()}}).encode()}
+    tensor = httpclient.InferInput("pixels", list(sample.shape), "FP32")
+    tensor.set_data_from_numpy(sample, binary_data=True)
+    outputs = [httpclient.InferRequestedOutput(n, binary_data=True) for n in ("logits", "embedding")]
+    binary, json_size = httpclient.InferenceServerClient.generate_request_body([tensor], outputs=outputs)
+    return {"modelpress": (json.dumps(v2).encode(), JSON),
+            "modelpress-binary": (binary, {"Inference-Header-Content-Length": str(json_size),
+                                           "Content-Type": "application/octet-stream"}),
+            "mlflow": (json.dumps({"inputs": {"pixels": sample.tolist()}}).encode(), JSON)}
 
 
-async def check_same_predictions(urls: dict[str, str], body: dict[str, bytes]) -> float:
+async def check_same_predictions(urls: dict[str, str], body: dict[str, tuple[bytes, dict]]) -> float:
     """Both servers must answer the same logits, or the comparison is meaningless."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        async with session.post(urls["modelpress"], data=body["modelpress"],
-                                headers={"Content-Type": "application/json"}) as r:
+        async with session.post(urls["modelpress"], data=body["modelpress"][0], headers=JSON) as r:
             ours = next(o for o in (await r.json())["outputs"] if o["name"] == "logits")["data"]
-        async with session.post(urls["mlflow"], data=body["mlflow"],
-                                headers={"Content-Type": "application/json"}) as r:
+        async with session.post(urls["mlflow"], data=body["mlflow"][0], headers=JSON) as r:
             theirs = (await r.json())["predictions"]["logits"]
     return float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs).ravel())))
 
 
-async def bench(args: argparse.Namespace, urls: dict[str, str], body: dict[str, bytes]) -> list[dict]:
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a server's whole process tree (mlflow serve runs uvicorn as a child)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+async def bench(args: argparse.Namespace, urls: dict[str, str], body: dict[str, tuple[bytes, dict]],
+                pids: dict[str, int]) -> list[dict]:
     rows = []
     for server, url in urls.items():  # warm-up: first requests pay for lazy imports and allocations
         await load(url, body[server], 4, args.warmup, 30)
@@ -146,7 +185,10 @@ async def bench(args: argparse.Namespace, urls: dict[str, str], body: dict[str, 
         count = args.requests * max(1, concurrency // 4) if args.scale else args.requests
         for _ in range(args.rounds):
             for server, url in urls.items():
+                cpu = cpu_seconds(pids[server])
                 result = await load(url, body[server], concurrency, count, args.max_seconds)
+                # CPU per request does not depend on what else runs on a shared machine
+                result["cpu_ms"] = (cpu_seconds(pids[server]) - cpu) * 1000 / max(1, result["requests"])
                 rows.append({"server": server, "concurrency": concurrency, **result})
     return rows
 
@@ -160,20 +202,24 @@ def summarize(rows: list[dict]) -> list[dict]:
     for (server, concurrency), group in cells.items():
         out.append({"server": server, "concurrency": concurrency,
                     "requests": sum(r["requests"] for r in group), "errors": sum(r["errors"] for r in group),
-                    **{k: statistics.median(r[k] for r in group) for k in ("rps", "p50", "p99")}})
+                    **{k: statistics.median(r[k] for r in group) for k in ("rps", "p50", "p99", "cpu_ms")}})
     return out
 
 
 def print_table(summary: list[dict]) -> None:
-    print(f"\n{'server':<12}{'conc':>5}{'requests':>9}{'errors':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"\n{'server':<18}{'conc':>5}{'requests':>9}{'errors':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'server CPU ms/req':>19}")
     for row in sorted(summary, key=lambda r: (r["concurrency"], r["server"])):
-        print(f"{row['server']:<12}{row['concurrency']:>5}{row['requests']:>9}{row['errors']:>7}"
-              f"{row['rps']:>9.0f}{row['p50']:>9.2f}{row['p99']:>9.2f}")
-    print(f"\n{'conc':>5}{'throughput ×mlflow':>20}{'p99 ÷mlflow':>13}")
+        print(f"{row['server']:<18}{row['concurrency']:>5}{row['requests']:>9}{row['errors']:>7}"
+              f"{row['rps']:>9.0f}{row['p50']:>9.2f}{row['p99']:>9.2f}{row['cpu_ms']:>19.2f}")
+    print(f"\n{'server':<18}{'conc':>5}{'throughput ×mlflow':>20}{'p99 ÷mlflow':>13}{'CPU/req ÷mlflow':>17}")
     by = {(r["server"], r["concurrency"]): r for r in summary}
     for concurrency in sorted({r["concurrency"] for r in summary}):
-        ours, theirs = by[("modelpress", concurrency)], by[("mlflow", concurrency)]
-        print(f"{concurrency:>5}{ours['rps'] / theirs['rps']:>20.2f}{ours['p99'] / theirs['p99']:>13.2f}")
+        theirs = by[("mlflow", concurrency)]
+        for server in ("modelpress", "modelpress-binary"):
+            ours = by[(server, concurrency)]
+            print(f"{server:<18}{concurrency:>5}{ours['rps'] / theirs['rps']:>20.2f}"
+                  f"{ours['p99'] / theirs['p99']:>13.2f}{ours['cpu_ms'] / theirs['cpu_ms']:>17.2f}")
 
 
 def main() -> None:
@@ -184,14 +230,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=30.0, help="cap per measurement")
-    parser.add_argument("--threads", type=int, default=0, help="ORT intra-op threads in our server")
+    parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads in our server "
+                        "(its default; mlflow keeps ORT's default, one per core)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db",
-               "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+               "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "PATH": _scripts_path()}
         os.environ.update(env)
         model_uri = register_cnn(workdir)
         from modelpress.deploy.pull import pull
@@ -203,7 +250,7 @@ def main() -> None:
             "modelpress": start([serve_python, "-m", "modelpress.cli", "serve", "--model-repository",
                                  str(workdir / "repository"), "--http-port", str(ports["modelpress"]),
                                  "--threads", str(args.threads)], workdir / "modelpress.log", env),
-            "mlflow": start([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
+            "mlflow": start([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
                              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"]),
                              "-w", "1"], workdir / "mlflow.log", env),
         }
@@ -227,11 +274,13 @@ async def _run(args: argparse.Namespace, ports: dict[str, int], procs: dict[str,
     base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     await wait_ready(base["modelpress"] + "/v2/health/ready", procs["modelpress"], workdir / "modelpress.log")
     await wait_ready(base["mlflow"] + "/ping", procs["mlflow"], workdir / "mlflow.log")
-    urls = {"modelpress": base["modelpress"] + f"/v2/models/{MODEL_NAME}/infer",
-            "mlflow": base["mlflow"] + "/invocations"}
+    infer = base["modelpress"] + f"/v2/models/{MODEL_NAME}/infer"
+    urls = {"modelpress": infer, "modelpress-binary": infer, "mlflow": base["mlflow"] + "/invocations"}
     body = bodies(np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32))
     print(f"max |logits difference| between the servers: {await check_same_predictions(urls, body):.2e}")
-    return summarize(await bench(args, urls, body))
+    pids = {"modelpress": procs["modelpress"].pid, "modelpress-binary": procs["modelpress"].pid,
+            "mlflow": procs["mlflow"].pid}
+    return summarize(await bench(args, urls, body, pids))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ REPOSITORY_ARTIFACT = "model_repository"  # where publish logs the repository in
 
 
 def pull(model_uri: str, dest: Path, instance_kind: InstanceKind = "KIND_CPU",
-         tracking_uri: str | None = None) -> Path:
+         tracking_uri: str | None = None, optimize: bool = False) -> Path:
     """Fetch ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` into ``dest``; return the model folder."""
     if not MODEL_URI.match(model_uri):
         raise ModelpressError(f"{model_uri!r} is not a registered model URI "
@@ -43,8 +43,12 @@ def pull(model_uri: str, dest: Path, instance_kind: InstanceKind = "KIND_CPU",
     with tempfile.TemporaryDirectory(dir=dest, prefix=".pull-") as scratch:
         staging = Path(scratch) / "repository"
         model = _download_onnx(model_uri, version, Path(scratch), tracking_uri)
-        write_onnx_model(staging, version.name, version.version, model, instance_kind,
-                         metadata=_provenance(model_uri, version, mlflow_client))
+        metadata = _provenance(model_uri, version, mlflow_client)
+        if optimize:
+            from modelpress.deploy.ort_optimize import optimize_offline
+
+            model, metadata["ort_offline_optimization"] = optimize_offline(model)
+        write_onnx_model(staging, version.name, version.version, model, instance_kind, metadata=metadata)
         _copy_tensorrt(version, mlflow_client, staging, Path(scratch))
         for folder in staging.iterdir():  # replace, never merge, a previously pulled model
             shutil.rmtree(dest / folder.name, ignore_errors=True)

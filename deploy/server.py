@@ -8,8 +8,10 @@ this module adds an ONNX Runtime model class that validates every request agains
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ log = logging.getLogger("modelpress.serve")
 class OnnxRuntimeModel(kserve.Model):
     """One ONNX model from a Triton-layout repository folder, served by ONNX Runtime on CPU."""
 
-    def __init__(self, name: str, model_path: Path, intra_op_threads: int = 0):
+    def __init__(self, name: str, model_path: Path, intra_op_threads: int = 1):
         super().__init__(name)
         self.model_path = Path(model_path)
         self.intra_op_threads = intra_op_threads
@@ -79,7 +81,8 @@ class OnnxRuntimeModel(kserve.Model):
             output = InferOutput(name=name, shape=list(value.shape), datatype=self._datatype(name))
             output.set_data_from_numpy(value, binary_data=payload.use_binary_outputs)
             outputs.append(output)
-        return InferResponse(response_id=payload.id, model_name=self.name, infer_outputs=outputs,
+        # the protocol's response id is a string even when the request carried none
+        return InferResponse(response_id=payload.id or uuid.uuid4().hex, model_name=self.name, infer_outputs=outputs,
                              use_binary_outputs=payload.use_binary_outputs,
                              requested_outputs=payload.request_outputs)
 
@@ -113,7 +116,7 @@ class OnnxRuntimeModel(kserve.Model):
         return next(t.datatype for t in self.outputs if t.name == name)
 
 
-def models_in(repository: Path, intra_op_threads: int = 0) -> list[OnnxRuntimeModel]:
+def models_in(repository: Path, intra_op_threads: int = 1) -> list[OnnxRuntimeModel]:
     """One model per ``<name>/config.pbtxt`` with an ONNX platform, at its latest version."""
     repository = Path(repository)
     if not repository.is_dir():
@@ -126,7 +129,7 @@ def models_in(repository: Path, intra_op_threads: int = 0) -> list[OnnxRuntimeMo
     return [OnnxRuntimeModel(f.name, latest_version(f) / "model.onnx", intra_op_threads) for f in folders]
 
 
-def serve(repository: Path, http_port: int = 8080, workers: int = 1, intra_op_threads: int = 0,
+def serve(repository: Path, http_port: int = 8080, workers: int = 1, intra_op_threads: int = 1,
           enable_grpc: bool = False, access_log: bool = False) -> None:
     """Load every model, then serve until stopped; exits non-zero when no model loads."""
     models = models_in(repository, intra_op_threads)
@@ -140,7 +143,23 @@ def serve(repository: Path, http_port: int = 8080, workers: int = 1, intra_op_th
                                 # per-request latency log lines cost ~15% throughput (DESIGN.md §3)
                                 enable_latency_logging=False)
     quiet_request_logs(access_log)
+    _use_uvloop()
     server.start(models)
+
+
+def _use_uvloop() -> None:
+    """kserve runs uvicorn under its own ``asyncio.run()``, so its ``event_loop`` option never
+    reaches uvicorn: the loop policy decides. uvloop when installed (the image has it)."""
+    if importlib.util.find_spec("uvloop") is None:
+        log.warning("uvloop is not installed: serving on asyncio's default event loop (slower)")
+        return
+    import asyncio
+
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # kserve's start() asks for the current loop before its asyncio.run(); give it one
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 class _BriefClientErrors(logging.Filter):

@@ -96,14 +96,16 @@ def run(recipe: str, no_cache: bool) -> None:
 @click.option("--instance-kind", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
               help="Triton instance_group kind written into config.pbtxt.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI).")
-def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None) -> None:
+@click.option("--optimize", is_flag=True,
+              help="Apply ONNX Runtime's portable (basic) graph optimizations offline, parity-checked.")
+def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None, optimize: bool) -> None:
     """Fetch MODEL_URI (models:/NAME@ALIAS or models:/NAME/VERSION) as a model repository."""
     from pathlib import Path
 
     try:
         from modelpress.deploy.pull import pull as pull_model
 
-        folder = pull_model(model_uri, Path(dest), f"KIND_{instance_kind.upper()}", tracking_uri)
+        folder = pull_model(model_uri, Path(dest), f"KIND_{instance_kind.upper()}", tracking_uri, optimize)
     except ModelpressError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -116,8 +118,8 @@ def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None
 @click.option("--http-port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Server processes (each loads every model).")
-@click.option("--threads", default=0, show_default=True, type=click.IntRange(0, 256),
-              help="ONNX Runtime intra-op threads per model (0: one per core).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 256),
+              help="ONNX Runtime intra-op threads per model (0: one per core); scale with --workers.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
 def serve(repository: str, http_port: int, workers: int, threads: int, access_log: bool) -> None:
     """Serve the repository's ONNX models over the V2 inference protocol (needs the serve extra)."""

@@ -103,10 +103,22 @@ def mlflow_registry(tmp_path_factory):
                 mlflow.log_metrics({"parity.max_abs": 1e-6 * (seed + 1), "parity.cosine": 1.0})
                 info = mlflow.onnx.log_model(cnn_like_onnx(seed), name="onnx_model",
                                              pip_requirements=["onnxruntime"])
+                if seed == 1:  # as publish logs it on a GPU runner (the engine bytes are a stand-in)
+                    _log_tensorrt_repository(root / "trt", cnn_like_onnx(seed), version=2)
             versions.append(mlflow.register_model(info.model_uri, "tiny-cnn").version)
         mlflow.MlflowClient().set_registered_model_alias("tiny-cnn", "champion", str(versions[0]))
         yield uri
         mlflow.set_tracking_uri(None)
+
+
+def _log_tensorrt_repository(folder: Path, model, version: int) -> None:
+    import mlflow
+    from modelpress.deploy.pull import REPOSITORY_ARTIFACT
+    from modelpress.deploy.triton_repo import write_onnx_model, write_tensorrt_model
+
+    write_onnx_model(folder, "tiny-cnn", version, model)
+    write_tensorrt_model(folder, "tiny-cnn", version, b"stand-in engine", model)
+    mlflow.log_artifacts(str(folder), REPOSITORY_ARTIFACT)
 
 
 def parse_configs(serve_python: Path, paths: list[Path]) -> list[dict]:

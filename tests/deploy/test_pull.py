@@ -23,6 +23,7 @@ def run_onnx(path, pixels):
 def test_pull_alias_writes_a_ready_repository(tmp_path, mlflow_registry, cnn_onnx):
     folder = pull("models:/tiny-cnn@champion", tmp_path / "models")
     assert folder == tmp_path / "models" / "tiny-cnn"
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny-cnn"]  # no engine in v1
     assert sorted(p.name for p in folder.iterdir()) == ["1", "config.pbtxt"]
     pixels = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
     expected = run_onnx_model(cnn_onnx, pixels)
@@ -40,12 +41,18 @@ def run_onnx_model(model, pixels):
     return session.run(["logits"], {"pixels": pixels})[0]
 
 
-def test_pull_version_replaces_a_previous_pull(tmp_path, mlflow_registry):
+def test_pull_version_replaces_a_previous_pull(tmp_path, mlflow_registry, parse_config):
     pull("models:/tiny-cnn@champion", tmp_path)
     folder = pull("models:/tiny-cnn/2", tmp_path, instance_kind="KIND_GPU")
     assert sorted(p.name for p in folder.iterdir()) == ["2", "config.pbtxt"]
     assert "kind: KIND_GPU" in (folder / "config.pbtxt").read_text()
     assert onnx.load(str(folder / "2" / "model.onnx")).graph.input[0].name == "pixels"
+    # version 2's run logged a TensorRT engine: it comes along for the Triton runtime
+    assert (tmp_path / "tiny-cnn-tensorrt" / "2" / "model.plan").read_bytes() == b"stand-in engine"
+    onnx_config, trt_config = parse_config([folder / "config.pbtxt", tmp_path / "tiny-cnn-tensorrt" / "config.pbtxt"])
+    assert (onnx_config["platform"], trt_config["platform"]) == ("onnxruntime_onnx", "tensorrt_plan")
+    assert onnx_config["input"] == trt_config["input"] == [
+        {"name": "pixels", "data_type": "TYPE_FP32", "dims": ["1", "28", "28"]}]
 
 
 @pytest.mark.parametrize("uri", ["models:/missing@champion", "models:/tiny-cnn/99", "models:/tiny-cnn@nope"])

@@ -52,6 +52,9 @@ app.kubernetes.io/component: {{ .Values.runtime }}
     - "/models"
     - "--instance-kind"
     - {{ ternary "gpu" "cpu" .Values.gpu.enabled | quote }}
+    {{- if .Values.model.optimize }}
+    - "--optimize"
+    {{- end }}
   env:
     - name: MLFLOW_TRACKING_URI
       value: {{ .Values.mlflow.trackingUri | quote }}
