@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .config import DistillConfig
 
 
-def run_distill(model: nn.Module, config: "DistillConfig", context: "StageContext") -> nn.Module:
+def run_distill(model: nn.Module, config: DistillConfig, context: StageContext) -> nn.Module:
     seed = config.seed if config.seed is not None else context.seed
     train, val = carve_validation(context.train, config, seed, "distill")
     source = load_module(config.teacher_path, "distill.teacher_path") if config.teacher_path else model
@@ -35,7 +35,10 @@ def run_distill(model: nn.Module, config: "DistillConfig", context: "StageContex
         student = build_student(spec, current, teacher)
         current = distill_link(current, student, config, context.task, train, val, seed,
                                context.report, prefix=f"link{index}.")
-        context.report[f"link{index}.name"] = f"{names[index - 1]}->{names[index]}"
+        if _is_main_process():
+            context.report[f"link{index}.name"] = f"{names[index - 1]}->{names[index]}"
+    if not _is_main_process():
+        return current.to("cpu").eval()  # only the main process reports
     context.report.update({"links": len(names) - 1, "train_rows": len(train), "val_rows": len(val),
                            "teacher_params": parameter_count(teacher),
                            "student_params": parameter_count(current),
@@ -43,7 +46,13 @@ def run_distill(model: nn.Module, config: "DistillConfig", context: "StageContex
     return current.to("cpu").eval()
 
 
-def feature_pairs(config: "DistillConfig", student: Student) -> list[tuple[str, str]]:
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def feature_pairs(config: DistillConfig, student: Student) -> list[tuple[str, str]]:
     if not config.hidden.weight and not config.attention:
         return []
     pairs = [tuple(p) for p in config.hidden.pairs] if config.hidden.pairs is not None else student.pairs
@@ -55,8 +64,8 @@ def feature_pairs(config: "DistillConfig", student: Student) -> list[tuple[str, 
 
 @torch.no_grad()
 def probe(teacher: nn.Module, harness: DistillHarness, teacher_tap: FeatureTap | None,
-          task: "Task", frame: "pd.DataFrame", pairs: list[tuple[str, str]],
-          config: "DistillConfig") -> list[nn.Module]:
+          task: Task, frame: pd.DataFrame, pairs: list[tuple[str, str]],
+          config: DistillConfig) -> list[nn.Module]:
     """One batch through both models before training: output sizes must match, feature
     pairs must be bridgeable; returns the projections the pairs need."""
     batch, _ = next(task.batches(frame.iloc[:4], 4))
@@ -78,8 +87,8 @@ def probe(teacher: nn.Module, harness: DistillHarness, teacher_tap: FeatureTap |
             for s, t, pair in zip(student_features, teacher_features, pairs)]
 
 
-def distill_link(teacher: nn.Module, student: Student, config: "DistillConfig", task: "Task",
-                 train: "pd.DataFrame", val: "pd.DataFrame", seed: int, report: dict[str, Any],
+def distill_link(teacher: nn.Module, student: Student, config: DistillConfig, task: Task,
+                 train: pd.DataFrame, val: pd.DataFrame, seed: int, report: dict[str, Any],
                  prefix: str) -> nn.Module:
     teacher = teacher.to("cpu").eval().requires_grad_(False)
     pairs = feature_pairs(config, student)
@@ -88,8 +97,11 @@ def distill_link(teacher: nn.Module, student: Student, config: "DistillConfig", 
     harness = DistillHarness(student.model.float().requires_grad_(True), pairs, [], config)
     try:
         harness.projections = nn.ModuleList(probe(teacher, harness, teacher_tap, task, train, pairs, config))
+        needs_teacher = config.alpha > 0 or bool(pairs)
 
         def loss_fn(wrapped: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+            if not needs_teacher:  # alpha = 0, no feature matching: labels alone, skip the teacher
+                return wrapped(inputs, labels, None, [])
             if next(teacher.parameters()).device != labels.device:
                 teacher.to(labels.device)
             with torch.no_grad():

@@ -29,7 +29,7 @@ class StudentSpec(StageConfig):
     init: Literal["teacher", "random"] = "teacher"  # derived students start from the teacher's weights
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "StudentSpec":
+    def _one_kind(self) -> StudentSpec:
         derived = self.layers is not None or self.width is not None
         if self.path is not None and derived:
             raise ValueError("give either path (a given architecture) or layers/width (derived from "
@@ -55,7 +55,7 @@ class DistillConfig(TrainSettings):
     student: StudentSpec
     # Teacher assistants, largest first: teacher → assistants[0] → … → student, each link a
     # full distillation of its own (Mirzadeh et al., 2020).
-    assistants: list[StudentSpec] = []
+    assistants: list[StudentSpec] = Field(default_factory=list)
     teacher_path: str | None = None  # None: the pipeline's current model is the teacher
     temperature: float = 4.0
     alpha: float = 0.5  # weight of the soft (teacher) loss; 1 - alpha weighs the labels' cross-entropy

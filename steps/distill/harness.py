@@ -70,7 +70,7 @@ class DistillHarness(nn.Module):
         self.tap = FeatureTap(student, self.student_names, "student") if pairs else None
 
     def forward(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
-                teacher_logits: torch.Tensor, teacher_features: list[torch.Tensor]) -> torch.Tensor:
+                teacher_logits: torch.Tensor | None, teacher_features: list[torch.Tensor]) -> torch.Tensor:
         config = self.config
         logits, _ = split_outputs(self.student(**inputs))
         loss = kd_loss(logits, teacher_logits, labels, config.temperature, config.alpha)

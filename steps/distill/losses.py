@@ -30,16 +30,21 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return kl.mean() * temperature ** 2
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor | None,
             temperature: float, alpha: float, mask: torch.Tensor | None = None,
             ignore_index: int = -100) -> torch.Tensor:
-    """alpha · soft_kl + (1 − alpha) · cross-entropy on the hard labels."""
+    """alpha · soft_kl + (1 − alpha) · cross-entropy on the hard labels.
+
+    ``alpha == 0`` is training from labels alone (the teacher's logits may then be None).
+    """
+    hard = None
+    if alpha < 1.0 and labels is not None:
+        hard = F.cross_entropy(student_logits.reshape(-1, student_logits.shape[-1]).float(),
+                               labels.reshape(-1), ignore_index=ignore_index)
+        if alpha == 0.0:
+            return hard
     soft = soft_kl(student_logits, teacher_logits, temperature, mask)
-    if alpha == 1.0 or labels is None:
-        return soft
-    hard = F.cross_entropy(student_logits.reshape(-1, student_logits.shape[-1]).float(),
-                           labels.reshape(-1), ignore_index=ignore_index)
-    return alpha * soft + (1 - alpha) * hard
+    return soft if hard is None else alpha * soft + (1 - alpha) * hard
 
 
 def causal_lm_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 @register_stage("distill", DistillConfig, kind="module",
                 summary="knowledge distillation into a smaller student (temperature KD, hidden/attention "
                         "matching, teacher-assistant chains), under accelerate")
-def distill(model: "torch.nn.Module", config: DistillConfig, context: "StageContext") -> "torch.nn.Module":
+def distill(model: torch.nn.Module, config: DistillConfig, context: StageContext) -> torch.nn.Module:
     from .chain import run_distill
 
     return run_distill(model, config, context)

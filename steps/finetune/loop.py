@@ -15,9 +15,10 @@ import contextlib
 import math
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch  # only imported from a stage's apply(), never at CLI start-up
 import torch.nn.functional as F
@@ -52,8 +53,8 @@ class FitResult:
     is_main: bool = True  # False on the non-main processes of a multi-process run
 
 
-def carve_validation(train: "pd.DataFrame", settings: "TrainSettings", seed: int,
-                     stage: str) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+def carve_validation(train: pd.DataFrame, settings: TrainSettings, seed: int,
+                     stage: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, validation) from the train split; the eval split is never touched."""
     if len(train) == 0:
         raise ModelpressError(f"{stage}: the training split is empty (data.split.train gives 0 rows); "
@@ -68,7 +69,7 @@ def carve_validation(train: "pd.DataFrame", settings: "TrainSettings", seed: int
     return shuffled.iloc[n_val:], shuffled.iloc[:n_val]
 
 
-def make_accelerator(settings: "TrainSettings") -> "Accelerator":
+def make_accelerator(settings: TrainSettings) -> Accelerator:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -86,7 +87,7 @@ def to_device(batch: dict[str, Any], device: torch.device) -> Inputs:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, task: "Task", frame: "pd.DataFrame", batch_size: int,
+def validate(model: nn.Module, task: Task, frame: pd.DataFrame, batch_size: int,
              device: torch.device | str = "cpu") -> dict[str, float]:
     """Cross-entropy and accuracy of ``model`` on ``frame`` (eval mode, restored afterwards)."""
     was_training = model.training
@@ -120,7 +121,7 @@ def _shard(batches: Iterable[Any], world: int, rank: int, count: int) -> Iterato
 
 
 @contextlib.contextmanager
-def _checkpoint_folder(settings: "TrainSettings", accelerator: "Accelerator") -> Iterator[Path]:
+def _checkpoint_folder(settings: TrainSettings, accelerator: Accelerator) -> Iterator[Path]:
     """One folder all processes agree on (the main process picks it and broadcasts it)."""
     from accelerate.utils import broadcast_object_list
 
@@ -147,8 +148,8 @@ def _improved(metrics: dict[str, float], best: dict[str, float] | None, monitor:
     return metrics[key] > best[key] if monitor == "accuracy" else metrics[key] < best[key]
 
 
-def fit(trainee: nn.Module, loss_fn: LossFn, task: "Task", train: "pd.DataFrame",
-        val: "pd.DataFrame", settings: "TrainSettings", *, seed: int, desc: str,
+def fit(trainee: nn.Module, loss_fn: LossFn, task: Task, train: pd.DataFrame,
+        val: pd.DataFrame, settings: TrainSettings, *, seed: int, desc: str,
         eval_model: nn.Module | None = None, after_step: Callable[[], None] | None = None,
         on_epoch: EpochLog | None = None) -> FitResult:
     """Train ``trainee``'s trainable parameters; keep the best epoch on the validation slice.

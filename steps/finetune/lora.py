@@ -6,6 +6,7 @@ an ordinary module of the original class, with no adapter branches left.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from modelpress.errors import ModelpressError
@@ -65,3 +66,42 @@ def trainable_share(model: nn.Module) -> float:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable / total if total else 0.0
 
+
+
+def mask_lora_deltas(peft_model: nn.Module, masks: dict[str, torch.Tensor]) -> int:
+    """Make every adapted layer of a pruned weight compute with W + mask ⊙ ΔW.
+
+    PEFT has no notion of pruning: its adapter adds a dense B·A to every weight, and masking
+    only after the merge would train one function and ship another. So the adapted layers of
+    masked weights run on the masked merged weight during training (one extra weight-sized
+    product per layer: fine for recovery fine-tunes), and the merge + re-mask afterwards gives
+    exactly the model that was validated. Returns how many layers were patched.
+    """
+    import types
+
+    from peft.tuners.lora import LoraLayer
+
+    prefix = "base_model.model."
+    patched = 0
+    for name, module in peft_model.named_modules():
+        key = f"{name.removeprefix(prefix)}.weight"
+        if isinstance(module, LoraLayer) and key in masks and isinstance(module.base_layer, ADAPTABLE):
+            module.forward = types.MethodType(_masked_forward(masks[key]), module)
+            patched += 1
+    return patched
+
+
+def _masked_forward(keep: torch.Tensor):
+    import torch.nn.functional as F
+
+    def forward(self, x, *args, **kwargs):
+        base = self.base_layer
+        weight = base.weight
+        for adapter in self.active_adapters:
+            if adapter in self.lora_A:
+                weight = weight + self.get_delta_weight(adapter) * keep.to(weight.device, weight.dtype)
+        if isinstance(base, nn.Conv2d):
+            return F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
+        return F.linear(x, weight, base.bias)
+
+    return forward

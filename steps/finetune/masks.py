@@ -6,7 +6,7 @@ weights are zeros, and a trained dense weight is essentially never exactly 0.0.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -41,8 +41,11 @@ def mask_applier(model: nn.Module, masks: Masks) -> Callable[[], None]:
     return reapply
 
 
-def sparsity(model: nn.Module, masks: Masks) -> float:
+def sparsity(model: nn.Module, masks: Masks, min_share: float = 0.01) -> float:
+    """Zero share over the tensors that look pruned (≥ ``min_share`` zeros), so that, e.g., a
+    BERT word-embedding table whose only zero row is the padding token does not dilute it."""
     params = dict(model.named_parameters())
-    total = sum(params[n].numel() for n in masks)
-    zeros = sum(int((params[n] == 0).sum()) for n in masks)
+    pruned = [n for n, keep in masks.items() if 1 - keep.float().mean().item() >= min_share]
+    total = sum(params[n].numel() for n in pruned)
+    zeros = sum(int((params[n] == 0).sum()) for n in pruned)
     return zeros / total if total else 0.0

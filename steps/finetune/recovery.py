@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from .lora import attach_lora, default_train_modules, merge_lora, trainable_share
 from .loop import EpochReporter, carve_validation, cross_entropy_loss, fit, validate
+from .lora import attach_lora, default_train_modules, mask_lora_deltas, merge_lora, trainable_share
 from .masks import apply_masks, detect_masks, mask_applier, sparsity
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .config import FinetuneConfig
 
 
-def run_finetune(model: nn.Module, config: "FinetuneConfig", context: "StageContext") -> nn.Module:
+def run_finetune(model: nn.Module, config: FinetuneConfig, context: StageContext) -> nn.Module:
     seed = config.seed if config.seed is not None else context.seed
     train, val = carve_validation(context.train, config, seed, "finetune")
     tuned = copy.deepcopy(model).float()
@@ -26,7 +26,10 @@ def run_finetune(model: nn.Module, config: "FinetuneConfig", context: "StageCont
     if config.lora is not None:
         head = config.train_modules if config.train_modules is not None else default_train_modules(tuned)
         trainee = attach_lora(tuned, config.lora, head)
-        after_step = None  # base weights are frozen; masks are re-applied once merged
+        # Base weights are frozen; adapters of pruned weights train through the mask, the
+        # fully trained modules (the head) are re-masked after each step.
+        mask_lora_deltas(trainee, masks)
+        after_step = mask_applier(trainee, _saved_module_masks(trainee, masks)) if masks else None
     else:
         trainee = tuned
         after_step = mask_applier(tuned, masks) if masks else None
@@ -52,3 +55,14 @@ def run_finetune(model: nn.Module, config: "FinetuneConfig", context: "StageCont
             "train_rows": len(train), "val_rows": len(val),
         })
     return final
+
+
+def _saved_module_masks(peft_model: nn.Module, masks: dict) -> dict:
+    """Masks keyed by the trainable copies PEFT makes of ``modules_to_save`` (the head)."""
+    renamed = {}
+    for name, _ in peft_model.named_parameters():
+        if ".modules_to_save.default." in name:
+            original = name.removeprefix("base_model.model.").replace(".modules_to_save.default", "")
+            if original in masks:
+                renamed[name] = masks[original]
+    return renamed

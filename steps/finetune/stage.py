@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 @register_stage("finetune", FinetuneConfig, kind="module",
                 summary="recovery fine-tuning, full or LoRA (PEFT, merged back), keeps pruning masks; "
                         "accelerate (multi-GPU/process when launched so)")
-def finetune(model: "torch.nn.Module", config: FinetuneConfig, context: "StageContext") -> "torch.nn.Module":
+def finetune(model: torch.nn.Module, config: FinetuneConfig, context: StageContext) -> torch.nn.Module:
     from .recovery import run_finetune
 
     return run_finetune(model, config, context)

@@ -6,12 +6,12 @@ import copy
 
 import pytest
 import torch
+from modelpress.steps.finetune import FinetuneConfig, LoraSettings
+from modelpress.steps.finetune.loop import carve_validation, cross_entropy_loss, fit
+from modelpress.steps.finetune.lora import attach_lora, default_train_modules, merge_lora
 
 from modelpress.errors import ModelpressError
 from modelpress.nets import SmallCNN, TextClassifier
-from modelpress.steps.finetune import FinetuneConfig, LoraSettings
-from modelpress.steps.finetune.lora import attach_lora, default_train_modules, merge_lora
-from modelpress.steps.finetune.loop import carve_validation, cross_entropy_loss, fit
 
 
 def _train_a_little(model: torch.nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from modelpress.steps.finetune import FinetuneConfig
+from modelpress.steps.finetune.masks import detect_masks
 
 from modelpress.context import StageContext
 from modelpress.registry import get_stage
-from modelpress.steps.finetune import FinetuneConfig
-from modelpress.steps.finetune.masks import detect_masks
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +38,37 @@ def test_pruned_weights_stay_zero(pruned, digits_frame, image_task, lora):
 def pruned_sparsity(model, masks) -> float:
     params = dict(model.named_parameters())
     return sum(int((params[n] == 0).sum()) for n in masks) / sum(params[n].numel() for n in masks)
+
+
+def test_masked_lora_trains_the_function_it_ships(pruned, digits_frame, image_task):
+    import copy
+
+    import torch
+    from modelpress.steps.finetune import LoraSettings
+    from modelpress.steps.finetune.lora import attach_lora, mask_lora_deltas, merge_lora
+    from modelpress.steps.finetune.masks import apply_masks
+
+    masks = detect_masks(pruned)
+    peft_model = attach_lora(copy.deepcopy(pruned), LoraSettings(r=4), ["fc2"])
+    assert mask_lora_deltas(peft_model, masks) == 3  # conv1, conv2, fc1 (fc2 is trained in full)
+    batch, labels = next(image_task.batches(digits_frame, 64))
+    pixels = torch.from_numpy(batch["pixels"])
+    optimizer = torch.optim.Adam([p for p in peft_model.parameters() if p.requires_grad], lr=5e-2)
+    for _ in range(5):
+        loss = torch.nn.functional.cross_entropy(peft_model(pixels=pixels)[0], torch.from_numpy(labels))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        unmerged = peft_model(pixels=pixels)[0]
+        fc2_masked = peft_model.base_model.model.fc2.modules_to_save["default"].weight * masks["fc2.weight"]
+        peft_model.base_model.model.fc2.modules_to_save["default"].weight.copy_(fc2_masked)
+        unmerged_masked_head = peft_model(pixels=pixels)[0]
+    merged = merge_lora(peft_model)
+    apply_masks(merged, masks)
+    with torch.no_grad():
+        shipped = merged(pixels=pixels)[0]
+    assert (unmerged - pruned(pixels=pixels)[0]).abs().max() > 1e-3
+    assert torch.allclose(shipped, unmerged_masked_head, atol=1e-5)
+    for name, keep in masks.items():
+        assert (dict(merged.named_parameters())[name][~keep] == 0).all()

@@ -1,4 +1,4 @@
-"""The same stage under 2 processes (DDP over gloo on CPU), as a multi-GPU launch would run it."""
+"""The stages under 2 processes (DDP over gloo on CPU), as a multi-GPU launch would run them."""
 
 from __future__ import annotations
 
@@ -26,9 +26,15 @@ SCRIPT = textwrap.dedent("""
     torch.manual_seed(0)
     stage = get_stage("finetune")
     model = stage.apply(SmallCNN((1, 8, 8), 10), stage.config(epochs=2, batch_size=32, lr=3e-3), context)
+    distill = get_stage("distill")
+    distill_context = StageContext(context.task, frame)
+    student = distill.apply(model, distill.config(student={"width": 0.5}, epochs=1, hidden={"weight": 1.0}),
+                            distill_context)
     rank = int(os.environ["RANK"])
     facts = {"world": dist.get_world_size(), "backend": dist.get_backend(),
-             "digest": [float(p.detach().double().sum()) for p in model.parameters()]}
+             "digest": [float(p.detach().double().sum()) for p in model.parameters()],
+             "student_digest": [float(p.detach().double().sum()) for p in student.parameters()],
+             "distill_reported": bool(distill_context.report)}
     with open(os.path.join(out, f"rank{rank}.json"), "w") as handle:
         json.dump(facts, handle)
     if context.report:  # only the main process reports
@@ -43,7 +49,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_process_finetune_completes_and_reports_once(tmp_path):
+def test_two_process_finetune_and_distill_complete_and_report_once(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     # torchrun sets RANK/WORLD_SIZE/MASTER_*; accelerate reads them and, told to use the CPU,
@@ -51,11 +57,13 @@ def test_two_process_finetune_completes_and_reports_once(tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script), str(tmp_path)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world"] == 2 and r["backend"] == "gloo" for r in ranks)
     assert ranks[0]["digest"] == ranks[1]["digest"]  # DDP kept the replicas identical
+    assert ranks[0]["student_digest"] == ranks[1]["student_digest"]  # … for distillation too
+    assert [r["distill_reported"] for r in ranks] == [True, False]
     reports = sorted(p.name for p in tmp_path.glob("report*.json"))
     assert reports == ["report0.json"]
     report = json.loads((tmp_path / "report0.json").read_text())
