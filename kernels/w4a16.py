@@ -118,21 +118,26 @@ if HAS_TRITON:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for k0 in range(0, K, BLOCK_K):
             offs_k = k0 + tl.arange(0, BLOCK_K)
-            k_mask = offs_k < K
             x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :] * stride_xk,
-                        mask=m_mask[:, None] & k_mask[None, :], other=0.0)
-            wk_mask = k_mask[:, None] & n_mask[None, :]
-            # Each byte is fetched for both of its k (the second fetch hits L1) and shifted so
-            # that even k take the low nibble: the tile comes out in plain [BLOCK_K, BLOCK_N].
-            packed = tl.load(w_ptr + offs_n[None, :] * stride_wn + (offs_k // 2)[:, None],
-                             mask=wk_mask, other=0)
-            q = (packed.to(tl.int32) >> ((offs_k % 2) * 4)[:, None]) & 0xF
+                        mask=m_mask[:, None] & (offs_k < K)[None, :], other=0.0)
+            # No nibble interleaving: the low nibbles (even k) meet the even columns of x and
+            # the high nibbles (odd k) the odd ones, in two half-depth dots. Each packed byte is
+            # loaded once, as a plain [BLOCK_K / 2, BLOCK_N] tile.
+            x_even, x_odd = tl.split(tl.reshape(x, (BLOCK_M, BLOCK_K // 2, 2)))
+            offs_byte = k0 // 2 + tl.arange(0, BLOCK_K // 2)
+            k_even = offs_byte * 2
+            byte_mask = k_even < K  # K is even: the odd k of an in-range byte is in range too
+            packed = tl.load(w_ptr + offs_n[None, :] * stride_wn + offs_byte[:, None],
+                             mask=byte_mask[:, None] & n_mask[None, :], other=0)
+            # group_size is even, so k_even's group is also its odd neighbour's.
             scale, zero = tile_scale_and_zero(
-                s_ptr, z_ptr, offs_n, n_mask, offs_k, k_mask, k0, group_size, n_groups,
+                s_ptr, z_ptr, offs_n, n_mask, k_even, byte_mask, k0, group_size, n_groups,
                 HAS_ZEROS, GROUP_ALIGNED, 8.0,
             )
-            w = ((q.to(tl.float32) - zero) * scale).to(x.dtype)
-            acc = dot_accumulate(x, w, acc, UPCAST_DOT)
+            w_low = (((packed & 0xF).to(tl.float32) - zero) * scale).to(x.dtype)
+            w_high = (((packed >> 4).to(tl.float32) - zero) * scale).to(x.dtype)
+            acc = dot_accumulate(x_even, w_low, acc, UPCAST_DOT)
+            acc = dot_accumulate(x_odd, w_high, acc, UPCAST_DOT)
         if HAS_BIAS:
             acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
         out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
