@@ -29,7 +29,7 @@ RECIPE = {
 def project(tmp_path_factory: pytest.TempPathFactory, modelpress_cli: str) -> Path:
     root = tmp_path_factory.mktemp("retrain")
     (root / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
-    done = run_cli(modelpress_cli, root, "run", "recipe.yaml")
+    done = run_cli(modelpress_cli, root, "run", "recipe.yaml", timeout=1200)
     assert done.returncode == 0, done.output[-4000:]
     return root
 
@@ -38,8 +38,10 @@ def test_drifted_data_stops_retraining_before_training(project: Path, modelpress
     client = mlflow_client(project)
     champion = client.get_model_version_by_alias(NAME, "champion")
     run = client.get_run(champion.run_id)
-    artifacts = {a.path for folder in ("recipe", "data") for a in client.list_artifacts(run.info.run_id, folder)}
-    assert artifacts == {"recipe/recipe.json", "data/profile.json"}
+    artifacts = {a.path for folder in ("recipe", "data", "report")
+                 for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"recipe/recipe.json", "data/profile.json", "report/gate.html", "report/pareto.svg"} <= artifacts
+    assert "gate.accuracy.max_drop" in run.data.metrics  # every check's number is a metric
 
     fresh = SHIPPED["digits"].load().sample(600, random_state=1)
     fresh["label"] = fresh["label"] % 3  # the label balance shifted to three classes
@@ -47,7 +49,7 @@ def test_drifted_data_stops_retraining_before_training(project: Path, modelpress
     fresh[features] = (fresh[features] * 1.6).clip(upper=1.0)  # and the pixels brightened
     fresh.to_csv(project / "fresh.csv", index=False)
 
-    done = run_cli(modelpress_cli, project, "retrain", NAME, "--data", "fresh.csv")
+    done = run_cli(modelpress_cli, project, "retrain", NAME, "--data", "fresh.csv", timeout=1200)
     assert done.returncode == 1, done.output[-3000:]
     assert "fresh data drifted from the reference profile" in done.stderr
     assert "label balance: KL divergence from the reference" in done.stderr

@@ -29,7 +29,7 @@ RECIPE = {
 
 def test_search_runs_candidates_cached_promotes_the_smallest_passing(tmp_path: Path, modelpress_cli: str) -> None:
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
-    done = run_cli(modelpress_cli, tmp_path, "search", "recipe.yaml")
+    done = run_cli(modelpress_cli, tmp_path, "search", "recipe.yaml", timeout=1800)  # ~2 min idle
     assert done.returncode == 0, done.output[-4000:]
     client = mlflow_client(tmp_path)
     versions = client.search_model_versions(f"name='{NAME}'")
