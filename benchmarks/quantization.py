@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 THREADS = 2
@@ -50,15 +51,23 @@ def minilm_setup(limit: int) -> tuple[Any, Any, Any]:
 
 
 def minilm_part(limit: int, repeats: int) -> str:
-    import numpy as np
-    import onnx
     import torch
+    from modelpress.deploy.onnx_export import export_onnx
+    from modelpress.steps.quantize import (
+        QuantizeConfig,
+        quantize,
+    )
 
     from modelpress.context import StageContext
-    from modelpress.deploy.onnx_export import export_onnx
-    from modelpress.evaluate import (fidelity, interleaved_latency, onnx_runner, onnx_session, predict,
-                                     quality, torch_runner)
-    from modelpress.steps.quantize import QuantizeConfig, WeightQuantizeConfig, quantize, weight_quantize
+    from modelpress.evaluate import (
+        fidelity,
+        interleaved_latency,
+        onnx_runner,
+        onnx_session,
+        predict,
+        quality,
+        torch_runner,
+    )
 
     torch.set_num_threads(THREADS)
     t0 = time.time()
@@ -70,15 +79,13 @@ def minilm_part(limit: int, repeats: int) -> str:
 
     graphs: dict[str, Any] = {"ORT fp32": fp32}
     recipes = {
-        "ORT dynamic per-tensor (peer)": dict(granularity="per-tensor"),
-        "ORT dynamic per-channel (peer)": dict(granularity="per-channel"),
-        "mp static QDQ minmax": dict(activations="static"),
-        "mp static QDQ + SmoothQuant": dict(activations="static", smoothquant={"alpha": 0.5}),
-        "mp static QDQ + SQ percentile": dict(activations="static", smoothquant={"alpha": 0.5},
-                                              calibration={"method": "percentile"}),
-        "mp static QDQ + SQ + mixed(0.99)": dict(activations="static", smoothquant={"alpha": 0.5},
-                                                 mixed_precision={"min_cosine": 0.995}),
-        "mp int4 g128 weight-only (MatMulNBits)": dict(bits=4, granularity="per-group", activations="none"),
+        "ORT dynamic per-tensor (peer)": {"granularity": "per-tensor"},
+        "ORT dynamic per-channel (peer)": {"granularity": "per-channel"},
+        "mp static QDQ minmax": {"activations": "static"},
+        "mp static QDQ + SmoothQuant": {"activations": "static", "smoothquant": {"alpha": 0.5}},
+        "mp static QDQ + SQ + mixed(0.99)": {"activations": "static", "smoothquant": {"alpha": 0.5},
+                                                 "mixed_precision": {"min_cosine": 0.99}},
+        "mp int4 g128 weight-only (MatMulNBits)": {"bits": 4, "granularity": "per-group", "activations": "none"},
     }
     reports = {}
     for name, cfg in recipes.items():
@@ -116,7 +123,6 @@ def _minilm_torch_variants(model: Any, context: Any, sizes: dict[str, float]) ->
     import io
 
     import torch
-
     from modelpress.steps.quantize import WeightQuantizeConfig, weight_quantize
 
     def size(m: Any) -> float:
@@ -143,15 +149,19 @@ def _torchao(model: Any, scheme: str) -> Any:
     import copy
 
     try:
-        from torchao.quantization import (Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
-                                          Int8WeightOnlyConfig, quantize_)
+        from torchao.quantization import (
+            Int4WeightOnlyConfig,
+            Int8DynamicActivationInt8WeightConfig,
+            Int8WeightOnlyConfig,
+            quantize_,
+        )
 
         configs = {"int8-dynamic": Int8DynamicActivationInt8WeightConfig, "int8-weight": Int8WeightOnlyConfig,
                    "int4-weight": lambda: Int4WeightOnlyConfig(group_size=128)}
         q = copy.deepcopy(model)
         quantize_(q, configs[scheme]())
         return q
-    except Exception as exc:  # torchao builds lag torch releases: report, don't crash the table
+    except Exception as exc:  # noqa: BLE001  torchao builds lag torch releases: report, don't crash the table
         print(f"[torchao] {scheme} unavailable: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
         return None
 
@@ -195,27 +205,26 @@ def perplexity(model: Any, batches: list) -> float:
 
 def smollm_part(seq_len: int, n_eval: int, n_cal: int) -> str:
     import torch
-
     from modelpress.steps.quantize import WeightQuantizeConfig
     from modelpress.steps.quantize.torch_backend import quantize_module, tensor_bytes
 
     torch.set_num_threads(THREADS)
     t0 = time.time()
     model, _, calibration, evaluation = smollm_setup(seq_len, n_eval, n_cal)
-    forward = lambda m, ids: m(input_ids=ids).logits[:, -8:]  # noqa: E731  (fidelity on the last positions)
+    forward = lambda m, ids: m(input_ids=ids).logits[:, -8:]
     base = perplexity(model, evaluation)
     print(f"[smollm] fp32 ppl {base:.2f} ({time.time() - t0:.0f}s)", flush=True)
     rows = [{"variant": "fp32", "linear MB": _linear_mb(model), "ppl": base, "ppl ratio": 1.0}]
     common = {"exclude": ["lm_head"], "calibration": {"progress": False}}
     schemes = {
-        "mp int8 W8A8 per-channel (dynamic per-token)": dict(bits=8, activations="dynamic"),
-        "mp int8 W8A8 + SmoothQuant": dict(bits=8, activations="dynamic", smoothquant={"alpha": 0.5}),
-        "mp fp8 E4M3 W+A per-row (emulated)": dict(dtype="fp8", activations="dynamic"),
-        "mp int4 g128 RTN": dict(bits=4, granularity="per-group"),
-        "mp int4 g128 GPTQ": dict(bits=4, granularity="per-group", algorithm="gptq"),
-        "mp int3 g128 GPTQ": dict(bits=3, granularity="per-group", algorithm="gptq"),
-        "mp int2 g32 asym GPTQ": dict(bits=2, granularity="per-group", group_size=32, symmetric=False,
-                                      algorithm="gptq"),
+        "mp int8 W8A8 per-channel (dynamic per-token)": {"bits": 8, "activations": "dynamic"},
+        "mp int8 W8A8 + SmoothQuant": {"bits": 8, "activations": "dynamic", "smoothquant": {"alpha": 0.5}},
+        "mp fp8 E4M3 W+A per-row (emulated)": {"dtype": "fp8", "activations": "dynamic"},
+        "mp int4 g128 RTN": {"bits": 4, "granularity": "per-group"},
+        "mp int4 g128 GPTQ": {"bits": 4, "granularity": "per-group", "algorithm": "gptq"},
+        "mp int3 g128 GPTQ": {"bits": 3, "granularity": "per-group", "algorithm": "gptq"},
+        "mp int2 g32 asym GPTQ": {"bits": 2, "granularity": "per-group", "group_size": 32, "symmetric": False,
+                                      "algorithm": "gptq"},
     }
     for name, cfg in schemes.items():
         start = time.time()
@@ -232,7 +241,7 @@ def smollm_part(seq_len: int, n_eval: int, n_cal: int) -> str:
     for name, q in peers.items():
         try:
             ppl = perplexity(q, evaluation)
-        except Exception as exc:  # e.g. torchao int4 needs a CPU layout this build lacks
+        except Exception as exc:  # noqa: BLE001  e.g. torchao int4 needs a CPU layout this build lacks
             print(f"[smollm] {name} failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
             continue
         rows.append({"variant": name, "linear MB": "", "ppl": ppl, "ppl ratio": ppl / base})
@@ -260,10 +269,10 @@ def _linear_mb(model: Any) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--part", choices=["minilm", "smollm", "all"], default="all")
-    parser.add_argument("--limit", type=int, default=2000, help="Rotten Tomatoes rows (train+eval)")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--limit", type=int, default=1200, help="Rotten Tomatoes rows (train+eval)")
+    parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--eval-seqs", type=int, default=16)
+    parser.add_argument("--eval-seqs", type=int, default=8)
     parser.add_argument("--cal-seqs", type=int, default=8)
     args = parser.parse_args()
     out = []

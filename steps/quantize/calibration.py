@@ -7,7 +7,8 @@ nothing half-quantized is ever returned.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from modelpress.errors import ModelpressError
 
@@ -24,7 +25,7 @@ class CalibrationError(ModelpressError):
     """The calibration data cannot calibrate (missing, or NaN/inf)."""
 
 
-def calibration_batches(context: "StageContext", cfg: "Calibration", stage: str) -> list["Batch"]:
+def calibration_batches(context: StageContext, cfg: Calibration, stage: str) -> list[Batch]:
     """Up to ``cfg.samples`` calibration rows as task batches (finite, non-empty)."""
     frame = context.calibration
     if len(frame) == 0:
@@ -40,7 +41,7 @@ def calibration_batches(context: "StageContext", cfg: "Calibration", stage: str)
     return batches
 
 
-def check_finite(arrays: "dict[str, np.ndarray] | Any", where: str) -> None:
+def check_finite(arrays: dict[str, np.ndarray] | Any, where: str) -> None:
     import numpy as np
 
     items = arrays.items() if isinstance(arrays, dict) else [("value", arrays)]

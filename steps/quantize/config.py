@@ -59,7 +59,7 @@ class QuantizeFields(StageConfig):
     algorithm: Literal["rtn", "gptq"] = "rtn"
     calibration: Calibration = Calibration()
     smoothquant: SmoothQuant | None = None
-    exclude: list[str] = []  # regexes over layer (ONNX node / module) names kept in float
+    exclude: list[str] = Field(default_factory=list)  # regexes over layer (ONNX node / module) names kept in float
     mixed_precision: MixedPrecision | None = None
 
     @property
@@ -98,7 +98,7 @@ class QuantizeConfig(QuantizeFields):
         return backend
 
     @model_validator(mode="after")
-    def _ort_can_do_it(self) -> "QuantizeConfig":
+    def _ort_can_do_it(self) -> QuantizeConfig:
         hint = "the 'weight-quantize' stage (backend torch) does " + TORCH_SUPPORTS
         if self.dtype in ("bf16", "fp8"):
             raise self._problem("dtype", "onnxruntime", ORT_SUPPORTS, hint)
@@ -145,7 +145,7 @@ class WeightQuantizeConfig(QuantizeFields):
         return backend
 
     @model_validator(mode="after")
-    def _torch_can_do_it(self) -> "WeightQuantizeConfig":
+    def _torch_can_do_it(self) -> WeightQuantizeConfig:
         hint = "the 'quantize' stage (backend onnxruntime) does " + ORT_SUPPORTS
         if self.activations == "static":
             raise self._problem("activations", "torch", "none or dynamic (per-token scales at run "

@@ -26,18 +26,18 @@ class HessianAccumulator:
         self.h = torch.zeros(features, features, dtype=torch.float64)
         self.rows = 0
 
-    def add(self, x: "torch.Tensor") -> None:
+    def add(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, x.shape[-1]).double()
         self.h += x.T @ x
         self.rows += x.shape[0]
 
-    def value(self) -> "torch.Tensor":
+    def value(self) -> torch.Tensor:
         return (2.0 / max(self.rows, 1)) * self.h
 
 
-def gptq_quantize(w: "torch.Tensor", hessian: "torch.Tensor", grid: Grid, group_size: int | None,
+def gptq_quantize(w: torch.Tensor, hessian: torch.Tensor, grid: Grid, group_size: int | None,
                   per_tensor: bool = False, block_size: int = 128,
-                  damp: float = 0.01) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+                  damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(codes [N, K], scales [N, G], zeros [N, G]) like ``qmath.quantize_rtn``, error-compensated."""
     import torch
 

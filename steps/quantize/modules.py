@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from modelpress.kernels import dispatch
+from torch import nn
 
 from .qmath import Grid, dequantize_storage
 
@@ -47,7 +46,7 @@ class QuantLinear(nn.Module):
     @classmethod
     def build(cls, linear: nn.Linear, storage: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
               grid: Grid, group_size: int | None, act: str,
-              smooth: torch.Tensor | None = None) -> "QuantLinear":
+              smooth: torch.Tensor | None = None) -> QuantLinear:
         qweight, scales, zeros = storage
         module = cls(linear.in_features, linear.out_features, grid.bits, grid.symmetric,
                      group_size if group_size != linear.in_features else None, act,
@@ -91,10 +90,10 @@ class QuantLinear(nn.Module):
 
 # The TorchScript exporter hands only tensors and plain numbers to a symbolic; the constants are
 # looked up here by the module's id (set right before the traced call, removed by the symbolic).
-_EXPORT_PAYLOADS: dict[int, "_QDQPayload"] = {}
+_EXPORT_PAYLOADS: dict[int, _QDQPayload] = {}
 
 
-def _untraced(build):  # noqa: ANN001, ANN202
+def _untraced(build):
     """Run ``build`` outside the exporter's trace: its tensors must become constants, not graph ops."""
     state = torch._C._get_tracing_state()
     torch._C._set_tracing_state(None)
@@ -138,7 +137,7 @@ class _QDQLinear(torch.autograd.Function):
     @staticmethod
     def symbolic(g, x, key: int):  # type: ignore[no-untyped-def]
         p = _EXPORT_PAYLOADS.pop(key)
-        def const(t: torch.Tensor):  # noqa: ANN202
+        def const(t: torch.Tensor):
             return g.op("Constant", value_t=t)
 
         w = g.op("DequantizeLinear", const(p.codes), const(p.scales), const(p.zeros), axis_i=0)
@@ -161,7 +160,7 @@ class Fp8Linear(nn.Module):
 
     @classmethod
     def build(cls, linear: nn.Linear, per_row: bool, act: str,
-              smooth: torch.Tensor | None = None) -> "Fp8Linear":
+              smooth: torch.Tensor | None = None) -> Fp8Linear:
         w = linear.weight.detach().float()
         if smooth is not None:
             w = w / smooth  # the activation is multiplied by `smooth` at run time

@@ -32,7 +32,7 @@ STATIC_OPERATORS = ["MatMul", "Gemm", "Gather"]
 CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 
 
-def excluded_nodes(model: "onnx.ModelProto", patterns: list[str]) -> list[str]:
+def excluded_nodes(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
     names = [node.name for node in model.graph.node]
     chosen: list[str] = []
     for pattern in patterns:
@@ -47,7 +47,7 @@ def excluded_nodes(model: "onnx.ModelProto", patterns: list[str]) -> list[str]:
 
 @register_stage("quantize", QuantizeConfig, kind="graph",
                 summary="ONNX Runtime: int8 dynamic/static QDQ (+SmoothQuant), int4 MatMulNBits, fp16")
-def quantize(model: "onnx.ModelProto", config: QuantizeConfig, context: "StageContext") -> "onnx.ModelProto":
+def quantize(model: onnx.ModelProto, config: QuantizeConfig, context: StageContext) -> onnx.ModelProto:
     from .calibration import calibration_batches
 
     exclude = excluded_nodes(model, config.exclude)
@@ -56,8 +56,8 @@ def quantize(model: "onnx.ModelProto", config: QuantizeConfig, context: "StageCo
     return quantized
 
 
-def quantize_graph(model: "onnx.ModelProto", config: QuantizeConfig, batches: list["Batch"],
-                   exclude: list[str], report: dict[str, Any]) -> "onnx.ModelProto":
+def quantize_graph(model: onnx.ModelProto, config: QuantizeConfig, batches: list[Batch],
+                   exclude: list[str], report: dict[str, Any]) -> onnx.ModelProto:
     """The pure core (no ZenML, no Task): ``batches`` are ONNX input dicts."""
     from .ort_mixed import keep_sensitive_float, node_precisions
 
@@ -89,7 +89,7 @@ def quantize_graph(model: "onnx.ModelProto", config: QuantizeConfig, batches: li
     return quantized
 
 
-def _check_float_model(model: "onnx.ModelProto", batches: list["Batch"]) -> None:
+def _check_float_model(model: onnx.ModelProto, batches: list[Batch]) -> None:
     """Calibration rows must give finite outputs, or every derived scale would be NaN."""
     from modelpress.evaluate import onnx_runner, onnx_session
 
@@ -101,8 +101,8 @@ def _check_float_model(model: "onnx.ModelProto", batches: list["Batch"]) -> None
         check_finite({"logits": logits, "embedding": embedding}, f"quantize.calibration: batch {i} output")
 
 
-def _quantize_once(model: "onnx.ModelProto", config: QuantizeConfig, batches: list["Batch"],
-                   exclude: list[str]) -> "onnx.ModelProto":
+def _quantize_once(model: onnx.ModelProto, config: QuantizeConfig, batches: list[Batch],
+                   exclude: list[str]) -> onnx.ModelProto:
     import onnx
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +130,7 @@ def _dynamic(source: Path, target: Path, config: QuantizeConfig, exclude: list[s
     )
 
 
-def weight_nodes(model: "onnx.ModelProto") -> list[str]:
+def weight_nodes(model: onnx.ModelProto) -> list[str]:
     """Nodes with a constant weight. QDQ would otherwise also quantize the attention's
     activation x activation MatMuls (softmax probabilities in u8), which costs fidelity for no size."""
     inits = {i.name for i in model.graph.initializer}
@@ -138,7 +138,7 @@ def weight_nodes(model: "onnx.ModelProto") -> list[str]:
             and n.input[1] in inits) or (n.op_type == "Gather" and n.input[0] in inits)]
 
 
-def _static(source: Path, target: Path, config: QuantizeConfig, batches: list["Batch"],
+def _static(source: Path, target: Path, config: QuantizeConfig, batches: list[Batch],
             exclude: list[str], nodes: list[str]) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -167,7 +167,7 @@ def _static(source: Path, target: Path, config: QuantizeConfig, batches: list["B
 class _Reader:
     """onnxruntime.quantization.CalibrationDataReader over prepared batches, with a progress bar."""
 
-    def __init__(self, batches: list["Batch"], show: bool, model_path: str):
+    def __init__(self, batches: list[Batch], show: bool, model_path: str):
         import onnx
 
         from .calibration import progress
@@ -176,14 +176,14 @@ class _Reader:
         self._batches = [{k: v for k, v in b.items() if k in wanted} for b in batches]
         self._iter = progress(self._batches, show, "calibrate")
 
-    def get_next(self) -> "dict | None":
+    def get_next(self) -> dict | None:
         return next(self._iter, None)
 
     def rewind(self) -> None:
         self._iter = iter(self._batches)
 
 
-def _int4_weight_only(model: "onnx.ModelProto", config: QuantizeConfig, exclude: list[str]) -> "onnx.ModelProto":
+def _int4_weight_only(model: onnx.ModelProto, config: QuantizeConfig, exclude: list[str]) -> onnx.ModelProto:
     import copy
 
     from onnxruntime.quantization.matmul_nbits_quantizer import (
@@ -200,7 +200,7 @@ def _int4_weight_only(model: "onnx.ModelProto", config: QuantizeConfig, exclude:
     return quantizer.model.model
 
 
-def _to_fp16(model: "onnx.ModelProto", exclude: list[str]) -> "onnx.ModelProto":
+def _to_fp16(model: onnx.ModelProto, exclude: list[str]) -> onnx.ModelProto:
     import copy
 
     from onnxruntime.transformers.float16 import convert_float_to_float16

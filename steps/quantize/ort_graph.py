@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,7 +21,7 @@ class WeightMatMul:
     weight: str  # initializer name, shape [K, N]
 
 
-def weight_matmuls(model: "onnx.ModelProto", exclude: set[str] = frozenset()) -> list[WeightMatMul]:
+def weight_matmuls(model: onnx.ModelProto, exclude: set[str] = frozenset()) -> list[WeightMatMul]:
     """MatMul nodes whose second input is a 2-D float initializer (a Linear layer's weight)."""
     from onnx import TensorProto
 
@@ -35,7 +36,7 @@ def weight_matmuls(model: "onnx.ModelProto", exclude: set[str] = frozenset()) ->
     return found
 
 
-def with_outputs(model: "onnx.ModelProto", names: list[str]) -> "onnx.ModelProto":
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """A copy of ``model`` that also outputs the named intermediate tensors."""
     from onnx import TensorProto, helper
 
@@ -47,8 +48,8 @@ def with_outputs(model: "onnx.ModelProto", names: list[str]) -> "onnx.ModelProto
     return exposed
 
 
-def reduce_intermediates(model: "onnx.ModelProto", names: list[str], batches: list["Batch"],
-                         reduce: Callable[[str, "np.ndarray"], None], check: Callable | None = None) -> None:
+def reduce_intermediates(model: onnx.ModelProto, names: list[str], batches: list[Batch],
+                         reduce: Callable[[str, np.ndarray], None], check: Callable | None = None) -> None:
     """Run ``model`` on ``batches`` and hand each named intermediate tensor to ``reduce``."""
     from modelpress.evaluate import onnx_session
 

@@ -9,7 +9,8 @@ the end-to-end output cosine on the calibration rows, until the recipe's target 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .ort_graph import reduce_intermediates, weight_matmuls
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 SAMPLE_ROWS = 256
 
 
-def node_precisions(model: "onnx.ModelProto", config: "QuantizeConfig", exclude: list[str]) -> dict[str, str]:
+def node_precisions(model: onnx.ModelProto, config: QuantizeConfig, exclude: list[str]) -> dict[str, str]:
     if config.dtype == "fp16":
         label = "fp16"
     elif config.bits == 4:
@@ -35,7 +36,7 @@ def node_precisions(model: "onnx.ModelProto", config: "QuantizeConfig", exclude:
     return {mm.node: "fp32" if mm.node in skip else label for mm in weight_matmuls(model)}
 
 
-def _fake_quant(x: "np.ndarray", low: float, high: float, levels: int) -> "np.ndarray":
+def _fake_quant(x: np.ndarray, low: float, high: float, levels: int) -> np.ndarray:
     import numpy as np
 
     scale = max(high - low, 1e-12) / levels
@@ -43,7 +44,7 @@ def _fake_quant(x: "np.ndarray", low: float, high: float, levels: int) -> "np.nd
     return (np.clip(np.round(x / scale) + zero, 0, levels) - zero) * scale
 
 
-def sensitivity(model: "onnx.ModelProto", config: "QuantizeConfig", batches: list["Batch"],
+def sensitivity(model: onnx.ModelProto, config: QuantizeConfig, batches: list[Batch],
                 exclude: list[str]) -> dict[str, float]:
     import numpy as np
     from onnx import numpy_helper
@@ -71,7 +72,7 @@ def sensitivity(model: "onnx.ModelProto", config: "QuantizeConfig", batches: lis
     return scores
 
 
-def output_cosine(reference: "onnx.ModelProto", candidate: "onnx.ModelProto", batches: list["Batch"]) -> float:
+def output_cosine(reference: onnx.ModelProto, candidate: onnx.ModelProto, batches: list[Batch]) -> float:
     import numpy as np
 
     from modelpress.evaluate import onnx_runner, onnx_session
@@ -85,10 +86,10 @@ def output_cosine(reference: "onnx.ModelProto", candidate: "onnx.ModelProto", ba
     return float(np.concatenate(cosines).mean())
 
 
-def keep_sensitive_float(float_model: "onnx.ModelProto", source: "onnx.ModelProto", quantized: "onnx.ModelProto",
-                         config: "QuantizeConfig", batches: list["Batch"], exclude: list[str],
-                         requantize: Callable[[list[str]], "onnx.ModelProto"],
-                         report: dict[str, Any]) -> tuple["onnx.ModelProto", list[str]]:
+def keep_sensitive_float(float_model: onnx.ModelProto, source: onnx.ModelProto, quantized: onnx.ModelProto,
+                         config: QuantizeConfig, batches: list[Batch], exclude: list[str],
+                         requantize: Callable[[list[str]], onnx.ModelProto],
+                         report: dict[str, Any]) -> tuple[onnx.ModelProto, list[str]]:
     """(final graph, node names kept float) after growing the float set until the target holds."""
     assert config.mixed_precision is not None
     target = config.mixed_precision.min_cosine

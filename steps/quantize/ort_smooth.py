@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from modelpress.tasks import Batch
 
 
-def activation_absmax(model: "onnx.ModelProto", names: list[str], batches: list["Batch"],
-                      check=None) -> dict[str, "np.ndarray"]:  # noqa: ANN001
+def activation_absmax(model: onnx.ModelProto, names: list[str], batches: list[Batch],
+                      check=None) -> dict[str, np.ndarray]:
     import numpy as np
 
     maxima: dict[str, np.ndarray] = {}
@@ -36,8 +36,8 @@ def activation_absmax(model: "onnx.ModelProto", names: list[str], batches: list[
     return maxima
 
 
-def smooth_graph(model: "onnx.ModelProto", batches: list["Batch"], alpha: float,
-                 exclude: set[str], check=None) -> tuple["onnx.ModelProto", int]:  # noqa: ANN001
+def smooth_graph(model: onnx.ModelProto, batches: list[Batch], alpha: float,
+                 exclude: set[str], check=None) -> tuple[onnx.ModelProto, int]:
     """(smoothed copy of ``model``, number of activation tensors smoothed)."""
     import copy
 
@@ -63,8 +63,8 @@ def smooth_graph(model: "onnx.ModelProto", batches: list["Batch"], alpha: float,
     return model, len(groups)
 
 
-def _fold_into_layernorm(model: "onnx.ModelProto", activation: str, consumers: set[str],
-                         s: "np.ndarray", inits: dict) -> bool:
+def _fold_into_layernorm(model: onnx.ModelProto, activation: str, consumers: set[str],
+                         s: np.ndarray, inits: dict) -> bool:
     from onnx import numpy_helper
 
     producer = next((n for n in model.graph.node if activation in n.output), None)
@@ -82,7 +82,7 @@ def _fold_into_layernorm(model: "onnx.ModelProto", activation: str, consumers: s
     return True
 
 
-def _insert_mul(model: "onnx.ModelProto", activation: str, consumers: set[str], s: "np.ndarray") -> None:
+def _insert_mul(model: onnx.ModelProto, activation: str, consumers: set[str], s: np.ndarray) -> None:
     from onnx import helper, numpy_helper
 
     scale_name, out_name = f"{activation}_smooth_scale", f"{activation}_smoothed"

@@ -44,7 +44,7 @@ class Grid:
         return "int8" if self.bits == 8 else "int4"
 
 
-def group_params(w: "torch.Tensor", grid: Grid, per_tensor: bool = False) -> tuple["torch.Tensor", "torch.Tensor"]:
+def group_params(w: torch.Tensor, grid: Grid, per_tensor: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and (float) zero-point per row of ``w`` ``[N, g]`` (one pair for all rows if per_tensor)."""
     import torch
 
@@ -63,27 +63,27 @@ def group_params(w: "torch.Tensor", grid: Grid, per_tensor: bool = False) -> tup
     return scale, zero
 
 
-def quantize_codes(w: "torch.Tensor", scale: "torch.Tensor", zero: "torch.Tensor", grid: Grid) -> "torch.Tensor":
+def quantize_codes(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, grid: Grid) -> torch.Tensor:
     """Codes of ``w`` ``[N, g]`` for per-row ``scale``/``zero`` ``[N]`` (float tensor of integers)."""
     return round_half_away(w.float() / scale[:, None] + zero[:, None]).clamp(grid.qmin, grid.qmax)
 
 
-def dequantize_codes(codes: "torch.Tensor", scale: "torch.Tensor", zero: "torch.Tensor") -> "torch.Tensor":
+def dequantize_codes(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
     return (codes - zero[:, None]) * scale[:, None]
 
 
-def round_half_away(v: "torch.Tensor") -> "torch.Tensor":
+def round_half_away(v: torch.Tensor) -> torch.Tensor:
     from modelpress.kernels.packing import round_half_away as kernel_rounding
 
     return kernel_rounding(v)
 
 
-def quantize_rtn(w: "torch.Tensor", grid: Grid, group_size: int | None,
-                 per_tensor: bool = False) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+def quantize_rtn(w: torch.Tensor, grid: Grid, group_size: int | None,
+                 per_tensor: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Round-to-nearest: (codes [N, K] float, scales [N, G], zeros [N, G] float)."""
     import torch
 
-    n, k = w.shape
+    k = w.shape[1]
     g = k if group_size is None else group_size
     if k % g:
         raise ValueError(f"group_size {g} does not divide in_features {k}")
@@ -96,15 +96,14 @@ def quantize_rtn(w: "torch.Tensor", grid: Grid, group_size: int | None,
     return torch.cat(codes, 1), torch.stack(scales, 1), torch.stack(zeros, 1)
 
 
-def to_storage(codes: "torch.Tensor", scales: "torch.Tensor", zeros: "torch.Tensor",
-               grid: Grid) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor | None"]:
+def to_storage(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+               grid: Grid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Canonical tensors (kernels.packing layout): int8 codes, or packed nibbles + uint8 zeros.
 
     Symmetric int8/int4 drop the zeros (implied); int2/int3 keep them explicitly because the int4
     kernels would otherwise assume zero-point 8.
     """
     import torch
-
     from modelpress.kernels.packing import pack_int4
 
     if grid.bits == 8:
@@ -115,8 +114,8 @@ def to_storage(codes: "torch.Tensor", scales: "torch.Tensor", zeros: "torch.Tens
     return pack_int4(codes.to(torch.uint8)), scales.float().contiguous(), zero_t
 
 
-def quantize_weight(w: "torch.Tensor", grid: Grid, group_size: int | None,
-                    per_tensor: bool = False) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor | None"]:
+def quantize_weight(w: torch.Tensor, grid: Grid, group_size: int | None,
+                    per_tensor: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """RTN straight to storage; 4/8-bit per-channel/group goes through kernels.packing itself."""
     if grid.bits in (4, 8) and not per_tensor:
         from modelpress.kernels.packing import quantize_weight_groupwise
@@ -126,11 +125,10 @@ def quantize_weight(w: "torch.Tensor", grid: Grid, group_size: int | None,
     return to_storage(*quantize_rtn(w, grid, group_size, per_tensor), grid)
 
 
-def dequantize_storage(qweight: "torch.Tensor", scales: "torch.Tensor", zeros: "torch.Tensor | None",
-                       grid: Grid) -> "torch.Tensor":
+def dequantize_storage(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+                       grid: Grid) -> torch.Tensor:
     """Float [N, K] weight back from storage (any bit width)."""
     import torch
-
     from modelpress.kernels.packing import unpack_int4
 
     codes = qweight.float() if grid.bits == 8 else unpack_int4(qweight).float()
@@ -139,7 +137,7 @@ def dequantize_storage(qweight: "torch.Tensor", scales: "torch.Tensor", zeros: "
     return (codes - zero.repeat_interleave(g, 1)) * scales.float().repeat_interleave(g, 1)
 
 
-def _fp32() -> "torch.dtype":
+def _fp32() -> torch.dtype:
     import torch
 
     return torch.float32

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from modelpress.context import StageContext
 
 
-def embedding_forward(model: "torch.nn.Module", batch: dict[str, Any]) -> "torch.Tensor":
+def embedding_forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
     """What fidelity is measured on: the model's embedding (its logits when it has none)."""
     from modelpress.tasks import torch_forward
 
@@ -28,8 +28,8 @@ def embedding_forward(model: "torch.nn.Module", batch: dict[str, Any]) -> "torch
 
 @register_stage("weight-quantize", WeightQuantizeConfig, kind="module",
                 summary="PyTorch quantized Linear layers: int8/4/3/2 weights (RTN/GPTQ), W8A8, fp8, fp16/bf16")
-def weight_quantize(model: "torch.nn.Module", config: WeightQuantizeConfig,
-                    context: "StageContext") -> "torch.nn.Module":
+def weight_quantize(model: torch.nn.Module, config: WeightQuantizeConfig,
+                    context: StageContext) -> torch.nn.Module:
     from .calibration import calibration_batches
     from .torch_backend import quantize_module
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pydantic import ValidationError
-
-from modelpress.steps.quantize import QuantizeConfig, WeightQuantizeConfig, quantize, weight_quantize
+from modelpress.steps.quantize import (
+    QuantizeConfig,
+    WeightQuantizeConfig,
+    quantize,
+    weight_quantize,
+)
 from modelpress.steps.quantize.calibration import CalibrationError
+from pydantic import ValidationError
 
 
 def test_exclude_pattern_matching_nothing_lists_layers(trained_net, exported, context):
@@ -49,11 +53,11 @@ def test_nan_activations_inside_the_model_are_refused(trained_net, context):
 
 
 @pytest.mark.parametrize("fields,expected", [
-    (dict(bits=3), "bits=3: backend 'onnxruntime' supports int8"),
-    (dict(dtype="fp8"), "dtype='fp8': backend 'onnxruntime' supports"),
-    (dict(algorithm="gptq"), "algorithm='gptq': backend 'onnxruntime'"),
-    (dict(backend="torch"), "use the 'weight-quantize' stage"),
-    (dict(smoothquant={"alpha": 0.5}), "smoothquant: needs activations: static"),
+    ({"bits": 3}, "bits=3: backend 'onnxruntime' supports int8"),
+    ({"dtype": "fp8"}, "dtype='fp8': backend 'onnxruntime' supports"),
+    ({"algorithm": "gptq"}, "algorithm='gptq': backend 'onnxruntime'"),
+    ({"backend": "torch"}, "use the 'weight-quantize' stage"),
+    ({"smoothquant": {"alpha": 0.5}}, "smoothquant: needs activations: static"),
 ])
 def test_onnxruntime_refuses_what_it_cannot_do(fields, expected):
     with pytest.raises(ValidationError, match=expected):
@@ -61,10 +65,10 @@ def test_onnxruntime_refuses_what_it_cannot_do(fields, expected):
 
 
 @pytest.mark.parametrize("fields,expected", [
-    (dict(bits=4, activations="dynamic"), "bits=4: backend 'torch' supports 8-bit weights with int8 activations"),
-    (dict(activations="static"), "activations='static': backend 'torch' supports none or dynamic"),
-    (dict(backend="onnxruntime"), "use the 'quantize' stage"),
-    (dict(dtype="fp8", granularity="per-group"), "granularity='per-group': backend 'torch'"),
+    ({"bits": 4, "activations": "dynamic"}, "bits=4: backend 'torch' supports 8-bit weights with int8 activations"),
+    ({"activations": "static"}, "activations='static': backend 'torch' supports none or dynamic"),
+    ({"backend": "onnxruntime"}, "use the 'quantize' stage"),
+    ({"dtype": "fp8", "granularity": "per-group"}, "granularity='per-group': backend 'torch'"),
 ])
 def test_torch_refuses_what_it_cannot_do(fields, expected):
     with pytest.raises(ValidationError, match=expected):

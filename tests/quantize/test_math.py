@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from modelpress.kernels.packing import dequantize_weight_groupwise, quantize_weight_groupwise
 from modelpress.steps.quantize.gptq import HessianAccumulator, gptq_quantize
-from modelpress.steps.quantize.qmath import Grid, dequantize_storage, quantize_rtn, quantize_weight, to_storage
+from modelpress.steps.quantize.qmath import (
+    Grid,
+    dequantize_storage,
+    quantize_rtn,
+    quantize_weight,
+    to_storage,
+)
 
 
 def test_symmetric_per_channel_int8_by_hand():

@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-
-from modelpress.evaluate import onnx_session
 from modelpress.steps.quantize import QuantizeConfig, quantize
 
+from modelpress.evaluate import onnx_session
+
 SCHEMES = {
-    "dynamic-per-channel": dict(),
-    "dynamic-per-tensor-asym": dict(granularity="per-tensor", symmetric=False),
-    "static-minmax": dict(activations="static"),
-    "static-percentile": dict(activations="static", calibration={"method": "percentile"}),
-    "static-entropy-smoothquant": dict(activations="static", calibration={"method": "entropy"},
-                                       smoothquant={"alpha": 0.5}),
-    "int4-g32-weight-only": dict(bits=4, granularity="per-group", group_size=32, activations="none"),
-    "fp16": dict(dtype="fp16"),
+    "dynamic-per-channel": {},
+    "dynamic-per-tensor-asym": {"granularity": "per-tensor", "symmetric": False},
+    "static-minmax": {"activations": "static"},
+    "static-percentile": {"activations": "static", "calibration": {"method": "percentile"}},
+    "static-entropy-smoothquant": {"activations": "static", "calibration": {"method": "entropy"},
+                                       "smoothquant": {"alpha": 0.5}},
+    "int4-g32-weight-only": {"bits": 4, "granularity": "per-group", "group_size": 32, "activations": "none"},
+    "fp16": {"dtype": "fp16"},
 }
 
 

@@ -7,24 +7,23 @@ import io
 import numpy as np
 import pytest
 import torch
-
 from modelpress.steps.quantize import WeightQuantizeConfig, weight_quantize
 from modelpress.steps.quantize.modules import Fp8Linear, QuantLinear
 
 SCHEMES = {
-    "int8-channel": dict(bits=8),
-    "int8-tensor-asym": dict(bits=8, granularity="per-tensor", symmetric=False),
-    "int8-g32": dict(bits=8, granularity="per-group", group_size=32),
-    "int4-g32": dict(bits=4, granularity="per-group", group_size=32),
-    "int4-g64-asym-gptq": dict(bits=4, granularity="per-group", group_size=64, symmetric=False, algorithm="gptq"),
-    "int3-g32-gptq": dict(bits=3, granularity="per-group", group_size=32, algorithm="gptq"),
-    "int2-g32-asym": dict(bits=2, granularity="per-group", group_size=32, symmetric=False),
-    "w8a8": dict(bits=8, activations="dynamic"),
-    "w8a8-smoothquant": dict(bits=8, activations="dynamic", smoothquant={"alpha": 0.5}),
-    "fp8-row": dict(dtype="fp8", activations="dynamic"),
-    "fp8-tensor-weight-only": dict(dtype="fp8", granularity="per-tensor"),
-    "fp16": dict(dtype="fp16"),
-    "bf16": dict(dtype="bf16"),
+    "int8-channel": {"bits": 8},
+    "int8-tensor-asym": {"bits": 8, "granularity": "per-tensor", "symmetric": False},
+    "int8-g32": {"bits": 8, "granularity": "per-group", "group_size": 32},
+    "int4-g32": {"bits": 4, "granularity": "per-group", "group_size": 32},
+    "int4-g64-asym-gptq": {"bits": 4, "granularity": "per-group", "group_size": 64, "symmetric": False, "algorithm": "gptq"},
+    "int3-g32-gptq": {"bits": 3, "granularity": "per-group", "group_size": 32, "algorithm": "gptq"},
+    "int2-g32-asym": {"bits": 2, "granularity": "per-group", "group_size": 32, "symmetric": False},
+    "w8a8": {"bits": 8, "activations": "dynamic"},
+    "w8a8-smoothquant": {"bits": 8, "activations": "dynamic", "smoothquant": {"alpha": 0.5}},
+    "fp8-row": {"dtype": "fp8", "activations": "dynamic"},
+    "fp8-tensor-weight-only": {"dtype": "fp8", "granularity": "per-tensor"},
+    "fp16": {"dtype": "fp16"},
+    "bf16": {"dtype": "bf16"},
 }
 # loose floors: they catch a broken scheme (cosine ~0), not small numeric differences
 MIN_COSINE = {"int2-g32-asym": 0.8, "int3-g32-gptq": 0.95}
@@ -78,6 +77,7 @@ def test_fp8_weights_are_e4m3(trained_net, context):
 @pytest.mark.parametrize("name", ["int8-channel", "int4-g32", "int3-g32-gptq", "w8a8-smoothquant"])
 def test_onnx_export_carries_qdq(name, trained_net, context, digits_frame, task):
     from modelpress.deploy.onnx_export import export_onnx
+
     from modelpress.evaluate import onnx_session
 
     quantized = weight_quantize(trained_net, WeightQuantizeConfig(
