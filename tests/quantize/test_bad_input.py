@@ -92,3 +92,16 @@ def test_recipe_error_names_the_stage_and_field():
     with pytest.raises(RecipeError) as info:
         validate_recipe(raw)
     assert any("stages[0].quantize" in p and "bits=2" in p and "weight-quantize" in p for p in info.value.problems)
+
+
+def test_recipe_with_both_stages_validates():
+    from modelpress.recipe import validate_recipe
+
+    raw = {"name": "x", "model": {"source": "package", "name": "small-cnn"},
+           "data": {"source": "digits"}, "registry": {"name": "x"},
+           "stages": [{"weight-quantize": {"bits": 4, "granularity": "per-group", "group_size": 32,
+                                           "algorithm": "gptq", "exclude": ["fc2"]}},
+                      {"quantize": {"activations": "static", "smoothquant": {"alpha": 0.5},
+                                    "calibration": {"method": "percentile", "samples": 64}}}]}
+    recipe = validate_recipe(raw)
+    assert [s.name for s in recipe.stages] == ["weight-quantize", "quantize"]

@@ -76,7 +76,7 @@ def test_fp8_weights_are_e4m3(trained_net, context):
 
 @pytest.mark.parametrize("name", ["int8-channel", "int4-g32", "int3-g32-gptq", "w8a8-smoothquant"])
 def test_onnx_export_carries_qdq(name, trained_net, context, digits_frame, task):
-    from modelpress.deploy.onnx_export import export_onnx
+    from modelpress.deploy.onnx_export import check_parity, export_onnx
 
     from modelpress.evaluate import onnx_session
 
@@ -96,6 +96,7 @@ def test_onnx_export_carries_qdq(name, trained_net, context, digits_frame, task)
             reference.get_submodule(n).weight.copy_(m.dequantized_weight())
         expected = reference(torch.from_numpy(batch["pixels"].copy()))[1].numpy()
     assert np.allclose(onnx_out, expected, atol=1e-3, rtol=1e-3)
+    check_parity(quantized, graph, task, digits_frame.iloc[:64])  # the pipeline's export check passes
 
 
 def test_mixed_precision_keeps_sensitive_layers_float(trained_net, context):
