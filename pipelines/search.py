@@ -71,6 +71,7 @@ def _row(index: int, candidate: Candidate, result: Any) -> dict[str, Any]:
             "baseline_accuracy": float(result.evaluation["baseline"]["accuracy"]),
             "baseline_latency_ms": float(result.evaluation["baseline"]["latency_ms"]),
             "version": str(result.registration["version"]), "run": result.run_name, "pareto": False,
+            "cached_steps": ",".join(result.cached_steps),
             "name": result.registration["name"]}
 
 
