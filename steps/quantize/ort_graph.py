@@ -18,21 +18,40 @@ if TYPE_CHECKING:
 class WeightMatMul:
     node: str
     activation: str  # input 0 name
-    weight: str  # initializer name, shape [K, N]
+    weight: str  # initializer name: [K, N], or [N, K] when transposed (Gemm transB=1)
+    transposed: bool = False
+
+    def weight_kn(self, inits: dict) -> np.ndarray:
+        from onnx import numpy_helper
+
+        w = numpy_helper.to_array(inits[self.weight])
+        return w.T if self.transposed else w
+
+    def store_kn(self, inits: dict, w_kn: np.ndarray) -> None:
+        from onnx import numpy_helper
+
+        w = w_kn.T if self.transposed else w_kn
+        inits[self.weight].CopyFrom(numpy_helper.from_array(w.astype("float32"), self.weight))
 
 
 def weight_matmuls(model: onnx.ModelProto, exclude: set[str] = frozenset()) -> list[WeightMatMul]:
-    """MatMul nodes whose second input is a 2-D float initializer (a Linear layer's weight)."""
-    from onnx import TensorProto
+    """MatMul/Gemm nodes whose second input is a 2-D float initializer (a Linear layer's weight).
+
+    2-D activations export Linear as Gemm (transB=1), 3-D ones as MatMul; both count.
+    """
+    from onnx import TensorProto, helper
 
     inits = {i.name: i for i in model.graph.initializer}
     found = []
     for node in model.graph.node:
-        if node.op_type != "MatMul" or node.name in exclude or node.input[1] not in inits:
+        if node.op_type not in ("MatMul", "Gemm") or node.name in exclude or node.input[1] not in inits:
             continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
+            continue  # a scaled or transposed activation is not a plain Linear
         init = inits[node.input[1]]
         if len(init.dims) == 2 and init.data_type == TensorProto.FLOAT:
-            found.append(WeightMatMul(node.name, node.input[0], node.input[1]))
+            found.append(WeightMatMul(node.name, node.input[0], node.input[1], bool(attrs.get("transB", 0))))
     return found
 
 

@@ -47,7 +47,6 @@ def _fake_quant(x: np.ndarray, low: float, high: float, levels: int) -> np.ndarr
 def sensitivity(model: onnx.ModelProto, config: QuantizeConfig, batches: list[Batch],
                 exclude: list[str]) -> dict[str, float]:
     import numpy as np
-    from onnx import numpy_helper
 
     mms = weight_matmuls(model, set(exclude))
     inits = {i.name: i for i in model.graph.initializer}
@@ -62,7 +61,7 @@ def sensitivity(model: onnx.ModelProto, config: QuantizeConfig, batches: list[Ba
     scores = {}
     for mm in mms:
         x = np.concatenate(rows[mm.activation])
-        w = numpy_helper.to_array(inits[mm.weight])
+        w = mm.weight_kn(inits)
         axis_max = np.abs(w).max(0, keepdims=True) if config.granularity == "per-channel" else np.abs(w).max()
         w_scale = np.maximum(axis_max, 1e-12) / 127.0
         w_q = np.clip(np.round(w / w_scale), -127, 127) * w_scale

@@ -42,7 +42,6 @@ def smooth_graph(model: onnx.ModelProto, batches: list[Batch], alpha: float,
     import copy
 
     import numpy as np
-    from onnx import numpy_helper
 
     model = copy.deepcopy(model)
     groups: dict[str, list[WeightMatMul]] = defaultdict(list)
@@ -51,13 +50,13 @@ def smooth_graph(model: onnx.ModelProto, batches: list[Batch], alpha: float,
     absmax = activation_absmax(model, list(groups), batches, check)
     inits = {i.name: i for i in model.graph.initializer}
     for activation, mms in groups.items():
-        weights = {mm.weight: numpy_helper.to_array(inits[mm.weight]) for mm in mms}
+        weights = {mm: mm.weight_kn(inits) for mm in mms}
         w_max = np.max([np.abs(w).max(1) for w in weights.values()], axis=0)
         x_max = absmax[activation]
         s = np.where(x_max > 0, np.maximum(x_max, 1e-5) ** alpha / np.maximum(w_max, 1e-5) ** (1 - alpha), 1.0)
         s = np.maximum(s, 1e-5).astype("float32")
-        for name, w in weights.items():
-            inits[name].CopyFrom(numpy_helper.from_array((w * s[:, None]).astype("float32"), name))
+        for mm, w in weights.items():
+            mm.store_kn(inits, w * s[:, None])
         if not _fold_into_layernorm(model, activation, {mm.node for mm in mms}, s, inits):
             _insert_mul(model, activation, {mm.node for mm in mms}, s)
     return model, len(groups)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 from modelpress.steps.quantize import QuantizeConfig, quantize
 
 from modelpress.evaluate import onnx_session
@@ -77,3 +78,27 @@ def test_mixed_precision_reaches_target(exported, context):
     assert report["fidelity_target_met"] and kept
     assert min(report["sensitivity"][n] for n in kept) >= max(
         (v for n, v in report["sensitivity"].items() if n not in kept), default=0.0)
+
+
+def test_gemm_graphs_are_smoothed_and_reported(trained_net, task, digits_frame, context):
+    """2-D activations export Linear as Gemm(transB=1): SmoothQuant and the report handle it too."""
+    from modelpress.deploy.onnx_export import export_onnx
+    from modelpress.steps.quantize.calibration import calibration_batches
+    from modelpress.steps.quantize.config import Calibration
+    from modelpress.steps.quantize.ort_smooth import smooth_graph
+
+    class Flat(type(trained_net)):
+        def forward(self, pixels):
+            features = self.down(torch.nn.functional.gelu(self.up(self.norm(self.inp(pixels.flatten(1))))))
+            return self.head(features), features
+
+    flat = Flat()
+    flat.load_state_dict(trained_net.state_dict())
+    graph = export_onnx(flat.eval(), task, digits_frame.iloc[:4])
+    assert "Gemm" in {n.op_type for n in graph.graph.node}
+    smoothed, count = smooth_graph(graph, calibration_batches(context, Calibration(), "quantize"), 0.5, set())
+    batch = task.encode(digits_frame.iloc[:32])
+    assert count == 4
+    assert np.allclose(_embedding(smoothed, batch), _embedding(graph, batch), rtol=1e-4, atol=1e-4)
+    quantize(graph, QuantizeConfig(activations="static", calibration={"progress": False}), context)
+    assert len(context.report["layer_precision"]) == 4
