@@ -572,10 +572,10 @@ def main() -> None:
     parser.add_argument("--minilm-lr", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=10, help="latency rounds at 32×128")
     parser.add_argument(
-        "--llm-rows", type=int, default=900, help="RT snippets for SmolLM2 (1/3 eval)"
+        "--llm-rows", type=int, default=600, help="RT snippets for SmolLM2 (1/3 eval)"
     )
     parser.add_argument(
-        "--llm-steps", type=int, default=20, help="SmolLM2 recovery steps (8×128 tokens)"
+        "--llm-steps", type=int, default=12, help="SmolLM2 recovery steps (8×128 tokens)"
     )
     parser.add_argument("--llm-score", default="wanda", choices=["l1", "l2", "taylor", "wanda"])
     args = parser.parse_args()
