@@ -17,3 +17,13 @@ def modelpress_cli() -> str:
     found = shutil.which("modelpress", path=str(Path(sys.executable).parent)) or shutil.which("modelpress")
     assert found, "modelpress is not installed in this environment"
     return found
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_registry_uri():
+    """A test that sets MLflow's global registry URI must not redirect later tests' clients
+    (MLflow's registry URI otherwise falls back to the global tracking URI)."""
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_registry_uri(None)

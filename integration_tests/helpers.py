@@ -38,7 +38,10 @@ def run_cli(cli: str, project: Path, *args: str, timeout: int = 600) -> Result:
 def mlflow_client(project: Path):  # type: ignore[no-untyped-def]
     from mlflow import MlflowClient
 
-    return MlflowClient(f"sqlite:///{project / '.modelpress' / 'mlflow.db'}")
+    uri = f"sqlite:///{project / '.modelpress' / 'mlflow.db'}"
+    # The registry URI must be given too: MLflow falls back to the *global* tracking URI, which
+    # another test in this process may have set.
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def make_user_project(root: Path) -> Path:

@@ -38,9 +38,9 @@ def digits_frame() -> pd.DataFrame:
 def assert_nothing_registered(project: Path) -> None:
     db = project / ".modelpress" / "mlflow.db"
     if db.exists():
-        from mlflow import MlflowClient
+        from .helpers import mlflow_client
 
-        assert MlflowClient(f"sqlite:///{db}").search_registered_models() == []
+        assert mlflow_client(project).search_registered_models() == []
 
 
 @pytest.fixture(scope="module")

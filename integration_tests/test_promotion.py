@@ -26,7 +26,7 @@ def tiny_onnx(seed: int) -> onnx.ModelProto:
 
 
 def register(uri: str, folder: Path, seed: int, accuracy: float) -> str:
-    client = mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(uri, uri)
     experiment = client.get_experiment_by_name("staging")
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(
         "staging", artifact_location=(folder / "artifacts").as_uri())

@@ -18,13 +18,14 @@ NAME = "digits-linear"
 
 
 @pytest.fixture()
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_experiment("t")
-    return uri
+    yield uri
+    mlflow.set_tracking_uri(None)  # don't leak this registry into later tests' default client
 
 
 @pytest.fixture(scope="module")
