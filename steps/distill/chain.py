@@ -109,7 +109,7 @@ def distill_link(teacher: nn.Module, student: Student, config: DistillConfig, ta
                 teacher_features = teacher_tap.take(teacher_names) if teacher_tap else []
             return wrapped(inputs, labels, teacher_logits, teacher_features)
 
-        reporter = EpochReporter(report, prefix)
+        reporter = EpochReporter(report, "distill", prefix)
         result = fit(harness, loss_fn, task, train, val, config, seed=seed, desc=f"distill {prefix[:-1]}",
                      eval_model=harness.student, on_epoch=reporter)
     finally:

@@ -234,8 +234,8 @@ class EpochReporter:
     """Writes per-epoch metrics into a stage report (→ MLflow via the pipeline) and, when an
     MLflow run is active in this process, as stepped metrics so they plot as curves."""
 
-    def __init__(self, report: dict[str, Any], prefix: str = ""):
-        self.report, self.prefix = report, prefix
+    def __init__(self, report: dict[str, Any], stage: str, prefix: str = ""):
+        self.report, self.stage, self.prefix = report, stage, prefix
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():
@@ -244,7 +244,8 @@ class EpochReporter:
 
         mlflow = sys.modules.get("mlflow")  # never import mlflow just for this
         if mlflow is not None and mlflow.active_run() is not None:
-            mlflow.log_metrics({f"{self.prefix}{k}": float(v) for k, v in metrics.items()}, step=epoch)
+            mlflow.log_metrics({f"{self.stage}.{self.prefix}{k}": float(v) for k, v in metrics.items()},
+                               step=epoch)
 
     def summary(self, result: FitResult) -> None:
         self.report[f"{self.prefix}best_epoch"] = result.best_epoch

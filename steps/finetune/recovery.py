@@ -34,7 +34,7 @@ def run_finetune(model: nn.Module, config: FinetuneConfig, context: StageContext
         trainee = tuned
         after_step = mask_applier(tuned, masks) if masks else None
     share = trainable_share(trainee)
-    reporter = EpochReporter(context.report)
+    reporter = EpochReporter(context.report, "finetune")
     result = fit(trainee, cross_entropy_loss, context.task, train, val, config, seed=seed,
                  desc="finetune", after_step=after_step, on_epoch=reporter)
     final = merge_lora(trainee) if config.lora is not None else trainee

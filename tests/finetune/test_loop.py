@@ -62,3 +62,4 @@ def test_empty_training_split_is_an_error(digits_frame, image_task, digits_teach
     with pytest.raises(ModelpressError, match="finetune: the training split is empty"):
         get_stage("finetune").apply(digits_teacher, FinetuneConfig(), context)
     assert not context.report
+
