@@ -44,11 +44,15 @@ def tracking(uri: str | None) -> Iterator[MlflowClient]:
     """An MlflowClient on ``uri`` with MLflow's global URIs pointed there for the duration
     (model URIs like ``models:/name/1`` resolve through the global registry URI)."""
     import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     if uri is None:
         yield mlflow.MlflowClient()
         return
-    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    # Restore what was explicitly set (None = MLflow's default), not the resolved default:
+    # pinning that would also export MLFLOW_TRACKING_URI to every later subprocess.
+    before = tracking_utils._tracking_uri, registry_utils._registry_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:

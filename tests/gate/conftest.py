@@ -7,17 +7,22 @@ from typing import Any
 import mlflow
 import pytest
 import torch
+from mlflow.tracking._model_registry import utils as registry_utils
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from modelpress.data import SHIPPED
 from modelpress.tasks import TaskSpec
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One sqlite registry for the session (creating its schema takes seconds); tests keep
-    apart by registering under their own model names (see ``model_name``)."""
+    """One sqlite registry per module (creating its schema takes seconds); tests keep apart by
+    registering under their own model names (see ``model_name``). MLflow's global URIs are put
+    back afterwards so that later tests' clients are not redirected here."""
     folder = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
+    # The globals as explicitly set (None when unset), not the resolved defaults.
+    before = tracking_utils._tracking_uri, registry_utils._registry_uri
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
@@ -25,6 +30,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
         mlflow.create_experiment("gate-tests", artifact_location=(folder / "artifacts").as_uri())
         mlflow.set_experiment("gate-tests")
         yield uri
+        mlflow.set_tracking_uri(before[0])  # inside: the env var is then restored by the patch
+        mlflow.set_registry_uri(before[1])
 
 
 @pytest.fixture()
