@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -203,7 +204,7 @@ def perplexity(model: Any, batches: list) -> float:
     return math.exp(nll / count)
 
 
-def smollm_part(seq_len: int, n_eval: int, n_cal: int) -> str:
+def smollm_part(seq_len: int, n_eval: int, n_cal: int, only: str | None = None) -> str:
     import torch
     from modelpress.steps.quantize import WeightQuantizeConfig
     from modelpress.steps.quantize.torch_backend import quantize_module, tensor_bytes
@@ -220,6 +221,9 @@ def smollm_part(seq_len: int, n_eval: int, n_cal: int) -> str:
         "mp int8 W8A8 per-channel (dynamic per-token)": {"bits": 8, "activations": "dynamic"},
         "mp int8 W8A8 + SmoothQuant": {"bits": 8, "activations": "dynamic", "smoothquant": {"alpha": 0.5}},
         "mp fp8 E4M3 W+A per-row (emulated)": {"dtype": "fp8", "activations": "dynamic"},
+        "mp fp8 E4M3 W+A per-row + SmoothQuant (emulated)": {"dtype": "fp8", "activations": "dynamic",
+                                                             "smoothquant": {"alpha": 0.5}},
+        "mp fp8 E4M3 weight-only per-row": {"dtype": "fp8"},
         "mp int4 g128 RTN": {"bits": 4, "granularity": "per-group"},
         "mp int4 g128 GPTQ": {"bits": 4, "granularity": "per-group", "algorithm": "gptq"},
         "mp int3 g128 GPTQ": {"bits": 3, "granularity": "per-group", "algorithm": "gptq"},
@@ -227,14 +231,16 @@ def smollm_part(seq_len: int, n_eval: int, n_cal: int) -> str:
                                       "algorithm": "gptq"},
     }
     for name, cfg in schemes.items():
+        if only and not re.search(only, name):
+            continue
         start = time.time()
         q = quantize_module(model, WeightQuantizeConfig(**common, **cfg), calibration, forward)
         ppl = perplexity(q, evaluation)
         rows.append({"variant": name, "linear MB": _linear_mb(q), "ppl": ppl, "ppl ratio": ppl / base})
         print(f"[smollm] {name}: ppl {ppl:.2f} ({time.time() - start:.0f}s)", flush=True)
-    peers = {"torch.ao quantize_dynamic (peer)": torch.ao.quantization.quantize_dynamic(
+    peers = {} if only else {"torch.ao quantize_dynamic (peer)": torch.ao.quantization.quantize_dynamic(
         model, {torch.nn.Linear}, dtype=torch.qint8)}
-    for scheme in ("int8-weight",):  # torchao int4 weight-only needs a CUDA/tinygemm layout
+    for scheme in () if only else ("int8-weight",):  # torchao int4 weight-only needs a CUDA/tinygemm layout
         q = _torchao(model, scheme)
         if q is not None:
             peers[f"torchao {scheme} (peer)"] = q
@@ -274,13 +280,14 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--eval-seqs", type=int, default=8)
     parser.add_argument("--cal-seqs", type=int, default=8)
+    parser.add_argument("--only", help="regex: run only the matching SmolLM2 schemes (no peers)")
     args = parser.parse_args()
     out = []
     if args.part in ("minilm", "all"):
         out.append(minilm_part(args.limit, args.repeats))
         print(out[-1], flush=True)
     if args.part in ("smollm", "all"):
-        out.append(smollm_part(args.seq_len, args.eval_seqs, args.cal_seqs))
+        out.append(smollm_part(args.seq_len, args.eval_seqs, args.cal_seqs, args.only))
         print(out[-1], flush=True)
     print("\n\n".join(out))
 
