@@ -21,7 +21,6 @@ RECIPE = {
     "stages": [{"quantize": {"bits": 8, "operators": ["MatMul", "Gemm"]}}],
     "gate": {"accuracy": {"max_drop": 0.05}},
     "registry": {"name": NAME},
-    "schedule": {"cron": "0 4 * * 1"},
 }
 
 
@@ -58,8 +57,3 @@ def test_drifted_data_stops_retraining_before_training(project: Path, modelpress
     assert [v.version for v in versions] == [champion.version]  # nothing registered
     assert client.get_model_version_by_alias(NAME, "champion").version == champion.version
 
-
-def test_schedule_on_the_local_stack_says_how_to_run_it(project: Path, modelpress_cli: str) -> None:
-    done = run_cli(modelpress_cli, project, "schedule", "recipe.yaml")
-    assert done.returncode == 1
-    assert "cannot run schedules" in done.stderr and f"0 4 * * 1  cd {project}" in done.stderr
