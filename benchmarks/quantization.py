@@ -230,6 +230,8 @@ def smollm_part(seq_len: int, n_eval: int, n_cal: int, only: str | None = None) 
                                    "algorithm": "gptq"},
         "mp int4 g32 asym RTN (the source Q4_1 block size)": {"bits": 4, "granularity": "per-group",
                                                               "group_size": 32, "symmetric": False},
+        "mp int3 g128 RTN": {"bits": 3, "granularity": "per-group"},
+        "mp int2 g32 asym RTN": {"bits": 2, "granularity": "per-group", "group_size": 32, "symmetric": False},
         "mp int3 g128 GPTQ": {"bits": 3, "granularity": "per-group", "algorithm": "gptq"},
         "mp int2 g32 asym GPTQ": {"bits": 2, "granularity": "per-group", "group_size": 32, "symmetric": False,
                                       "algorithm": "gptq"},
