@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from .errors import GateFailed, ModelpressError, RecipeError
+from .cli_errors import user_errors
+from .errors import GateFailed
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,11 +30,8 @@ def _load(recipe_ref: str) -> Any:
 @click.argument("recipe")
 def validate(recipe: str) -> None:
     """Check RECIPE (a file or a shipped recipe name); print every problem with its field path."""
-    try:
+    with user_errors():
         loaded = _load(recipe)
-    except RecipeError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
     click.echo(f"{recipe}: ok ({loaded.task}, stages: {', '.join(s.name for s in loaded.stages)})")
 
 
@@ -65,7 +63,7 @@ def _describe_type(annotation: Any) -> str:
 @click.option("--no-cache", is_flag=True, help="Re-run every step instead of reusing ZenML's cache.")
 def run(recipe: str, no_cache: bool) -> None:
     """Run RECIPE end to end: data → validate → baseline → stages → gate → MLflow → promote."""
-    try:
+    with user_errors():
         loaded = _load(recipe)
         from modelpress.pipelines.run import run_recipe
 
@@ -75,18 +73,6 @@ def run(recipe: str, no_cache: bool) -> None:
         print_summary(result)
         if not result.passed:
             raise GateFailed(f"gate failed: {result.verdict['reason']}")
-    except RecipeError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    except ModelpressError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except RuntimeError as exc:  # ZenML re-raises a failed step as RuntimeError
-        cause = _user_cause(exc)
-        if cause is None:
-            raise
-        click.echo(f"error: {cause}", err=True)
-        sys.exit(1)
 
 
 @main.command()
@@ -102,13 +88,10 @@ def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None
     """Fetch MODEL_URI (models:/NAME@ALIAS or models:/NAME/VERSION) as a model repository."""
     from pathlib import Path
 
-    try:
+    with user_errors():
         from modelpress.deploy.pull import pull as pull_model
 
         folder = pull_model(model_uri, Path(dest), f"KIND_{instance_kind.upper()}", tracking_uri, optimize)
-    except ModelpressError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
     click.echo(f"{model_uri} → {folder}")
 
 
@@ -131,21 +114,9 @@ def serve(repository: str, http_port: int, workers: int, threads: int, access_lo
         click.echo(f"error: the CPU server needs the serve extra (pip install 'modelpress[serve]'): {exc}",
                    err=True)
         sys.exit(1)
-    try:
+    with user_errors():
         run_server(Path(repository), http_port=http_port, workers=workers, intra_op_threads=threads,
                    access_log=access_log)
-    except ModelpressError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-
-
-def _user_cause(exc: BaseException) -> ModelpressError | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ModelpressError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _add_lifecycle_commands() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .errors import ModelpressError, RecipeError
+from .cli_errors import guarded as _guarded
+from .errors import ModelpressError
 
 
 def _tracking_uri(given: str | None) -> str | None:
@@ -27,26 +27,6 @@ def _tracking_uri(given: str | None) -> str | None:
         return f"sqlite:///{database}"
     raise ModelpressError(f"no MLflow registry: pass --tracking-uri, set MLFLOW_TRACKING_URI, or run from the "
                           f"folder whose .modelpress holds it (looked for {database})")
-
-
-def _guarded(action: Callable[[], Any]) -> Any:
-    """Run ``action``; user errors become one clear line and a non-zero exit."""
-    try:
-        return action()
-    except RecipeError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    except ModelpressError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except RuntimeError as exc:  # ZenML re-raises a failed step as RuntimeError
-        from .cli import _user_cause
-
-        cause = _user_cause(exc)
-        if cause is None:
-            raise
-        click.echo(f"error: {cause}", err=True)
-        sys.exit(1)
 
 
 def _outcome_line(outcome: Any) -> str:

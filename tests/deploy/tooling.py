@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SERVE_REQUIREMENTS = REPO / "docker" / "serve-requirements.txt"
+SERVE_REQUIREMENTS = REPO / "charts" / "images" / "serve-requirements.txt"
 TOOLS_REQUIREMENTS = Path(__file__).with_name("tools-requirements.txt")
 SERVE_LOCK = Path(__file__).with_name("serve-venv.lock")
 

@@ -1,4 +1,4 @@
-"""Tiny models and data for the distillation tests (seconds, no hub)."""
+"""Tiny models and data for the distillation and fine-tuning tests (seconds, no hub)."""
 
 from __future__ import annotations
 
