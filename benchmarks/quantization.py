@@ -244,9 +244,10 @@ def smollm_part(seq_len: int, n_eval: int, n_cal: int, only: str | None = None) 
         ppl = perplexity(q, evaluation)
         rows.append({"variant": name, "linear MB": _linear_mb(q), "ppl": ppl, "ppl ratio": ppl / base})
         print(f"[smollm] {name}: ppl {ppl:.2f} ({time.time() - start:.0f}s)", flush=True)
-    peers = {} if only else {"torch.ao quantize_dynamic (peer)": torch.ao.quantization.quantize_dynamic(
+    with_peers = not only or re.search(only, "peers")
+    peers = {} if not with_peers else {"torch.ao quantize_dynamic (peer)": torch.ao.quantization.quantize_dynamic(
         model, {torch.nn.Linear}, dtype=torch.qint8)}
-    for scheme in () if only else ("int8-weight",):  # torchao int4 weight-only needs a CUDA/tinygemm layout
+    for scheme in ("int8-weight",) if with_peers else ():  # torchao int4 weight-only needs a CUDA/tinygemm layout
         q = _torchao(model, scheme)
         if q is not None:
             peers[f"torchao {scheme} (peer)"] = q
@@ -286,7 +287,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--eval-seqs", type=int, default=8)
     parser.add_argument("--cal-seqs", type=int, default=8)
-    parser.add_argument("--only", help="regex: run only the matching SmolLM2 schemes (no peers)")
+    parser.add_argument("--only", help="regex: run only the matching SmolLM2 schemes ('peers' for the peers)")
     args = parser.parse_args()
     out = []
     if args.part in ("minilm", "all"):
