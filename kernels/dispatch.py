@@ -89,16 +89,8 @@ def w8a16_linear(
     """``x @ dequant(qweight).T + bias`` for int8 weights (``group_size=None``: per-channel)."""
     from . import cpu_ops, w8a16
 
-    def run(x2d: torch.Tensor) -> torch.Tensor:
-        if backend_for(x2d.device) == "triton":
-            return w8a16.w8a16_matmul_triton(x2d, qweight, scales, zeros, group_size, bias)
-        w8a16.validate_inputs(x2d, qweight, scales, zeros, group_size, bias, REFERENCE_DTYPES)
-        fast = cpu_ops.w8a16_cpu(x2d, qweight, scales, zeros, group_size, bias)
-        if fast is not None:
-            return fast
-        return w8a16.w8a16_reference(x2d, qweight, scales, zeros, group_size, bias)
-
-    return _over_rows(x, run)
+    return _weight_only(x, (qweight, scales, zeros, group_size, bias), w8a16.w8a16_matmul_triton,
+                        w8a16.validate_inputs, cpu_ops.w8a16_cpu, w8a16.w8a16_reference)
 
 
 def w4a16_linear(
@@ -112,14 +104,21 @@ def w4a16_linear(
     """``x @ dequant(qweight).T + bias`` for packed int4 weights."""
     from . import cpu_ops, w4a16
 
+    return _weight_only(x, (qweight, scales, zeros, group_size, bias), w4a16.w4a16_matmul_triton,
+                        w4a16.validate_inputs, cpu_ops.w4a16_cpu, w4a16.w4a16_reference)
+
+
+def _weight_only(x: torch.Tensor, weight_args: tuple, triton_matmul: Callable, validate: Callable,
+                 cpu_fast: Callable, reference: Callable) -> torch.Tensor:
+    """One dispatch for the weight-only ops: Triton on CUDA; elsewhere validate, then PyTorch's
+    packed CPU op where it applies (returns None otherwise), else the reference."""
+
     def run(x2d: torch.Tensor) -> torch.Tensor:
         if backend_for(x2d.device) == "triton":
-            return w4a16.w4a16_matmul_triton(x2d, qweight, scales, zeros, group_size, bias)
-        w4a16.validate_inputs(x2d, qweight, scales, zeros, group_size, bias, REFERENCE_DTYPES)
-        fast = cpu_ops.w4a16_cpu(x2d, qweight, scales, zeros, group_size, bias)
-        if fast is not None:
-            return fast
-        return w4a16.w4a16_reference(x2d, qweight, scales, zeros, group_size, bias)
+            return triton_matmul(x2d, *weight_args)
+        validate(x2d, *weight_args, REFERENCE_DTYPES)
+        fast = cpu_fast(x2d, *weight_args)
+        return fast if fast is not None else reference(x2d, *weight_args)
 
     return _over_rows(x, run)
 
