@@ -21,7 +21,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,12 +39,6 @@ def _tooling():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _scripts_path() -> str:
@@ -244,7 +237,7 @@ def main() -> None:
         from modelpress.deploy.pull import pull
 
         pull(model_uri, workdir / "repository")
-        ports = {"modelpress": _free_port(), "mlflow": _free_port()}
+        ports = {"modelpress": _tooling().free_port(), "mlflow": _tooling().free_port()}
         serve_python = str(_tooling().serve_python())
         procs = {
             "modelpress": start([serve_python, "-m", "modelpress.cli", "serve", "--model-repository",

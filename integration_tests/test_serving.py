@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,12 +23,6 @@ def _tooling():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _register_cnn(root: Path, tracking_uri: str) -> None:
@@ -91,7 +84,7 @@ def pulled(tmp_path_factory) -> Path:
 def server(serve_python, pulled, tmp_path_factory):
     import tritonclient.http as httpclient
 
-    port = _free_port()
+    port = _tooling().free_port()
     log = tmp_path_factory.mktemp("logs") / "server.log"
     proc = _start(serve_python, pulled, port, log)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
@@ -186,7 +179,7 @@ def test_a_corrupt_model_never_turns_ready(serve_python, pulled, tmp_path):
 
     broken = Path(shutil.copytree(pulled, tmp_path / "models"))
     (broken / MODEL / "1" / "model.onnx").write_bytes(b"\x08\x07this is not an onnx graph")
-    port = _free_port()
+    port = _tooling().free_port()
     log = tmp_path / "server.log"
     proc = _start(serve_python, broken, port, log)
     try:

