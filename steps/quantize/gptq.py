@@ -3,15 +3,16 @@ onto the columns not yet quantized through the inverse Hessian of the layer's in
 
 Written here because no installed library does GPTQ for plain nn.Linear on CPU (ONNX Runtime's
 needs neural-compressor; optimum's needs auto-gptq/CUDA). The algorithm follows the reference
-implementation: Cholesky of the damped inverse Hessian, lazy block updates of 128 columns, and
-group parameters taken from the already-updated weights when a group starts.
+implementation: Cholesky of the damped inverse Hessian, lazy block updates of 128 columns, group
+parameters taken from the already-updated weights when a group starts (or, with act-order, from
+the original weights: its "static groups"), and optionally a clipped range searched per group.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .qmath import Grid, dequantize_codes, group_params, quantize_codes
+from .qmath import Grid, dequantize_codes, params_for, quantize_codes
 
 if TYPE_CHECKING:
     import torch
@@ -27,8 +28,8 @@ class HessianAccumulator:
         self.rows = 0
 
     def add(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, x.shape[-1]).double()
-        self.h += x.T @ x
+        x = x.reshape(-1, x.shape[-1]).float()
+        self.h += (x.T @ x).double()  # one batch in fp32 (fast), the running sum in fp64
         self.rows += x.shape[0]
 
     def value(self) -> torch.Tensor:
@@ -36,38 +37,54 @@ class HessianAccumulator:
 
 
 def gptq_quantize(w: torch.Tensor, hessian: torch.Tensor, grid: Grid, group_size: int | None,
-                  per_tensor: bool = False, block_size: int = 128,
-                  damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(codes [N, K], scales [N, G], zeros [N, G]) like ``qmath.quantize_rtn``, error-compensated."""
+                  per_tensor: bool = False, block_size: int = 128, damp: float = 0.01,
+                  act_order: bool = False, clip: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(codes [N, K], scales [N, G], zeros [N, G]) like ``qmath.quantize_rtn``, error-compensated.
+
+    ``act_order`` quantizes the columns with the largest Hessian diagonal (the most active inputs)
+    first, while many columns remain to absorb their error. Groups then stay contiguous
+    in the *original* column order ("static groups": their ranges are taken from the weights
+    before any update), so the storage layout and kernels are those of plain per-group weights.
+    ``clip`` searches a clipped range per group (``qmath.searched_group_params``).
+    """
     import torch
 
     w = w.detach().float().clone()
     n, k = w.shape
     g = k if group_size is None else group_size
+    params = params_for(clip)
     h = hessian.double().clone()
     dead = torch.diag(h) == 0  # inputs that never fire carry no information: zero their weights
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
     h += damp * torch.diag(h).mean() * torch.eye(k, dtype=h.dtype)
+
+    static = act_order or g == k  # per-channel/tensor ranges always come from the whole original row
+    scales, zeros = torch.zeros(n, k // g), torch.zeros(n, k // g)
+    if static:
+        for j in range(k // g):
+            scales[:, j], zeros[:, j] = params(w[:, j * g:(j + 1) * g], grid, per_tensor)
+    perm = torch.argsort(torch.diag(h), descending=True) if act_order else torch.arange(k)
+    w, h = w[:, perm], h[perm][:, perm]
+    group_of = perm // g  # the (original-order) group of each permuted column
     h_inv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True).float()
 
     codes = torch.zeros_like(w)
-    scales, zeros = torch.zeros(n, k // g), torch.zeros(n, k // g)
-    if g == k:  # per-channel / per-tensor: parameters from the whole original row, as in GPTQ
-        scales[:, 0], zeros[:, 0] = group_params(w, grid, per_tensor)
-    block_size = max(block_size - block_size % g, g) if g < k else block_size
+    if not static:  # the lazy block must not split a group whose range is taken when it starts
+        block_size = max(block_size - block_size % g, g)
     for i1 in range(0, k, block_size):
         i2 = min(i1 + block_size, k)
         w1, err1, hinv1 = w[:, i1:i2].clone(), torch.zeros(n, i2 - i1), h_inv[i1:i2, i1:i2]
         for i in range(i2 - i1):
             col = i1 + i
-            if g < k and col % g == 0:
-                scales[:, col // g], zeros[:, col // g] = group_params(w1[:, i:i + g], grid)
-            scale, zero = scales[:, col // g], zeros[:, col // g]
+            group = int(group_of[col])
+            if not static and col % g == 0:  # dynamic groups: range from the already-updated weights
+                scales[:, group], zeros[:, group] = params(w1[:, i:i + g], grid)
+            scale, zero = scales[:, group], zeros[:, group]
             q = quantize_codes(w1[:, i:i + 1], scale, zero, grid)
             codes[:, col] = q[:, 0]
             err = (w1[:, i] - dequantize_codes(q, scale, zero)[:, 0]) / hinv1[i, i]
             w1[:, i:] -= err[:, None] @ hinv1[i, i:][None, :]
             err1[:, i] = err
         w[:, i2:] -= err1 @ h_inv[i1:i2, i2:]
-    return codes, scales, zeros
+    return codes[:, torch.argsort(perm)], scales, zeros

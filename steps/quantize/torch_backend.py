@@ -2,9 +2,10 @@
 
 ``quantize_module(model, config, calibration, forward)`` is the pure core, usable without ZenML or a
 Task (the SmolLM2 benchmark calls it with token batches); the ``weight-quantize`` stage feeds it
-the recipe's calibration rows. Calibration statistics are taken in one pass of the *float* model
-(GPTQ Hessians, SmoothQuant channel maxima, input samples for sensitivity) — not layer-sequential
-GPTQ, which would re-run the model once per layer; the one-pass variant is what fits a 2-core CI.
+the recipe's calibration rows. Calibration statistics (GPTQ Hessians, SmoothQuant channel maxima,
+input samples for sensitivity) come from one pass of the *float* model, except that GPTQ, by
+default, calibrates the layers inside the model's repeated blocks block by block
+(``sequential.py``), each on the outputs of the already-quantized layers before it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .awq import awq_smoothing
 from .calibration import CalibrationError, check_finite, progress
 from .config import WeightQuantizeConfig
 from .gptq import HessianAccumulator, gptq_quantize
 from .modules import Fp8Linear, QuantLinear, cast_module
-from .qmath import Grid, quantize_weight, to_storage
+from .qmath import Grid, fake_quantize, quantize_weight, to_storage
+from .sequential import chained_blocks, quantize_sequentially
 
 Forward = Callable[[nn.Module, Any], torch.Tensor]
 SAMPLE_ROWS = 256  # input rows kept per layer to rank layer sensitivity
@@ -60,12 +63,18 @@ class LayerStats:
             self.samples.append(x2d[: SAMPLE_ROWS - kept].clone())
 
 
+def new_stats(layer: nn.Module, config: WeightQuantizeConfig) -> LayerStats:
+    """An empty collector for what ``config`` needs of this layer's inputs."""
+    needs_hessian = config.algorithm == "gptq" or config.awq is not None
+    return LayerStats(HessianAccumulator(layer.in_features) if needs_hessian else None,
+                      torch.zeros(layer.in_features) if config.smoothquant else None)
+
+
 def collect_stats(model: nn.Module, layers: dict[str, nn.Module], batches: list, forward: Forward,
-                  config: WeightQuantizeConfig) -> tuple[dict[str, LayerStats], list[torch.Tensor]]:
+                  config: WeightQuantizeConfig,
+                  keep_outputs: bool = True) -> tuple[dict[str, LayerStats], list[torch.Tensor]]:
     """One float pass: per-layer statistics and the reference outputs (for fidelity)."""
-    stats = {name: LayerStats(
-        HessianAccumulator(m.in_features) if config.algorithm == "gptq" else None,
-        torch.zeros(m.in_features) if config.smoothquant else None) for name, m in layers.items()}
+    stats = {name: new_stats(m, config) for name, m in layers.items()}
     hooks = [m.register_forward_pre_hook(_recorder(stats[name], name)) for name, m in layers.items()]
     outputs = []
     try:
@@ -73,7 +82,8 @@ def collect_stats(model: nn.Module, layers: dict[str, nn.Module], batches: list,
             for batch in progress(batches, config.calibration.progress, "calibrate"):
                 out = forward(model, batch).float()
                 check_finite(out, "calibration: model output")
-                outputs.append(out)
+                if keep_outputs:
+                    outputs.append(out)
     finally:
         for hook in hooks:
             hook.remove()
@@ -106,15 +116,20 @@ def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: Layer
     group = layer_group_size(config, linear.in_features)
     per_tensor = config.granularity == "per-tensor"
     w = linear.weight.detach().float()
+    if config.awq is not None and stats is not None and stats.hessian is not None:
+        smooth = awq_smoothing(w, stats.hessian.value(), lambda v: fake_quantize(v, grid, group, per_tensor),
+                               config.awq.grid)
     if smooth is not None:
         w = w / smooth
     if config.algorithm == "gptq" and stats is not None and stats.hessian is not None:
         h = stats.hessian.value()
         if smooth is not None:  # inputs are x * smooth, so H scales by smooth on both sides
             h = h * smooth.double()[:, None] * smooth.double()[None, :]
-        storage = to_storage(*gptq_quantize(w, h, grid, group, per_tensor), grid)
+        options = config.gptq_options
+        storage = to_storage(*gptq_quantize(w, h, grid, group, per_tensor, damp=options.damp,
+                                            act_order=options.act_order, clip=config.clip_range), grid)
     else:
-        storage = quantize_weight(w, grid, group, per_tensor)
+        storage = quantize_weight(w, grid, group, per_tensor, config.clip_range)
     act = "int8" if config.activations == "dynamic" else "none"
     return QuantLinear.build(linear, storage, grid, group, act, smooth)
 
@@ -140,7 +155,8 @@ def precision_label(config: WeightQuantizeConfig, in_features: int | None = None
     group = layer_group_size(config, in_features or config.group_size)
     gran = f"g{group}" if group else config.granularity
     act = "a8" if config.activations == "dynamic" else ""
-    return f"int{config.bits}{act}-{gran}-{'sym' if config.symmetric else 'asym'}-{config.algorithm}"
+    algorithm = config.algorithm + ("+awq" if config.awq else "")
+    return f"int{config.bits}{act}-{gran}-{'sym' if config.symmetric else 'asym'}-{algorithm}"
 
 
 def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -182,14 +198,16 @@ def _quantize_linears(model: nn.Module, config: WeightQuantizeConfig, calibratio
     layers = select_layers(model, config.exclude)
     stats: dict[str, LayerStats] = {}
     reference: list[torch.Tensor] = []
+    quantized: dict[str, nn.Module] = {}  # filled block by block when GPTQ runs sequentially
     if config.needs_calibration:
         if not calibration:
             raise CalibrationError("weight-quantize.calibration: this scheme needs calibration rows")
-        stats, reference = collect_stats(model, layers, calibration, forward, config)
-    quantized = {name: quantize_layer(m, config, stats.get(name)) for name, m in
-                 progress(list(layers.items()), config.calibration.progress, "quantize layers")}
-    for name, module in quantized.items():
-        set_module(model, name, module)
+        stats, reference = _calibrate(model, layers, calibration, forward, config, quantized, report)
+    rest = [(n, m) for n, m in layers.items() if n not in quantized]
+    for name, m in progress(rest, config.calibration.progress, "quantize layers"):
+        quantized[name] = quantize_layer(m, config, stats.get(name))
+        set_module(model, name, quantized[name])
+    quantized = {name: quantized[name] for name in layers}  # model order, for reports
     precisions = {name: "fp32" for name in _all_linears(model)} | {
         n: precision_label(config, layers[n].in_features) for n in quantized}
     if config.mixed_precision is not None:
@@ -197,6 +215,48 @@ def _quantize_linears(model: nn.Module, config: WeightQuantizeConfig, calibratio
                                      forward, config, report)
         precisions.update({name: "fp32" for name in kept})
     return precisions
+
+
+def _calibrate(model: nn.Module, layers: dict[str, nn.Module], calibration: list, forward: Forward,
+               config: WeightQuantizeConfig, quantized: dict[str, nn.Module],
+               report: dict[str, Any]) -> tuple[dict[str, LayerStats], list[torch.Tensor]]:
+    """Statistics per layer and the float reference outputs (kept for mixed precision only).
+
+    Layers inside chained blocks are quantized here already, block by block (sequential GPTQ).
+    """
+    blocks = _sequential_blocks(model, layers, calibration, forward, config)
+    in_blocks = {n: m for n, m in layers.items() if blocks and n.startswith(blocks[0] + ".")}
+    outside = {n: m for n, m in layers.items() if n not in in_blocks}
+    stats: dict[str, LayerStats] = {}
+    reference: list[torch.Tensor] = []
+    # The float pass runs before any block is quantized in place: the reference stays float.
+    if outside or config.mixed_precision is not None:
+        stats, reference = collect_stats(model, outside, calibration, forward, config,
+                                         keep_outputs=config.mixed_precision is not None)
+    if config.algorithm == "gptq":
+        report["gptq_calibration"] = (f"sequential over {blocks[0]} ({len(blocks[1])} blocks)" if blocks
+                                      else "one float pass")
+    if blocks:
+        stats |= quantize_sequentially(model, blocks, in_blocks, calibration, forward,
+                                       lambda name, layer: new_stats(layer, config),
+                                       _quantize_into(quantized, config), config.calibration.progress)
+    return stats, reference
+
+
+def _sequential_blocks(model: nn.Module, layers: dict[str, nn.Module], calibration: list, forward: Forward,
+                       config: WeightQuantizeConfig) -> tuple[str, nn.ModuleList] | None:
+    """The chained blocks GPTQ calibrates one by one, or None (one float pass instead)."""
+    if config.algorithm != "gptq" or not config.gptq_options.sequential:
+        return None
+    return chained_blocks(model, layers, calibration[0], forward)
+
+
+def _quantize_into(quantized: dict[str, nn.Module], config: WeightQuantizeConfig) -> Callable:
+    def quantize(name: str, layer: nn.Module, stats: LayerStats) -> nn.Module:
+        quantized[name] = quantize_layer(layer, config, stats)
+        return quantized[name]
+
+    return quantize
 
 
 def _all_linears(model: nn.Module) -> list[str]:

@@ -69,6 +69,9 @@ def test_onnxruntime_refuses_what_it_cannot_do(fields, expected):
     ({"activations": "static"}, "activations='static': backend 'torch' supports none or dynamic"),
     ({"backend": "onnxruntime"}, "use the 'quantize' stage"),
     ({"dtype": "fp8", "granularity": "per-group"}, "granularity='per-group': backend 'torch'"),
+    ({"gptq": {"act_order": False}}, "gptq: options of algorithm: gptq, but algorithm is 'rtn'"),
+    ({"awq": {}, "activations": "dynamic"}, "awq: scales weights for weight-only int"),
+    ({"algorithm": "gptq", "gptq": {"damping": 0.1}}, "gptq.damping"),
 ])
 def test_torch_refuses_what_it_cannot_do(fields, expected):
     with pytest.raises(ValidationError, match=expected):
