@@ -42,18 +42,47 @@ def stages() -> None:
 
     for name, spec in sorted(registered().items()):
         click.echo(f"{name} [{spec.kind}]: {spec.summary}")
-        for field_name, field in spec.config.model_fields.items():
-            default = "required" if field.is_required() else f"default {field.default!r}"
-            click.echo(f"    {field_name}: {_describe_type(field.annotation)} ({default})")
+        _echo_fields(spec.config, "    ")
+
+
+def _echo_fields(config: Any, indent: str) -> None:
+    """One line per field (type, default, description); nested option objects indented below."""
+    from pydantic import BaseModel
+
+    for field_name, field in config.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = ("required" if field.is_required() else "defaults below" if isinstance(default, BaseModel)
+                 else f"default {default!r}")
+        about = f" — {field.description}" if field.description else ""
+        click.echo(f"{indent}{field_name}: {_describe_type(field.annotation)} ({shown}){about}")
+        nested = _nested_config(field.annotation)
+        if nested is not None:
+            _echo_fields(nested, indent + "    ")
+
+
+def _nested_config(annotation: Any) -> Any:
+    """The option class of a field typed ``Options`` or ``Options | None``, else None."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _describe_type(annotation: Any) -> str:
-    """`Literal[8, 4]` → `one of 8, 4`; classes by name; the rest as typing prints them."""
-    from typing import Literal, get_args, get_origin
+    """`Literal[8, 4]` → `one of 8, 4`; `X | None` → `X or null`; classes by name."""
+    import types
+    from typing import Literal, Union, get_args, get_origin
 
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, types.UnionType) and type(None) in args:
+        return " | ".join(_describe_type(a) for a in args if a is not type(None)) + " or null"
     if get_origin(annotation) is Literal:
-        return "one of " + ", ".join(map(str, get_args(annotation)))
-    if isinstance(annotation, type) and not get_args(annotation):
+        return "one of " + ", ".join(map(str, args))
+    if isinstance(annotation, type) and not args:
         return annotation.__name__
     return str(annotation).replace("typing.", "").replace("modelpress.", "")
 

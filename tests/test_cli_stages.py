@@ -1,0 +1,19 @@
+"""`modelpress stages`: what a recipe author reads to learn each stage's fields."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from modelpress.cli import main
+
+
+def test_stages_lists_nested_options_with_defaults_and_descriptions():
+    result = CliRunner().invoke(main, ["stages"])
+    assert result.exit_code == 0, result.output
+    section = result.output.split("weight-quantize [module]")[1].split("\n\n")[0]
+    lines = section.splitlines()
+    assert "    gptq: GPTQ or null (default None)" in lines
+    assert any(line.startswith("        act_order: bool (default True) — quantize the most active") for line in lines)
+    assert "    exclude: list[str] (default [])" in lines
+    assert "    calibration: Calibration (defaults below)" in lines
+    assert "    weight_range: one of minmax, mse or null (default None)" in lines
