@@ -55,6 +55,21 @@ def test_static_quantizes_only_weight_matmuls(exported, context):
     assert set(context.report["layer_precision"].values()) == {"int8-per-channel-static"}
 
 
+def test_static_qdq_keeps_matmul_outputs_and_other_consumers_float(exported, context):
+    """Only the quantized MatMuls read DequantizeLinear outputs: a MatMul's output is never
+    re-quantized and the LayerNorm / residual paths stay float. Either would cost fidelity (MiniLM
+    cosine 0.93 instead of 0.99) and leave Q/DQ pairs ORT cannot fuse into MatMulIntegerToFloat."""
+    quantized = quantize(exported, QuantizeConfig(activations="static", calibration={"progress": False}), context)
+    producers = {o: n for n in quantized.graph.node for o in n.output}
+    for node in quantized.graph.node:
+        if node.op_type == "QuantizeLinear":
+            assert producers[node.input[0]].op_type not in ("MatMul", "Gemm"), node.name
+        for name in node.input:
+            source = producers.get(name)
+            if source is not None and source.op_type == "DequantizeLinear" and node.op_type != "QuantizeLinear":
+                assert node.op_type in ("MatMul", "Gemm", "Gather"), (node.op_type, node.name)
+
+
 def test_smoothquant_graph_is_exact_in_float(exported, context, task, digits_frame):
     from modelpress.steps.quantize.calibration import calibration_batches
     from modelpress.steps.quantize.config import Calibration
