@@ -78,7 +78,8 @@ def test_fp8_weights_are_e4m3(trained_net, context):
     assert quantized.up.weight_scale.shape == (128, 1)
 
 
-@pytest.mark.parametrize("name", ["int8-channel", "int4-g32", "int3-g32-gptq", "w8a8-smoothquant"])
+@pytest.mark.parametrize("name", ["int8-channel", "int4-g32", "int3-g32-gptq", "w8a8-smoothquant",
+                                  "int4-g32-awq-rtn-mse"])
 def test_onnx_export_carries_qdq(name, trained_net, context, digits_frame, task):
     from modelpress.deploy.onnx_export import check_parity, export_onnx
 
