@@ -31,14 +31,19 @@ def problems_in(doc: dict, versions: list[str], crds: Path) -> list[str]:
         if doc["kind"] == "InferenceService":
             found += _predictor_podspec(doc, schema, versions, name)
         return found
+    return _strict_errors(doc, versions, name)
+
+
+def _strict_errors(doc: dict, versions: list[str], label: str) -> list[str]:
+    """Kubernetes' own strict schema for ``doc``, in every version."""
     found = []
     for version in versions:
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            found.append(f"{name} (k8s {version}): {exc.message if hasattr(exc, 'message') else exc}")
+            found.append(f"{label} (k8s {version}): {getattr(exc, 'message', exc)}")
         except kubernetes_validate.SchemaNotFoundError:
-            found.append(f"{name}: no schema for {doc.get('apiVersion')} in k8s {version}")
+            found.append(f"{label}: no schema for {doc.get('apiVersion')} in k8s {version}")
     return found
 
 
@@ -46,13 +51,7 @@ def _predictor_podspec(doc: dict, schema: dict, versions: list[str], name: str) 
     extension = schema["properties"]["spec"]["properties"]["predictor"]["properties"]
     pod_spec = {k: v for k, v in doc["spec"]["predictor"].items() if k not in extension}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": pod_spec}
-    found = []
-    for version in versions:
-        try:
-            kubernetes_validate.validate(pod, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            found.append(f"{name}.spec.predictor as PodSpec (k8s {version}): {exc}")
-    return found
+    return _strict_errors(pod, versions, f"{name}.spec.predictor as PodSpec")
 
 
 def main() -> None:
