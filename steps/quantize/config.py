@@ -166,7 +166,7 @@ class WeightQuantizeConfig(QuantizeFields):
 
     @property
     def needs_calibration(self) -> bool:
-        return QuantizeFields.needs_calibration.fget(self) or self.awq is not None
+        return super().needs_calibration or self.awq is not None
 
     @field_validator("backend")
     @classmethod
