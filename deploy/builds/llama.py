@@ -284,7 +284,7 @@ def shape_problems(stages: Any, hf_config: Any, build: str) -> list[str]:
     """Stages that leave a model no Llama config (hence no format) can describe."""
     from modelpress.steps.lowrank.config import LowRankConfig
     from modelpress.steps.prune.config import PruneConfig
-    from modelpress.steps.quantize.config import QuantizeConfig
+    from modelpress.steps.quantize.config import QuantizeConfig, WeightQuantizeConfig
 
     problems = []
     if _get(hf_config, "model_type") not in (None, "llama"):
@@ -296,10 +296,32 @@ def shape_problems(stages: Any, hf_config: Any, build: str) -> list[str]:
         elif isinstance(stage, PruneConfig) and stage.method == "structured" and stage.scope == "global":
             problems.append(f"{build}: prune (structured, scope: global) leaves blocks of different widths, "
                             "which a Llama config cannot describe; use scope: layer")
+        elif isinstance(stage, WeightQuantizeConfig):
+            problems += _smoothing_problems(stage, hf_config, build)
         elif isinstance(stage, QuantizeConfig):
             problems.append(f"{build}: quantize (onnxruntime) acts on the exported ONNX graph; LLM builds "
                             "start from the PyTorch candidate (use weight-quantize)")
     return problems
+
+
+def _smoothing_problems(stage: Any, hf_config: Any, build: str) -> list[str]:
+    """SmoothQuant/AWQ factors a format can absorb: shared per input, and none on o_proj under GQA."""
+    import re
+
+    options = stage.smoothquant or stage.awq
+    if options is None:
+        return []
+    field = "smoothquant" if stage.smoothquant is not None else "awq"
+    found = []
+    if not options.shared:
+        found.append(f"{build}: {field}.shared is false: per-layer factors cannot be folded into the "
+                     "norm that q/k/v (gate/up) share")
+    heads, kv = _get(hf_config, "num_attention_heads"), _get(hf_config, "num_key_value_heads")
+    if heads and kv and kv < heads and not any(re.search(p, "model.layers.0.self_attn.o_proj") for p in options.exclude):
+        found.append(f"{build}: {field} would scale o_proj, whose input repeats each KV head for "
+                     f"{heads // kv} query heads (grouped-query attention), so v_proj cannot absorb the "
+                     f"factor; add 'o_proj' to {field}.exclude")
+    return found
 
 
 def _get(config: Any, key: str) -> Any:

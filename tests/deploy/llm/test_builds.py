@@ -119,10 +119,11 @@ def test_genai_generates_the_candidates_greedy_tokens(scheme, quantize, base_mod
     assert "GatherBlockQuantized" not in ops  # the float embedding stayed float
 
 
-def test_folding_awq_factors_keeps_the_outputs(quantize, base_model, eval_ids):
+@pytest.mark.parametrize("scheme", ["int4-g32-sym-awq", "int4-g64-sym-gptq-awq", "w8a8-smoothquant"])
+def test_folding_smoothing_factors_keeps_the_outputs(scheme, quantize, eval_ids):
     from modelpress.deploy.builds import llama
 
-    candidate = quantize("int4-g32-sym-awq")
+    candidate = quantize(scheme)
     smoothed = [n for n, m in candidate.named_modules() if getattr(m, "smooth", None) is not None]
     assert smoothed, "AWQ scaled no layer: the test would not test folding"
     folded = llama.fold_smoothing(candidate)
@@ -130,3 +131,10 @@ def test_folding_awq_factors_keeps_the_outputs(quantize, base_model, eval_ids):
     with torch.inference_mode():
         np.testing.assert_allclose(folded(input_ids=eval_ids).logits, candidate(input_ids=eval_ids).logits,
                                    atol=1e-4, rtol=1e-4)
+
+
+def test_awq_codes_reach_genai_through_the_folded_gptq_build(quantize, tokenizer_dir, tmp_path, eval_ids):
+    from modelpress.deploy.builds import onnxruntime_genai
+
+    _, metrics = build(onnxruntime_genai, quantize("int4-g64-sym-gptq-awq"), tokenizer_dir, tmp_path, eval_ids)
+    assert metrics["greedy_tokens_matched"] == 16.0 and metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)
