@@ -121,3 +121,30 @@ def quantize(base_model, calibration):
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def llm_registry(tmp_path_factory, quantize, tokenizer_dir, text_onnx):
+    """A real MLflow sqlite registry: tiny-llm version 1 (@champion), whose run logged the int4
+    candidate's onnxruntime-genai and gguf builds under builds/ (as the publish step does)."""
+    import mlflow
+
+    from modelpress.deploy.builds import gguf, log_build, onnxruntime_genai
+
+    root = tmp_path_factory.mktemp("llm-registry")
+    uri = f"sqlite:///{root}/mlflow.db"
+    candidate = quantize("int4-g32-sym-rtn")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        experiment = mlflow.create_experiment("llm-builds", artifact_location=str(root / "artifacts"))
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.onnx.log_model(text_onnx, name="onnx_model", pip_requirements=["onnxruntime"])
+            for module in (onnxruntime_genai, gguf):
+                log_build(module.write(candidate, tokenizer_dir, root / module.NAME), module.NAME)
+        version = mlflow.register_model(info.model_uri, "tiny-llm").version
+        mlflow.MlflowClient().set_registered_model_alias("tiny-llm", "champion", str(version))
+        yield uri
+        mlflow.set_tracking_uri(previous)
