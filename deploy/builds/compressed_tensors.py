@@ -68,12 +68,13 @@ def group_problems(weights: Any, hf_config: Any, build: str) -> list[str]:
     if not bad:
         return []
     listed = ", ".join(f"{k} {w}" for k, w in bad.items())
-    return [f"{build}: group_size {weights.group_size} does not divide {listed}; every projection must "
-            "share one group size in this format (pick one that divides all widths, e.g. 64 or 32)"]
+    return [(f"{build}: group_size {weights.group_size} does not divide {listed}; every projection must "
+             "share one group size in this format (pick one that divides all widths, e.g. 64 or 32)")]
 
 
-def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config = Config()) -> Path:
+def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None) -> Path:
     """Write the candidate as a compressed-tensors (or plain, when float) Hugging Face folder."""
+    config = config or Config()
     scheme = llama.describe(model)
     folded = llama.fold_smoothing(model)
     out_dir = llama.prepare_out_dir(out_dir)
@@ -97,7 +98,11 @@ def _torch_dtype(name: str) -> torch.dtype:
 
 def _compress(plain: nn.Module, folded: nn.Module, scheme: llama.Scheme, out_dir: Path) -> str:
     from compressed_tensors.compressors import ModelCompressor
-    from compressed_tensors.quantization import QuantizationConfig, QuantizationScheme, apply_quantization_config
+    from compressed_tensors.quantization import (
+        QuantizationConfig,
+        QuantizationScheme,
+        apply_quantization_config,
+    )
 
     _refuse(scheme)
     weights, activations, fmt = _arguments(scheme)
@@ -175,8 +180,9 @@ def _verify_codes(out_dir: Path, folded: nn.Module, scheme: llama.Scheme, fmt: s
 
 
 def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
-          config: Config = Config()) -> dict[str, float]:
+          config: Config | None = None) -> dict[str, float]:
     """Transformers (with compressed-tensors) loads the folder; its logits match the candidate's."""
+    config = config or Config()
     from transformers import AutoModelForCausalLM
 
     # Transformers loads compressed-tensors folders in fp16 unless told otherwise

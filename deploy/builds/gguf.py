@@ -77,7 +77,8 @@ def block_type(scheme: llama.Scheme) -> str | None:
     return "Q8_0" if scheme.symmetric else None
 
 
-def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config = Config()) -> Path:
+def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None) -> Path:
+    config = config or Config()
     import gguf
 
     scheme = llama.describe(model)
@@ -171,7 +172,7 @@ def _pre_tokenizer(body: dict[str, Any], path: Path) -> str:
 def _write_tensors(writer: Any, model: nn.Module, scheme: llama.Scheme, config: Config) -> dict[str, Any]:
     requantized: dict[str, float] = {}
     tied = bool(getattr(model.config, "tie_word_embeddings", False)) and llama._lm_head_tied(model)
-    emit = lambda name, module: _write_linear(writer, name, module, scheme, config, requantized)  # noqa: E731
+    emit = lambda name, module: _write_linear(writer, name, module, scheme, config, requantized)
     _write_float(writer, "token_embd.weight", model.model.embed_tokens.weight, config.float_type)
     for i, block in enumerate(model.model.layers):
         _write_float(writer, f"blk.{i}.attn_norm.weight", block.input_layernorm.weight, "F32")
@@ -292,8 +293,9 @@ def decode_codes(raw: np.ndarray, qtype: str, n: int, k: int) -> tuple[np.ndarra
 
 
 def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
-          config: Config = Config()) -> dict[str, float]:
+          config: Config | None = None) -> dict[str, float]:
     """The file's blocks hold the candidate's codes; Transformers' GGUF loader reproduces its perplexity."""
+    config = config or Config()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     scheme = llama.describe(model)

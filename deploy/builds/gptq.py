@@ -49,8 +49,8 @@ def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
     found = llama.shape_problems(stages, hf_config, NAME)
     weights = llama.weight_stage(stages)
     if weights is None or weights.dtype in ("fp16", "bf16"):
-        return found + [f"{NAME}: the candidate has no integer weights (weight-quantize with dtype: int); "
-                        "a float model ships as the compressed-tensors build"]
+        return found + [(f"{NAME}: the candidate has no integer weights (weight-quantize with dtype: int); "
+                         "a float model ships as the compressed-tensors build")]
     if weights.dtype == "fp8":
         found.append(f"{NAME}: fp8 weights have no GPTQ layout (use compressed-tensors)")
     elif weights.activations != "none":
@@ -60,7 +60,7 @@ def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
     return found + group_problems(weights, hf_config, NAME)
 
 
-def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config = Config(),
+def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None,
           allow_wrapped_zeros: bool = False) -> Path:
     """Write the candidate's codes in the GPTQ layout, with config.json and the tokenizer.
 
@@ -68,6 +68,7 @@ def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config =
     zero−1), which wraps; ONNX Runtime GenAI masks it back, vLLM's GPTQ kernels do not, so it is
     refused unless the caller's reader masks.
     """
+    config = config or Config()
     from safetensors.torch import save_file
 
     scheme = llama.describe(model)
@@ -189,8 +190,9 @@ def load_dequantized(out_dir: Path, dtype: Any = None) -> nn.Module:
 
 
 def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
-          config: Config = Config()) -> dict[str, float]:
+          config: Config | None = None) -> dict[str, float]:
     """The folder's codes are the candidate's; its dequantized logits match the candidate's."""
+    config = config or Config()
     import numpy as np
     from safetensors.numpy import load_file
 

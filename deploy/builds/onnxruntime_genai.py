@@ -66,7 +66,8 @@ def _describe(weights: Any) -> str:
     return f"int{weights.bits}" + (" W8A8" if weights.activations != "none" else "")
 
 
-def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config = Config()) -> Path:
+def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None) -> Path:
+    config = config or Config()
     scheme = llama.describe(model)
     if scheme.kind == "float":
         precision = "fp32"
@@ -159,8 +160,9 @@ def tokenizer_problems(og_model: Any, hf_tokenizer: Any, texts: tuple[str, ...] 
 
 
 def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
-          config: Config = Config()) -> dict[str, float]:
+          config: Config | None = None) -> dict[str, float]:
     """GenAI loads and generates; tokenizer, first-token logits and greedy tokens match the candidate."""
+    config = config or Config()
     import onnxruntime_genai as og
     import torch
     from transformers import AutoTokenizer

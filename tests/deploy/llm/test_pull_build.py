@@ -6,8 +6,8 @@ import json
 import subprocess
 
 import pytest
-
 from modelpress.deploy.pull import pull_build
+
 from modelpress.errors import ModelpressError
 
 
@@ -39,9 +39,9 @@ def test_a_build_the_run_did_not_log_names_those_it_did(llm_registry, tmp_path):
 def test_cli_pull_build_and_its_errors(llm_registry, tmp_path, modelpress_cli):
     env_uri = ["--tracking-uri", llm_registry]
     done = subprocess.run([modelpress_cli, "pull", "models:/tiny-llm@champion", "--build", "gguf",
-                           "--to", str(tmp_path), *env_uri], capture_output=True, text=True, timeout=120)
+                           "--to", str(tmp_path), *env_uri], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "gguf" / "model.gguf").stat().st_size > 10_000
     bad = subprocess.run([modelpress_cli, "pull", "models:/tiny-llm@nope", "--build", "gguf", "--to",
-                          str(tmp_path / "x"), *env_uri], capture_output=True, text=True, timeout=120)
+                          str(tmp_path / "x"), *env_uri], capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 1 and "models:/tiny-llm@nope" in bad.stderr and "Traceback" not in bad.stderr
