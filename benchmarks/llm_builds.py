@@ -108,7 +108,6 @@ def genai_row(name: str, folder: Path, prompt: Any, evaluation: Any) -> dict[str
     import numpy as np
     import onnxruntime_genai as og
     import torch
-
     from modelpress.deploy.builds.onnxruntime_genai import genai_logits
 
     genai_threads(folder)
@@ -158,10 +157,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM
-
     from modelpress.deploy.builds import checks, gguf, onnxruntime_genai
     from modelpress.deploy.builds.llama import copy_tokenizer
+    from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(THREADS)
     t0 = time.time()
