@@ -1,7 +1,7 @@
-"""LLM builds: a gated causal-LM candidate → a folder its runtime loads.
+"""Builds (export formats), one module each, registered with ``modelpress.registry.register_build``.
 
-One module per format, each with the same pure functions so the build registry can list them
-by name (``export: [gguf, onnxruntime-genai, …]``):
+The LLM builds (compressed_tensors, gptq, gguf, onnxruntime_genai: a gated causal-LM candidate →
+a folder its runtime loads) are pure-function modules waiting to be registered, each with:
 
 * ``Config`` — a pydantic model (extra="forbid") of the build's options;
 * ``problems(config, stages, hf_config) -> list[str]`` — why the recipe's stages cannot end in
