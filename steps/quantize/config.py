@@ -177,8 +177,8 @@ class WeightQuantizeConfig(QuantizeFields):
     def needs_calibration(self) -> bool:
         return super().needs_calibration or self.awq is not None
 
-    def rewrites_modules(self) -> bool:
-        return True  # Linear layers become QuantLinear / Fp8Linear modules
+    def needs_eager(self) -> str | None:
+        return "it replaces Linear layers with quantized modules"
 
     @field_validator("backend")
     @classmethod
