@@ -19,9 +19,9 @@ scored weights only (every other parameter is frozen while scoring) and sums the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from collections.abc import Callable, Sequence
 
 from modelpress.errors import ModelpressError
 
@@ -143,12 +143,13 @@ def _input_norms(
 
         return record
 
-    handles = [m.register_forward_pre_hook(hook(name)) for name, m in modules.items()]
     was_training = model.training
     model.eval()
+    with torch.no_grad():  # before the hooks: the chained-blocks check runs one forward pass
+        blocks = _offload_blocks(model, modules, calibration)
+    handles = [m.register_forward_pre_hook(hook(name)) for name, m in modules.items()]
     try:
         with torch.no_grad():
-            blocks = _offload_blocks(model, modules, calibration)
             if blocks is not None:
                 _blockwise_pass(model, blocks, calibration)
             else:

@@ -236,12 +236,12 @@ def _quantize_group(block: nn.Module, prefix: str, group: list[str], inputs: Blo
 
 def _replace(block: nn.Module, prefix: str, stats: dict[str, Any], quantize: Callable) -> dict[str, Any]:
     """Swap each layer for its quantized module, on the layer's device (the block may be onloaded)."""
-    for n in stats:
+    for n, layer_stats in stats.items():
         parent, _, child = n.rpartition(".")
         owner = block.get_submodule(parent) if parent else block
         layer = block.get_submodule(n)
         device = next(layer.parameters()).device
-        setattr(owner, child, quantize(prefix + n, layer, stats[n]).to(device))
+        setattr(owner, child, quantize(prefix + n, layer, layer_stats).to(device))
     return {prefix + n: s for n, s in stats.items()}
 
 

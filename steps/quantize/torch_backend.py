@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from modelpress.lm.corpus import (
     CorpusError,
     check_max_length,

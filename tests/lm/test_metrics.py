@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from torch import nn
+
 from modelpress.lm.metrics import (
     PeakMemory,
     compare,
@@ -18,7 +20,6 @@ from modelpress.lm.metrics import (
     size_mb,
     tokens_per_s,
 )
-from torch import nn
 
 
 class Bigram(nn.Module):

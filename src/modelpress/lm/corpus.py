@@ -117,7 +117,7 @@ def split_documents(documents: Sequence[str], calibration: float, eval: float, s
 
 
 def _count(share: float, n: int) -> int:
-    return int(round(share * n)) if share <= 1 else min(int(share), n)
+    return round(share * n) if share <= 1 else min(int(share), n)
 
 
 def pack_documents(texts: Sequence[str], tokenizer: Any, max_length: int,

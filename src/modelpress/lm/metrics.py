@@ -23,7 +23,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
@@ -278,7 +278,7 @@ class PeakMemory:
         self.mb = 0.0
         self.reset = False
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> Self:
         import torch
 
         if self.device.type == "cuda":
