@@ -114,7 +114,7 @@ def _summed_gradients(
         for inputs, target in progress(list(calibration.batches), calibration.progress, "taylor scores"):
             with torch.enable_grad():  # .grad sums over the batches in place
                 calibration.loss(model, inputs, target).backward()
-        grads = {name: m.weight.grad.detach().clone() if m.weight.grad is not None
+        grads = {name: m.weight.grad.detach() if m.weight.grad is not None  # kept: zero_grad drops .grad only
                  else torch.zeros_like(m.weight) for name, m in modules.items()}
     finally:
         model.zero_grad(set_to_none=True)

@@ -227,10 +227,10 @@ def sharing_copy(model: nn.Module) -> nn.Module:
 
 def unshare(model: nn.Module, original: nn.Module) -> None:
     """Clone every tensor of ``model`` that still shares storage with ``original``'s."""
-    shared = {t.data_ptr() for _, _, t, _ in _tensors(original) if t.numel()}
+    shared = {_storage(t) for _, _, t, _ in _tensors(original) if t.numel()}
     clones: dict[int, torch.Tensor] = {}
     for module, name, tensor, is_param in list(_tensors(model)):
-        if not tensor.numel() or tensor.data_ptr() not in shared:
+        if not tensor.numel() or _storage(tensor) not in shared:
             continue
         if is_param:
             if id(tensor) not in clones:  # tied parameters: one clone, still tied
@@ -238,6 +238,11 @@ def unshare(model: nn.Module, original: nn.Module) -> None:
                 clones[id(tensor)] = tensor
         else:
             module._buffers[name] = clones.setdefault(id(tensor), tensor.clone())
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    """Where a tensor's memory lives (views of one storage share it)."""
+    return tensor.untyped_storage().data_ptr()
 
 
 def _cast(model: nn.Module, config: WeightQuantizeConfig) -> None:
@@ -299,6 +304,8 @@ def _calibrate(model: nn.Module, names: list[str], calibration: list, forward: F
     if config.algorithm == "gptq":
         report["gptq_calibration"] = (f"sequential over {blocks[0]} ({len(blocks[1])} blocks)"
                                       if blocks and sequential else "one float pass")
+    if config.calibration.device is not None and not blocks:
+        report["calibration_device"] = "not used: the model has no chained repeated blocks to onload"
     if blocks:
         report["calibration_blocks"] = f"{blocks[0]} ({len(blocks[1])} blocks, one at a time)"
         stats |= quantize_sequentially(model, blocks, in_blocks, calibration, forward,

@@ -10,6 +10,8 @@ weights sit on a Q4_1 grid already, which flatters any later 4-bit quantization 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +52,8 @@ def load_tokenizer() -> Any:
     """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(package_dir(), gguf_file=GGUF_FILE)
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(package_dir(), gguf_file=GGUF_FILE)
     tokenizer.eos_token = END_OF_TURN
     if tokenizer.pad_token is None:
         tokenizer.pad_token = END_OF_TURN
@@ -61,16 +64,24 @@ def load_model(dtype: torch.dtype | None = None) -> torch.nn.Module:
     """``LlamaForCausalLM`` in ``dtype`` (fp32 by default), in eval mode."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    with _quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(package_dir(), gguf_file=GGUF_FILE,
+                                                     dtype=dtype or torch.float32)
+    return model.eval()
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """The GGUF loader's legacy-tokenizer notice is meant for developers, not for a run's log."""
     from transformers.utils import logging
 
     verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # the GGUF loader's deprecation and legacy-tokenizer notices
+    logging.set_verbosity_error()
     try:
-        model = AutoModelForCausalLM.from_pretrained(package_dir(), gguf_file=GGUF_FILE,
-                                                     dtype=dtype or torch.float32)
+        yield
     finally:
         logging.set_verbosity(verbosity)
-    return model.eval()
 
 
 def load() -> tuple[torch.nn.Module, Any]:
