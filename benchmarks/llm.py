@@ -90,7 +90,6 @@ INT4 = {"bits": 4, "granularity": "per-group", "group_size": GROUP}
 SCHEMES: dict[str, dict[str, Any]] = {
     "mp RTN int4 g64 (sym)": INT4,
     "mp GPTQ int4 g64 (sym)": {**INT4, "algorithm": "gptq"},
-    "mp GPTQ int4 g64 asym": {**INT4, "symmetric": False, "algorithm": "gptq"},
     "mp GPTQ + AWQ int4 g64 (sym)": {**INT4, "algorithm": "gptq", "awq": {}},
     "mp GPTQ + AWQ int4 g64 asym": {**INT4, "symmetric": False, "algorithm": "gptq", "awq": {}},
     "mp W8A8 + SmoothQuant 0.5": {"bits": 8, "activations": "dynamic", "smoothquant": {"alpha": 0.5}},
@@ -186,7 +185,6 @@ def targets(rows: list[dict[str, Any]]) -> str:
 
     for ours, peer in (("mp GPTQ int4 g64 (sym)", "llm-compressor GPTQ W4A16 g64 (sym)"),
                        ("mp GPTQ + AWQ int4 g64 (sym)", "llm-compressor GPTQ W4A16 g64 (sym)"),
-                       ("mp GPTQ int4 g64 asym", "llm-compressor GPTQ W4A16 g64 asym"),
                        ("mp GPTQ + AWQ int4 g64 asym", "llm-compressor GPTQ W4A16 g64 asym")):
         if peer in by:
             check(f"{ours} <= {peer}", ours, by[peer]["perplexity"], "peer")
@@ -281,8 +279,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["quality", "scale", "all"], default="all")
     parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--cal-seqs", type=int, default=64)
-    parser.add_argument("--eval-seqs", type=int, default=32)
+    parser.add_argument("--cal-seqs", type=int, default=32)
+    parser.add_argument("--eval-seqs", type=int, default=16)
     parser.add_argument("--scale-seq-len", type=int, default=256)
     parser.add_argument("--scale-cal-seqs", type=int, default=16)
     parser.add_argument("--only", help="regex over variant names (quality part)")
