@@ -44,7 +44,7 @@ class Calibration:
 
 
 def classification_calibration(context: StageContext, batches: int, batch_size: int) -> Calibration:
-    """Calibration rows (else training rows) of a classification task, with cross-entropy."""
+    """Calibration rows (else training rows) as the task batches them, with the task's loss."""
     import torch
 
     frame = context.calibration if len(context.calibration) else context.train
@@ -57,16 +57,12 @@ def classification_calibration(context: StageContext, batches: int, batch_size: 
         out.append(({k: torch.from_numpy(v) for k, v in batch.items()}, torch.from_numpy(labels)))
         if len(out) == batches:
             break
-    return Calibration(out, _cross_entropy)
+    task = context.task
 
+    def loss(model: nn.Module, inputs: dict[str, torch.Tensor], labels: Any) -> torch.Tensor:
+        return task.loss(task.outputs(model(**inputs))[0], labels)  # cross-entropy for classifiers
 
-def _cross_entropy(model: nn.Module, inputs: dict[str, torch.Tensor], labels: Any) -> torch.Tensor:
-    import torch.nn.functional as F
-
-    from modelpress.tasks import split_outputs
-
-    logits, _ = split_outputs(model(**inputs))
-    return F.cross_entropy(logits, labels)
+    return Calibration(out, loss)
 
 
 def element_scores(

@@ -27,15 +27,23 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from modelpress.tasks.base import Metric
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
     from torch import nn
 
-METRICS = {  # name: True when larger is better (the gate's direction)
-    "perplexity": False, "kl": False, "agreement": True, "size_mb": False,
-    "latency_ms": False, "tokens_per_s": True, "peak_memory_mb": False,
-}
+#: What a causal-LM task measures (``Task.metrics``), in the order the summary prints them.
+LM_METRICS = (
+    Metric("perplexity", "perplexity", False, 1.0, math.inf, "{:.3f}"),
+    Metric("kl", "KL(baseline || candidate) per token", False, 0.0, math.inf),
+    Metric("agreement", "next-token top-1 agreement", True, 0.0, 1.0),
+    Metric("size_mb", "size (MB)", False, fmt="{:.2f}"),
+    Metric("latency_ms", "prefill latency (ms)", False, fmt="{:.2f}"),
+    Metric("tokens_per_s", "greedy decode (tokens/s)", True, fmt="{:.1f}"),
+    Metric("peak_memory_mb", "peak memory (MB)", False, fmt="{:.1f}"),
+)
 
 
 class LMQuality(BaseModel):
