@@ -77,7 +77,9 @@ def prepare(workdir: Path, seq_len: int, n_cal: int, n_eval: int) -> tuple[Any, 
     tokens = {"calibration": torch.from_numpy(packed["calibration"][:n_cal]),
               "eval": torch.from_numpy(packed["eval"][:n_eval])}
     workdir.mkdir(parents=True, exist_ok=True)
-    torch.save(tokens, workdir / "tokens.pt")
+    partial = workdir / f".tokens-{os.getpid()}.pt"  # parts running side by side write the same ids
+    torch.save(tokens, partial)
+    partial.replace(workdir / "tokens.pt")
     return model, tokenizer, tokens
 
 
@@ -102,12 +104,15 @@ def modelpress_rows(model: Any, tokens: dict[str, Any], only: str | None) -> lis
     from modelpress.steps.quantize import WeightQuantizeConfig
     from modelpress.steps.quantize.torch_backend import quantize_module
 
-    from modelpress.lm.metrics import PeakMemory, compare
+    from modelpress.lm.metrics import PeakMemory, compare, perplexity
 
     calibration = list(tokens["calibration"].split(4))
-    rows = [{"variant": "fp32 (modelpress venv)", "linear MB": _linear_mb(model),
-             **compare(model, model, tokens["eval"]).model_dump()}]
-    log(f"fp32 ppl {rows[0]['perplexity']:.3f}")
+    rows = []
+    if not only or re.search(only, "fp32"):
+        ppl = perplexity(model, tokens["eval"])
+        rows.append({"variant": "fp32 (modelpress venv)", "linear MB": _linear_mb(model), "perplexity": ppl,
+                     "perplexity_ratio": 1.0, "kl": 0.0, "agreement": 1.0})
+        log(f"fp32 ppl {ppl:.3f}")
     for name, scheme in SCHEMES.items():
         if only and not re.search(only, name):
             continue
@@ -127,12 +132,12 @@ def modelpress_rows(model: Any, tokens: dict[str, Any], only: str | None) -> lis
 
 # ----------------------------------------------------------------------------- the peer
 def peer_rows(model: Any, tokenizer: Any, workdir: Path, names: list[str]) -> list[dict[str, Any]]:
-    folder = workdir / "smollm2-fp32"
+    folder = workdir / f"smollm2-fp32-{os.getpid()}"  # one per process: peers may run side by side
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     log("building/reusing the llm-compressor venv (benchmarks/llm-compressor.lock)")
     python = _tooling().pinned_venv("llm-compressor", REPO / "benchmarks" / "llm-compressor.lock")
-    out, peer_log = workdir / "peer.json", workdir / "peer.log"
+    out, peer_log = workdir / f"peer-{os.getpid()}.out.json", workdir / f"peer-{os.getpid()}.log"
     command = [str(python), str(REPO / "benchmarks" / "llm_peer.py"), "--model", str(folder),
                "--tokens", str(workdir / "tokens.pt"), "--out", str(out), "--threads", str(THREADS),
                "--schemes", ",".join(names)]
@@ -146,30 +151,50 @@ def peer_rows(model: Any, tokenizer: Any, workdir: Path, names: list[str]) -> li
     return json.loads(out.read_text())
 
 
-def quality_part(args: argparse.Namespace) -> str:
+WORKDIR = RESULTS / "llm"
+
+
+def quality_part(args: argparse.Namespace, ours: bool = True, peer: bool = True) -> str:
+    """Rows of this run (also kept as ours-TAG.json / peer.json), then the table of every row kept."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    log(f"loading SmolLM2; load average {load_average()}")
+    model, tokenizer, tokens = prepare(WORKDIR, args.seq_len, args.cal_seqs, args.eval_seqs)
+    if ours:
+        rows = modelpress_rows(model, tokens, args.only)
+        (WORKDIR / f"ours-{args.tag}.json").write_text(json.dumps(rows, indent=1))
+    peers = [name for name in PEER_RECIPES if not args.only or re.search(args.only, name)]
+    if peer and peers:
+        rows = peer_rows(model, tokenizer, WORKDIR, peers)
+        (WORKDIR / f"peer-{args.tag}.json").write_text(json.dumps(rows, indent=1))
+    return quality_table(tokens)
+
+
+def quality_table(tokens: dict[str, Any] | None = None) -> str:
+    """One table of every row kept in the results folder (fp32 first, then ours, then the peer)."""
     import torch
 
     from modelpress.lm.smollm2 import REFERENCE_NOTE
 
-    torch.set_num_threads(THREADS)
-    workdir = RESULTS / "llm"
-    log(f"loading SmolLM2; load average {load_average()}")
-    model, tokenizer, tokens = prepare(workdir, args.seq_len, args.cal_seqs, args.eval_seqs)
-    rows = modelpress_rows(model, tokens, args.only)
-    peers = [name for name in PEER_RECIPES if not args.only or re.search(args.only, name)]
-    if peers:
-        rows += peer_rows(model, tokenizer, workdir, peers)
-    for row in rows:
+    tokens = tokens or torch.load(WORKDIR / "tokens.pt", weights_only=True)
+    rows: dict[str, dict[str, Any]] = {}
+    for path in [*sorted(WORKDIR.glob("ours-*.json")), *sorted(WORKDIR.glob("peer-*[!t].json"))]:
+        for row in json.loads(path.read_text()):
+            rows.setdefault(row["variant"], row)
+    ordered = sorted(rows.values(), key=lambda r: (not r["variant"].startswith("fp32"),
+                                                  r["variant"].startswith("llm-compressor")))
+    for row in ordered:
         row["ppl vs fp32"] = row.get("perplexity_ratio", 1.0)
-    (workdir / "quality.json").write_text(json.dumps(rows, indent=1))
+    (WORKDIR / "quality.json").write_text(json.dumps(ordered, indent=1))
     cal, ev = tokens["calibration"], tokens["eval"]
     header = (f"SmolLM2-135M-Instruct, Rotten Tomatoes documents split before packing; calibration "
               f"{cal.shape[0]} x {cal.shape[1]} tokens, eval {ev.shape[0]} x {ev.shape[1]} "
-              f"({rows[0]['tokens']} predicted tokens); lm_head/embeddings fp32; {THREADS} threads; "
-              f"load average at the end {load_average()}\n{REFERENCE_NOTE}\n")
+              f"({ev.shape[0] * (ev.shape[1] - 1)} predicted tokens); lm_head/embeddings fp32; {THREADS} "
+              f"threads; load average at the end {load_average()}\n{REFERENCE_NOTE}\n")
     columns = ["variant", "linear MB", "perplexity", "ppl vs fp32", "kl", "agreement", "calibration_s",
                "peak_rss_mb"]
-    return header + table(rows, columns) + "\n" + targets(rows) + "\n"
+    return header + table(ordered, columns) + "\n" + targets(ordered) + "\n"
 
 
 def targets(rows: list[dict[str, Any]]) -> str:
@@ -251,19 +276,25 @@ def _rss_now_mb() -> float:
 
 
 def scale_part(args: argparse.Namespace) -> str:
-    rows = []
-    for which, inplace in (("smollm2-135m", False), ("tinyllama-1.1b", False), ("tinyllama-1.1b", True)):
+    """The probes run side by side (VmHWM is per process; ~13 GB together), each in a fresh process."""
+    probes = [("smollm2-135m", False), ("tinyllama-1.1b", False), ("tinyllama-1.1b", True)]
+    running = []
+    for which, inplace in probes:
         log(f"scale: {which} ({'in place' if inplace else 'input kept'}); load average {load_average()}")
         command = [sys.executable, __file__, "--scale-probe", which, "--seq-len", str(args.scale_seq_len),
                    "--cal-seqs", str(args.scale_cal_seqs)] + (["--inplace"] if inplace else [])
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            rows.append({"model": which, "mode": "FAILED: " + done.stderr.strip().splitlines()[-1][:200]})
+        running.append((which, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                text=True)))
+    rows = []
+    for which, process in running:
+        stdout, stderr = process.communicate()
+        if process.returncode != 0:
+            rows.append({"model": which, "mode": "FAILED: " + (stderr.strip().splitlines() or ["?"])[-1][:200]})
             continue
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(json.loads(stdout.strip().splitlines()[-1]))
         log(f"scale: {rows[-1]}")
-    (RESULTS / "llm").mkdir(parents=True, exist_ok=True)
-    (RESULTS / "llm" / "scale.json").write_text(json.dumps(rows, indent=1))
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    (WORKDIR / "scale.json").write_text(json.dumps(rows, indent=1))
     big = [r for r in rows if r["model"] == "tinyllama-1.1b" and "peak RSS MB" in r]
     verdict = "; ".join(f"{r['mode']}: {r['peak RSS MB'] / 1024:.2f} GiB -> "
                         f"{'MET' if r['peak RSS MB'] < 6 * 1024 else 'NOT MET'}" for r in big)
@@ -277,12 +308,16 @@ def scale_part(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["quality", "scale", "all"], default="all")
+    parser.add_argument("--part", choices=["quality", "scale", "all", "ours", "peer", "table"], default="all",
+                        help="ours / peer / table: the quality part's halves run side by side, then "
+                        "one table of every row kept in benchmarks/results/llm")
+    parser.add_argument("--tag", default="all", help="names this run's rows (ours-TAG.json, peer-TAG.json)")
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--cal-seqs", type=int, default=32)
     parser.add_argument("--eval-seqs", type=int, default=16)
     parser.add_argument("--scale-seq-len", type=int, default=256)
-    parser.add_argument("--scale-cal-seqs", type=int, default=16)
+    parser.add_argument("--scale-cal-seqs", type=int, default=2, help="memory is the point: "
+                        "the weights dominate, and every calibration token costs 3 block passes per block")
     parser.add_argument("--only", help="regex over variant names (quality part)")
     parser.add_argument("--scale-probe", help=argparse.SUPPRESS)
     parser.add_argument("--inplace", action="store_true", help=argparse.SUPPRESS)
@@ -291,9 +326,11 @@ def main() -> None:
         print(json.dumps(scale_probe(args.scale_probe, args.inplace, args.seq_len, args.cal_seqs)))
         return
     out = []
-    if args.part in ("quality", "all"):
-        out.append(quality_part(args))
+    if args.part in ("quality", "all", "ours", "peer"):
+        out.append(quality_part(args, ours=args.part != "peer", peer=args.part not in ("ours",)))
         print(out[-1], flush=True)
+    if args.part == "table":
+        out.append(quality_table())
     if args.part in ("scale", "all"):
         out.append(scale_part(args))
         print(out[-1], flush=True)
