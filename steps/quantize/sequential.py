@@ -259,9 +259,11 @@ def onloaded(module: nn.Module, device: torch.device | None) -> Iterator[None]:
         yield
         return
     home = next((t.device for t in [*module.parameters(), *module.buffers()]), torch.device("cpu"))
-    with _moved(list(module.modules()), device):
-        yield
-    module.to(home)
+    try:
+        with _moved(list(module.modules()), device):
+            yield
+    finally:
+        module.to(home)
 
 
 @contextmanager
