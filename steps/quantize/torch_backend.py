@@ -115,7 +115,10 @@ def smoothing(linear: nn.Linear, absmax: torch.Tensor, alpha: float) -> torch.Te
     return 1.0 / s
 
 
-def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: LayerStats | None) -> nn.Module:
+def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: LayerStats | None,
+                   release: bool = False) -> nn.Module:
+    """The quantized replacement of ``linear``; ``release``: ``stats`` gives up its Hessian (its
+    memory is reused for GPTQ's scratch instead of copied)."""
     smooth = None
     if config.smoothquant is not None and stats is not None and stats.absmax is not None:
         smooth = smoothing(linear, stats.absmax, config.smoothquant.alpha)
@@ -126,7 +129,11 @@ def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: Layer
     group = layer_group_size(config, linear.in_features)
     per_tensor = config.granularity == "per-tensor"
     w = linear.weight.detach().float()
-    h = stats.hessian.value() if stats is not None and stats.hessian is not None else None
+    h = None
+    if stats is not None and stats.hessian is not None:
+        h = stats.hessian.take() if release else stats.hessian.value()  # a tensor of our own either way
+        if release:
+            stats.release()
     if config.awq is not None and h is not None:
         smooth = awq_smoothing(w, h, lambda v: fake_quantize(v, grid, group, per_tensor), config.awq.grid)
     if smooth is not None:
@@ -136,7 +143,8 @@ def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: Layer
             h = h * smooth.double()[:, None] * smooth.double()[None, :]
         options = config.gptq_options
         storage = to_storage(*gptq_quantize(w, h, grid, group, per_tensor, damp=options.damp,
-                                            act_order=options.act_order, clip=config.clip_range), grid)
+                                            act_order=options.act_order, clip=config.clip_range,
+                                            overwrite=True), grid)
     else:
         storage = quantize_weight(w, grid, group, per_tensor, config.clip_range)
     act = "int8" if config.activations == "dynamic" else "none"
@@ -269,10 +277,8 @@ def _quantize_linears(model: nn.Module, config: WeightQuantizeConfig, calibratio
         stats, reference = _calibrate(model, list(widths), calibration, forward, config, quantized, report)
     rest = [n for n in widths if n not in quantized]
     for name in progress(rest, config.calibration.progress, "quantize layers"):
-        quantized[name] = quantize_layer(model.get_submodule(name), config, stats.get(name))
+        quantized[name] = quantize_layer(model.get_submodule(name), config, stats.get(name), release=True)
         set_module(model, name, quantized[name])
-        if name in stats:
-            stats[name].release()
     quantized = {name: quantized[name] for name in widths}  # model order, for reports
     precisions = {name: "fp32" for name in _all_linears(model)} | {
         n: precision_label(config, widths[n]) for n in quantized}
@@ -317,8 +323,7 @@ def _calibrate(model: nn.Module, names: list[str], calibration: list, forward: F
 
 def _quantize_into(quantized: dict[str, nn.Module], config: WeightQuantizeConfig) -> Callable:
     def quantize(name: str, layer: nn.Module, stats: LayerStats) -> nn.Module:
-        quantized[name] = quantize_layer(layer, config, stats)
-        stats.release()
+        quantized[name] = quantize_layer(layer, config, stats, release=True)
         return quantized[name]
 
     return quantize
