@@ -181,9 +181,10 @@ def quantize_sequentially(model: nn.Module, blocks: tuple[str, nn.ModuleList], l
     """Quantize ``layers`` (all inside ``blocks``, from ``chained_blocks``) in place, block by block.
 
     ``make_stats(name, layer)`` gives a fresh statistics collector (with ``add(x, name)``);
-    ``quantize(name, layer, stats)`` returns the replacement module. ``sequential``: each group
-    of layers sees the already-quantized layers before it (GPTQ); else every layer of a block is
-    calibrated on the float block. ``device``: where each block is calibrated (moved there one
+    ``quantize(layers, stats)`` takes layers (name -> layer, name -> statistics: one group reading
+    the same input, or a whole block) and returns their replacements by name. ``sequential``: each
+    group of layers sees the already-quantized layers before it (GPTQ); else every layer of a
+    block is calibrated on the float block. ``device``: where each block is calibrated (moved there one
     at a time, and back after); None = where the model is. Returns the statistics per layer.
     """
     prefix, blocks = blocks
@@ -235,13 +236,14 @@ def _quantize_group(block: nn.Module, prefix: str, group: list[str], inputs: Blo
 
 
 def _replace(block: nn.Module, prefix: str, stats: dict[str, Any], quantize: Callable) -> dict[str, Any]:
-    """Swap each layer for its quantized module, on the layer's device (the block may be onloaded)."""
-    for n, layer_stats in stats.items():
+    """Swap the layers for their quantized modules, on each layer's device (the block may be onloaded)."""
+    layers = {prefix + n: block.get_submodule(n) for n in stats}
+    devices = {name: next(layer.parameters()).device for name, layer in layers.items()}
+    replaced = quantize(layers, {prefix + n: s for n, s in stats.items()})
+    for n in stats:
         parent, _, child = n.rpartition(".")
         owner = block.get_submodule(parent) if parent else block
-        layer = block.get_submodule(n)
-        device = next(layer.parameters()).device
-        setattr(owner, child, quantize(prefix + n, layer, layer_stats).to(device))
+        setattr(owner, child, replaced[prefix + n].to(devices[prefix + n]))
     return {prefix + n: s for n, s in stats.items()}
 
 

@@ -115,13 +115,69 @@ def smoothing(linear: nn.Linear, absmax: torch.Tensor, alpha: float) -> torch.Te
     return 1.0 / s
 
 
+def smoothing_shared(linears: list[nn.Linear], absmax: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``smoothing`` for layers reading one input: max |W| over all of their rows."""
+    joined = nn.Linear(linears[0].in_features, sum(m.out_features for m in linears), bias=False)
+    joined.weight = nn.Parameter(torch.cat([m.weight.detach() for m in linears]), requires_grad=False)
+    return smoothing(joined, absmax, alpha)
+
+
+def input_factors(layers: dict[str, nn.Module], stats: dict[str, LayerStats],
+                  config: WeightQuantizeConfig) -> dict[str, torch.Tensor]:
+    """SmoothQuant / AWQ activation factors per layer (``x * factor`` at run time).
+
+    With ``shared`` (the default), layers that read the same input — recognised by identical
+    input statistics, which only the same tensor produces — get one factor: what a deployment
+    format can fold into the norm or layer feeding them.
+    """
+    options = config.smoothquant or config.awq
+    if options is None:
+        return {}
+    names = [n for n in layers if stats.get(n) is not None and not any(re.search(p, n) for p in options.exclude)]
+    groups = _same_input(names, stats) if options.shared else [[n] for n in names]
+    factors = {}
+    for group in groups:
+        factor = _group_factor([layers[n] for n in group], stats[group[0]], config)
+        if factor is not None:
+            factors.update({n: factor for n in group})
+    return factors
+
+
+def _same_input(names: list[str], stats: dict[str, LayerStats]) -> list[list[str]]:
+    groups: list[list[str]] = []
+    for name in names:
+        for group in groups:
+            if _same_statistics(stats[group[0]], stats[name]):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
+def _same_statistics(a: LayerStats, b: LayerStats) -> bool:
+    pairs = [(a.absmax, b.absmax), (a.hessian and a.hessian.h, b.hessian and b.hessian.h)]
+    present = [(x, y) for x, y in pairs if x is not None or y is not None]
+    return bool(present) and all(x is not None and y is not None and x.shape == y.shape and torch.equal(x, y)
+                                 for x, y in present)
+
+
+def _group_factor(linears: list[nn.Module], stats: LayerStats, config: WeightQuantizeConfig) -> torch.Tensor | None:
+    if config.smoothquant is not None:
+        return None if stats.absmax is None else smoothing_shared(linears, stats.absmax, config.smoothquant.alpha)
+    if stats.hessian is None:
+        return None
+    grid = Grid(config.bits, config.symmetric)
+    group = layer_group_size(config, linears[0].in_features)
+    per_tensor = config.granularity == "per-tensor"
+    return awq_smoothing([m.weight.detach().float() for m in linears], stats.hessian.value(),
+                         lambda v: fake_quantize(v, grid, group, per_tensor), config.awq.grid)
+
+
 def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: LayerStats | None,
-                   release: bool = False) -> nn.Module:
-    """The quantized replacement of ``linear``; ``release``: ``stats`` gives up its Hessian (its
-    memory is reused for GPTQ's scratch instead of copied)."""
-    smooth = None
-    if config.smoothquant is not None and stats is not None and stats.absmax is not None:
-        smooth = smoothing(linear, stats.absmax, config.smoothquant.alpha)
+                   smooth: torch.Tensor | None = None, release: bool = False) -> nn.Module:
+    """The quantized replacement of ``linear``; ``smooth`` from :func:`input_factors`; ``release``:
+    ``stats`` gives up its Hessian (its memory becomes GPTQ's scratch instead of being copied)."""
     if config.dtype == "fp8":
         act = "fp8" if config.activations == "dynamic" else "none"
         return Fp8Linear.build(linear, config.granularity == "per-channel", act, smooth)
@@ -129,16 +185,12 @@ def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: Layer
     group = layer_group_size(config, linear.in_features)
     per_tensor = config.granularity == "per-tensor"
     w = linear.weight.detach().float()
-    h = None
-    if stats is not None and stats.hessian is not None:
+    if smooth is not None:
+        w = w / smooth
+    if config.algorithm == "gptq" and stats is not None and stats.hessian is not None:
         h = stats.hessian.take() if release else stats.hessian.value()  # a tensor of our own either way
         if release:
             stats.release()
-    if config.awq is not None and h is not None:
-        smooth = awq_smoothing(w, h, lambda v: fake_quantize(v, grid, group, per_tensor), config.awq.grid)
-    if smooth is not None:
-        w = w / smooth
-    if config.algorithm == "gptq" and h is not None:
         if smooth is not None:  # inputs are x * smooth, so H scales by smooth on both sides
             h = h * smooth.double()[:, None] * smooth.double()[None, :]
         options = config.gptq_options
@@ -275,9 +327,11 @@ def _quantize_linears(model: nn.Module, config: WeightQuantizeConfig, calibratio
         if not calibration:
             raise CalibrationError("weight-quantize.calibration: this scheme needs calibration rows")
         stats, reference = _calibrate(model, list(widths), calibration, forward, config, quantized, report)
-    rest = [n for n in widths if n not in quantized]
-    for name in progress(rest, config.calibration.progress, "quantize layers"):
-        quantized[name] = quantize_layer(model.get_submodule(name), config, stats.get(name), release=True)
+    rest = {n: model.get_submodule(n) for n in widths if n not in quantized}
+    factors = input_factors(rest, stats, config)
+    for name in progress(list(rest), config.calibration.progress, "quantize layers"):
+        quantized[name] = quantize_layer(rest.pop(name), config, stats.get(name), factors.get(name),
+                                         release=True)
         set_module(model, name, quantized[name])
     quantized = {name: quantized[name] for name in widths}  # model order, for reports
     precisions = {name: "fp32" for name in _all_linears(model)} | {
@@ -322,9 +376,11 @@ def _calibrate(model: nn.Module, names: list[str], calibration: list, forward: F
 
 
 def _quantize_into(quantized: dict[str, nn.Module], config: WeightQuantizeConfig) -> Callable:
-    def quantize(name: str, layer: nn.Module, stats: LayerStats) -> nn.Module:
-        quantized[name] = quantize_layer(layer, config, stats, release=True)
-        return quantized[name]
+    def quantize(layers: dict[str, nn.Module], stats: dict[str, LayerStats]) -> dict[str, nn.Module]:
+        factors = input_factors(layers, stats, config)
+        for name, layer in layers.items():
+            quantized[name] = quantize_layer(layer, config, stats[name], factors.get(name), release=True)
+        return {name: quantized[name] for name in layers}
 
     return quantize
 
