@@ -1,8 +1,9 @@
-"""Datasets: the ones that ship in installed packages, and users' CSV/Parquet files.
+"""Datasets: the ones that ship in installed packages, users' CSV/Parquet files and text corpora.
 
-Every loader returns one pandas DataFrame with a ``label`` column, the inputs (a ``text``
-column, or feature columns ``f0..fN``) and a ``split`` column (train / calibration / eval),
-so a single artifact flows through ZenML and great-expectations sees exactly what trains.
+Every loader returns one pandas DataFrame with the inputs (a ``text`` column, or feature columns
+``f0..fN``), a ``label`` column when the data has labels (a corpus for a causal LM has none: one
+row per document) and, once split, a ``split`` column (train / calibration / eval), so a single
+artifact flows through ZenML and great-expectations sees exactly what trains.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from .errors import ModelpressError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .recipe import FileData, ShippedData, Split
+    from .recipe import FileData, ShippedData, Split, TextData
+
+    DataSpec = ShippedData | FileData | TextData
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class DataSchema:
     labels: tuple[Any, ...] | None
     image_shape: tuple[int, int, int] | None
     source: str
+    labelled: bool = True  # False: the data has no label column (a corpus of documents)
 
     def with_labels(self, labels: Any) -> "DataSchema":
         from dataclasses import replace
@@ -108,21 +112,23 @@ def label_key(value: Any) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
-def describe(spec: "ShippedData | FileData") -> DataSchema:
+def describe(spec: "DataSpec") -> DataSchema:
     if spec.source in SHIPPED:
         info = SHIPPED[spec.source]
         return DataSchema(info.kind, info.labels, info.image_shape, spec.source)
+    if spec.source == "text":  # a corpus: documents, no labels
+        return DataSchema("text", None, None, str(spec.path), labelled=False)
     kind = "text" if spec.text else "features"
     labels = tuple(spec.labels) if spec.labels else None
-    return DataSchema(kind, labels, spec.image_shape, str(spec.path))
+    return DataSchema(kind, labels, spec.image_shape, str(spec.path), labelled=spec.label is not None)
 
 
-def declared_labels(spec: "ShippedData | FileData") -> tuple[Any, ...] | None:
+def declared_labels(spec: "DataSpec") -> tuple[Any, ...] | None:
     """The label set: declared, shipped, else read from the file's label column (cheap: one
     column), so label problems are found at validate time; None when the file is unreadable
-    (loading reports that)."""
+    (loading reports that) or the data has no labels."""
     schema = describe(spec)
-    if schema.labels is not None:
+    if schema.labels is not None or not schema.labelled:
         return schema.labels
     try:
         column = _read(spec, columns=[spec.label])[spec.label]
@@ -163,10 +169,16 @@ def feature_columns(spec: "FileData", columns: list[str]) -> list[str]:
     return list(spec.features or [])
 
 
-def load_frame(spec: "ShippedData | FileData") -> "pd.DataFrame":
+def load_frame(spec: "DataSpec") -> "pd.DataFrame":
     """Load the raw frame (renamed to text/f*/label) without splitting or validating it."""
     if spec.source in SHIPPED:
         return SHIPPED[spec.source].load()
+    if spec.source == "text":
+        import pandas as pd
+
+        from .lm.corpus import read_documents
+
+        return pd.DataFrame({"text": read_documents(spec.path, spec.field)})
     return _load_user_file(spec)
 
 
@@ -186,18 +198,20 @@ def _load_user_file(spec: "FileData") -> "pd.DataFrame":
 
     frame = _read(spec)
     features = feature_columns(spec, list(frame.columns)) if spec.features else []
-    wanted = [spec.label] + ([spec.text] if spec.text else features)
+    wanted = ([spec.label] if spec.label else []) + ([spec.text] if spec.text else features)
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise ModelpressError(f"{spec.path}: missing column(s) {missing}; has {list(frame.columns)}")
     if spec.text:
-        return pd.DataFrame({"text": frame[spec.text], "label": frame[spec.label]})
+        texts = pd.DataFrame({"text": frame[spec.text]})
+        return texts.assign(label=frame[spec.label]) if spec.label else texts
     try:
         out = frame[features].astype("float32")
     except (TypeError, ValueError) as exc:
         raise ModelpressError(f"{spec.path}: feature columns must be numeric ({exc})") from None
     out.columns = [f"f{i}" for i in range(len(out.columns))]
-    out["label"] = frame[spec.label]
+    if spec.label:
+        out["label"] = frame[spec.label]
     return out
 
 

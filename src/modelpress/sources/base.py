@@ -9,6 +9,7 @@ Relative paths in a recipe are relative to the recipe's folder.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -36,6 +37,10 @@ class SourceFacts:
     labels: tuple[str, ...] | None = None  # class names in output order
     num_labels: int | None = None  # outputs per row, when known without running the model
     tokenizer: str | None = None  # a folder, or a package that ships one
+    #: the model's Hugging Face config (config.json as a dict), when known without loading it
+    hf_config: Mapping[str, Any] | None = None
+    #: what a reader of the report must know about this model (e.g. what the reference is)
+    notes: tuple[str, ...] = ()
 
 
 class Source(StrictConfig):

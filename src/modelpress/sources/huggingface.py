@@ -70,13 +70,15 @@ class HuggingFaceModel(Source):
 
         config = self.config()
         architecture = self.architecture()
-        task = next((t.name for t in TASKS.all().values()
+        task = next((t for t in TASKS.all().values()
                      if architecture.endswith(t.hf_architectures) and t.hf_architectures), None)
-        id2label = config.get("id2label") or {}
+        chosen = TASKS.all().get(self.task if isinstance(self.task, str) else
+                                 (self.task or {}).get("name", "")) or task  # type: ignore[union-attr]
+        id2label = (config.get("id2label") or {}) if chosen is None or chosen.labelled else {}
         names = [str(id2label[k]) for k in sorted(id2label, key=int)] if id2label else []
         named = bool(names) and not all(DEFAULT_LABEL.match(n) for n in names)
-        return SourceFacts(task=task, labels=tuple(names) if named else None,
-                           num_labels=len(names) or None, tokenizer=str(self.path))
+        return SourceFacts(task=task.name if task else None, labels=tuple(names) if named else None,
+                           num_labels=len(names) or None, tokenizer=str(self.path), hf_config=config)
 
     def problems(self, task: type[Task] | None) -> list[str]:
         try:
