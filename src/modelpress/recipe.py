@@ -110,17 +110,21 @@ class TextData(_DataBase):
     ``field`` of each record of a ``.jsonl`` file (of each row of a ``.csv``/``.parquet`` file)."""
 
     source: Literal["text"]
-    path: Path
     field: str = Field("text", description="the JSONL field (CSV/Parquet column) holding each document")
+    path: Path
 
-    _exists = field_validator("path")(_existing_path)
-
-    @model_validator(mode="after")
-    def _has_documents(self) -> TextData:
+    @field_validator("path")
+    @classmethod
+    def _has_documents(cls, value: Path, info: ValidationInfo) -> Path:
         from .lm.corpus import first_document
 
-        first_document(self.path, self.field)  # one line naming the file when it has none
-        return self
+        path = _existing_path(value, info)
+        assert path is not None
+        try:
+            first_document(path, info.data.get("field", "text"))  # reads up to the first document only
+        except ModelpressError as exc:
+            raise ValueError(str(exc)) from None
+        return path
 
 
 DataSource = Annotated[Union[ShippedData, FileData, TextData], Field(discriminator="source")]

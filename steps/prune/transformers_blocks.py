@@ -173,5 +173,5 @@ class TransformerPruner:
             out[f"{name}.ffn"] = layer.intermediate.dense.out_features
             out[f"{name}.heads"] = layer.attention.self.num_attention_heads
         for name, layer in self.llama.items():
-            out[f"{name}.mlp"] = layer.mlp.gate_proj.out_features
+            out[f"{name}.ffn"] = layer.mlp.gate_proj.out_features  # keyed as its groups (kind "ffn")
         return out
