@@ -20,6 +20,8 @@ def print_summary(result: Any) -> None:
         ratio = cand[metric.name] / base[metric.name] if base[metric.name] else float("nan")
         click.echo(f"{metric.label:<{width}}{metric.fmt.format(base[metric.name]):>12}"
                    f"{metric.fmt.format(cand[metric.name]):>12}{ratio:>8.2f}x")
+    for note in getattr(result, "notes", ()):
+        click.echo(f"note: {note}")
     verdict = "PASSED" if result.verdict.passed else "FAILED"
     click.echo(f"gate: {verdict} ({result.verdict.reason})")
     reg, promo = result.registration, result.promotion
