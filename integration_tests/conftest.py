@@ -27,3 +27,14 @@ def _no_leaked_registry_uri():
     mlflow = sys.modules.get("mlflow")
     if mlflow is not None:
         mlflow.set_registry_uri(None)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` (sqlite backend, --serve-artifacts) on 127.0.0.1, for the tests of a
+    team's setup (team mode, racing promotions); stopped when the session ends."""
+    from .team_servers import start_mlflow, stop
+
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow-server"))
+    yield server
+    stop(server.proc)

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -28,6 +26,7 @@ from pydantic import (
 
 from .errors import RecipeError
 from .search import SearchSpec
+from .strict_fields import StrictModel
 
 TaskName = Literal["image-classification", "text-classification"]
 
@@ -47,8 +46,8 @@ PIPELINE_STEPS = ("load_data", "validate_data", "load_model", "evaluate_baseline
 SHIPPED_RECIPES_PACKAGE = "modelpress.recipes"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Strict(StrictModel):
+    """extra="forbid", frozen; booleans are never numbers, inf/nan never pass (strict_fields.py)."""
 
 
 def _existing_path(value: Path | None) -> Path | None:
@@ -175,7 +174,8 @@ class Threshold(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Threshold":
-        if not self.model_fields_set:
+        # `max_drop: null` is set but bounds nothing: count the bounds that have a value
+        if all(getattr(self, bound) is None for bound in type(self).model_fields):
             raise ValueError("a threshold needs at least one of min, max, max_drop, "
                              "max_relative_drop, max_ratio, max_champion_drop, max_champion_ratio")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -417,15 +417,10 @@ def resolve_recipe_path(ref: str | Path) -> Path:
 
 def load_recipe(ref: str | Path) -> RecipeBase:
     """Read and validate a recipe; raise :class:`RecipeError` listing every problem."""
-    import yaml
+    from .safe_yaml import load_recipe_yaml
 
     path = resolve_recipe_path(ref)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RecipeError(str(path), [f"not valid YAML: {exc}".replace("\n", " ")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(str(path), [f"cannot read: {exc}"]) from None
+    raw = load_recipe_yaml(path)  # plain data only; size, depth and alias bombs refused
     if not isinstance(raw, dict):
         raise RecipeError(str(path), [f"a recipe is a YAML mapping, got {type(raw).__name__}"])
     return validate_recipe(raw, source=str(path))

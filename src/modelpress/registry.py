@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict
+from .strict_fields import StrictModel
 
 if TYPE_CHECKING:
     from .context import StageContext
@@ -30,10 +30,9 @@ BUILTIN_STAGE_MODULES = (
 StageKind = Literal["module", "graph"]
 
 
-class StageConfig(BaseModel):
-    """Base for every stage config: unknown keys are errors, never silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class StageConfig(StrictModel):
+    """Base for every stage config: unknown keys are errors, never silently ignored; booleans
+    are never numbers and inf/nan never pass a bound (strict_fields.py)."""
 
 
 @dataclass(frozen=True)
