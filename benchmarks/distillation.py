@@ -148,11 +148,11 @@ def cnn_teacher(task, frame):
     import torch
 
     from modelpress.nets import SmallCNN
-    from modelpress.training import train_classifier
+    from modelpress.training import plain_settings, train
 
     torch.manual_seed(0)
     teacher = SmallCNN((1, 28, 28), 10)
-    train_classifier(teacher, task, frame[frame["split"] == "train"], 6, 2e-3, 64)
+    train(teacher, task, frame[frame["split"] == "train"], plain_settings(6, 2e-3, 64))
     return teacher.eval()
 
 

@@ -44,7 +44,7 @@ from modelpress.evaluate import interleaved_latency, onnx_runner, onnx_session, 
 from modelpress.recipe import BaselineTraining, Split  # noqa: E402
 from modelpress.registry import get_stage  # noqa: E402
 from modelpress.tasks import Task, TaskSpec  # noqa: E402
-from modelpress.training import train_classifier  # noqa: E402
+from modelpress.training import plain_settings, train as train_model  # noqa: E402
 
 
 @dataclass
@@ -83,7 +83,7 @@ def recover(
     seed: int,
     batch_size: int = 64,
 ) -> nn.Module:
-    train_classifier(model, task, train, epochs, lr, batch_size, seed=seed, desc="recovery")
+    train_model(model, task, train, plain_settings(epochs, lr, batch_size), seed=seed, desc="recovery")
     return model
 
 
@@ -144,7 +144,7 @@ def cnn_part(seeds: list[int], recovery_epochs: int, recovery_lr: float) -> dict
         train, eval_frame = frame[frame.split == "train"], frame[frame.split == "eval"]
         torch.manual_seed(seed)
         base = SmallCNN((1, 28, 28), 10)
-        train_classifier(base, task, train, 4, 2e-3, 64, seed=seed, desc="baseline")
+        train_model(base, task, train, plain_settings(4, 2e-3, 64), seed=seed, desc="baseline")
 
         def fine(model: nn.Module) -> nn.Module:
             return recover(model, task, train, recovery_epochs, recovery_lr, seed)

@@ -1,4 +1,11 @@
-"""PyTorch → ONNX export with dynamic axes, checked for parity against PyTorch."""
+"""PyTorch → ONNX export with dynamic axes, checked for parity against PyTorch.
+
+One exporter for every module kind (eager, TorchScript, Hugging Face ``PreTrainedModel``): the
+graph takes exactly the task's inputs (``Task.input_names``) and returns its logits (and the
+embedding when the model gives one). Optimum's exporter is not used for Hugging Face
+classifiers because its BERT-family graphs add a ``token_type_ids`` input that the task's
+batches, and the serving clients, do not send; parity against PyTorch is checked either way.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch  # this module is only imported by steps that export, never at CLI start-up
 
 from modelpress.errors import ModelpressError
+from modelpress.handoffs import Parity
 from modelpress.tasks import split_outputs
 
 if TYPE_CHECKING:
@@ -30,7 +38,9 @@ def export_onnx(model: "torch.nn.Module", task: "Task", sample: "pd.DataFrame") 
     model = model.eval()
     example = {k: torch.from_numpy(v) for k, v in task.example(sample).items()}
     with torch.inference_mode():
-        has_embedding = isinstance(model(**example), (tuple, list))
+        raw = model(**example)
+    # A tuple carries (logits, embedding); a ModelOutput or a tensor carries logits only.
+    has_embedding = isinstance(raw, (tuple, list)) and len(raw) > 1
     output_names = ["logits", "embedding"] if has_embedding else ["logits"]
     axes = {**task.dynamic_axes(), **{name: {0: "batch"} for name in output_names}}
     buffer = io.BytesIO()
@@ -59,13 +69,13 @@ class _PositionalInputs(torch.nn.Module):
 
 
 def check_parity(model: "torch.nn.Module", exported: "onnx.ModelProto", task: "Task",
-                 frame: "pd.DataFrame") -> dict[str, float]:
+                 frame: "pd.DataFrame") -> Parity:
     """Compare PyTorch and ONNX Runtime on ``frame``; raise if the export changed the model."""
     from modelpress.evaluate import fidelity, onnx_runner, onnx_session, predict, torch_runner
 
     ref_logits, ref_emb, _ = predict(torch_runner(model), task, frame)
     logits, emb, _ = predict(onnx_runner(onnx_session(exported)), task, frame)
-    report = fidelity(logits, emb, ref_logits, ref_emb)
-    if report["agreement"] < PARITY_MIN_AGREEMENT or report["cosine"] < PARITY_MIN_COSINE:
-        raise ModelpressError(f"ONNX export does not match PyTorch on the eval batch: {report}")
+    report = Parity(**fidelity(logits, emb, ref_logits, ref_emb))
+    if report.agreement < PARITY_MIN_AGREEMENT or report.cosine < PARITY_MIN_COSINE:
+        raise ModelpressError(f"ONNX export does not match PyTorch on the eval batch: {report.model_dump()}")
     return report

@@ -1,7 +1,8 @@
 """The compression pipeline, built from a recipe's plan.
 
-load_data → validate_data → load_model → export_baseline → module stages → export_candidate
-→ graph stages → evaluate → gate → publish (MLflow + registry) → promote
+load_data → validate_data → profile_data → load_model (or load_graph) → export_baseline
+→ module stages → export_candidate → graph stages → evaluate → evaluate_champion → gate
+→ gate_report → publish (MLflow, builds, registry) → promote
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 from zenml import pipeline
 from zenml.enums import ExecutionMode
 
+from modelpress.handoffs import Plan
+
 from .gate_steps import evaluate_champion, gate_report, profile_data
 from .steps import (
     evaluate,
@@ -18,6 +21,7 @@ from .steps import (
     gate,
     graph_stage,
     load_data,
+    load_graph,
     load_model,
     module_stage,
     promote,
@@ -26,73 +30,79 @@ from .steps import (
 )
 
 
-def _configured(step_fn: Any, plan: dict[str, Any], key: str) -> Any:
+def _configured(step_fn: Any, plan: Plan, key: str) -> Any:
     """Apply the recipe's resources (→ ResourceSettings / step operator) to one invocation."""
     from zenml.config import ResourceSettings
 
-    spec = plan["resources"].get(key)
-    if not spec:
+    spec = plan.resources.get(key)
+    if spec is None:
         return step_fn
-    resources = ResourceSettings(cpu_count=spec.get("cpu"), gpu_count=spec.get("gpu"), memory=spec.get("memory"))
+    resources = ResourceSettings(cpu_count=spec.cpu, gpu_count=spec.gpu, memory=spec.memory)
     options: dict[str, Any] = {"settings": {"resources": resources}}
-    if spec.get("step_operator"):
-        options["step_operator"] = spec["step_operator"]
+    if spec.step_operator:
+        options["step_operator"] = spec.step_operator
     return step_fn.with_options(**options)
 
 
-def _tracked(step_fn: Any, plan: dict[str, Any]) -> Any:
+def _tracked(step_fn: Any, plan: Plan) -> Any:
     from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import (
         MLFlowExperimentTrackerSettings,
     )
 
-    settings = MLFlowExperimentTrackerSettings(experiment_name=plan["experiment"], tags={"modelpress.recipe": plan["recipe"]["name"]})
-    return step_fn.with_options(experiment_tracker=plan["tracker"], settings={"experiment_tracker": settings})
-
-
-def _promotion_rules(plan: dict[str, Any]) -> dict[str, Any]:
-    """The registry spec, with the gate's accuracy.max_champion_drop as promotion tolerance."""
-    registry = dict(plan["recipe"]["registry"])
-    accuracy = plan["recipe"]["gate"].get("accuracy") or {}
-    if accuracy.get("max_champion_drop") is not None:
-        registry["tolerance"] = accuracy["max_champion_drop"]
-    return registry
+    settings = MLFlowExperimentTrackerSettings(experiment_name=plan.experiment, tags={"modelpress.recipe": plan.name})
+    return step_fn.with_options(experiment_tracker=plan.tracker, settings={"experiment_tracker": settings})
 
 
 # Fail fast: the first failing step's own exception (e.g. a data validation report) reaches
 # the caller instead of a generic "step(s) failed" message.
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.FAIL_FAST)
-def compress(plan: dict[str, Any]) -> None:
-    task, data = plan["task"], plan["recipe"]["data"]
-    dataset = _configured(load_data, plan, "load_data")(data=data, fingerprint=plan["data_fingerprint"])
-    dataset, validation_report = _configured(validate_data, plan, "validate_data")(dataset, data=data)
+def compress(plan: Plan) -> None:
+    task = plan.task
+    dataset = _configured(load_data, plan, "load_data")(data=plan.data, fingerprint=plan.data_fingerprint)
+    dataset, validation_report = _configured(validate_data, plan, "validate_data")(
+        dataset, data=plan.data, labels=list(task.labels) if task.labels is not None else None)
     # Retraining passes the champion's data profile: drift stops the run before any training.
-    profile, _ = profile_data(dataset, reference=plan.get("reference_profile"), drift=plan["recipe"].get("drift", {}))
-    model = _configured(load_model, plan, "load_model")(
-        model=plan["recipe"]["model"], task=task, dataset=dataset, fingerprint=plan["model_fingerprint"],
-        after="profile_data")
-    baseline_onnx, parity = _configured(export_model, plan, "export_onnx")(model, task, dataset, id="export_baseline")
+    profile, _ = profile_data(dataset, reference=plan.reference_profile, drift=plan.drift)
 
-    reports: Any = {}
-    for position, stage in enumerate(plan["stages"], start=1):
-        if stage["kind"] == "module":
-            model, reports = _configured(module_stage, plan, stage["name"])(
-                model, dataset, task, reports, stage=stage["name"], config=stage["config"],
-                position=position, seed=plan["seed"], id=f"stage{position}_{stage['name']}")
+    model, parity, reports = None, None, []
+    if _is_graph_source(plan):
+        baseline_onnx = _configured(load_graph, plan, "load_model")(source=plan.source,
+                                                                    fingerprint=plan.model_fingerprint,
+                                                                    after="profile_data")
+    else:
+        model = _configured(load_model, plan, "load_model")(
+            source=plan.source, task=task, dataset=dataset, fingerprint=plan.model_fingerprint,
+            after="profile_data")
+        baseline_onnx, parity = _configured(export_model, plan, "export_onnx")(model, task, dataset,
+                                                                               id="export_baseline")
+    for stage in plan.stages:
+        if stage.kind == "module":
+            model, reports = _configured(module_stage, plan, stage.name)(
+                model, dataset, task, reports, stage=stage, seed=plan.seed,
+                id=f"stage{stage.position}_{stage.name}")
     candidate_onnx = baseline_onnx
-    if any(s["kind"] == "module" for s in plan["stages"]):
-        candidate_onnx, parity = _configured(export_model, plan, "export_onnx")(model, task, dataset, id="export_candidate")
-    for position, stage in enumerate(plan["stages"], start=1):
-        if stage["kind"] == "graph":
-            candidate_onnx, reports = _configured(graph_stage, plan, stage["name"])(
-                candidate_onnx, dataset, task, reports, stage=stage["name"], config=stage["config"],
-                position=position, seed=plan["seed"], id=f"stage{position}_{stage['name']}")
+    if plan.has_module_stages:
+        candidate_onnx, parity = _configured(export_model, plan, "export_onnx")(model, task, dataset,
+                                                                                id="export_candidate")
+    for stage in plan.stages:
+        if stage.kind == "graph":
+            candidate_onnx, reports = _configured(graph_stage, plan, stage.name)(
+                candidate_onnx, dataset, task, reports, stage=stage, seed=plan.seed,
+                id=f"stage{stage.position}_{stage.name}")
 
     evaluation = _configured(evaluate, plan, "evaluate_candidate")(baseline_onnx, candidate_onnx, dataset, task)
-    registry = plan["recipe"]["registry"]
-    champion = evaluate_champion(candidate_onnx, dataset, task, registry=registry)
-    verdict = gate(evaluation, champion, thresholds=plan["recipe"]["gate"])
-    gate_report(evaluation, verdict, champion, peers=plan.get("peers", []), name=plan["recipe"]["name"])
-    registration = _tracked(publish, plan)(model, candidate_onnx, evaluation, verdict, parity, reports,
-                                           validation_report, recipe=plan["recipe"], tags=plan["tags"],
-                                           champion=champion, profile=profile, peers=plan.get("peers", []))
-    _tracked(promote, plan)(registration, verdict, evaluation, dataset, task, registry=_promotion_rules(plan))
+    champion = evaluate_champion(candidate_onnx, dataset, task, registry=plan.registry)
+    verdict = gate(evaluation, champion, thresholds=plan.gate)
+    gate_report(evaluation, verdict, champion, task=task, peers=plan.peers, name=plan.name)
+    registration = _tracked(publish, plan)(
+        plan=plan, candidate_onnx=candidate_onnx, evaluation=evaluation, verdict=verdict, parity=parity,
+        stage_reports=reports, validation_report=validation_report, champion=champion, dataset=dataset,
+        profile=profile, candidate_model=model)
+    _tracked(promote, plan)(registration, verdict, evaluation, champion, candidate_onnx, dataset, task,
+                            alias=plan.registry.promote_to, tolerance=plan.promotion_tolerance)
+
+
+def _is_graph_source(plan: Plan) -> bool:
+    from modelpress.registry import SOURCES
+
+    return SOURCES.get(plan.source.name).artifact == "graph"

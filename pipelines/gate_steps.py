@@ -13,34 +13,38 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
-from .steps import _task
+from modelpress.handoffs import ChampionReport, Evaluation, PeerPoint, Verdict
+from modelpress.recipe import Drift, Registry
+from modelpress.tasks import TaskSpec
+
+from .steps import eval_rows
 
 
 @step(enable_cache=False)  # the champion alias can move between runs: never reuse a comparison
-def evaluate_champion(candidate: onnx.ModelProto, dataset: pd.DataFrame, task: dict[str, Any],
-                      registry: dict[str, Any]) -> Annotated[dict[str, Any], "champion"]:
-    """The current champion's metrics beside the candidate's, on the same eval rows ({} if none)."""
+def evaluate_champion(candidate: onnx.ModelProto, dataset: pd.DataFrame, task: TaskSpec,
+                      registry: Registry) -> Annotated[ChampionReport, "champion"]:
+    """The current champion's metrics beside the candidate's, on the same eval rows."""
     from modelpress.champion import measure_champion
 
-    alias = registry.get("promote_to") or "champion"
-    result = measure_champion(registry["name"], alias, candidate, _task(task),
-                              dataset[dataset["split"] == "eval"])
-    log_metadata(metadata={"champion": {k: v for k, v in result.items() if k != "candidate"}})
+    result = measure_champion(registry.name, registry.promote_to or "champion", candidate, task.build(),
+                              eval_rows(dataset))
+    log_metadata(metadata={"champion": result.model_dump(mode="json", exclude={"candidate"})})
     return result
 
 
 @step
-def gate_report(evaluation: dict[str, dict[str, float]], verdict: dict[str, Any], champion: dict[str, Any],
-                peers: list[dict[str, Any]], name: str) -> Annotated[HTMLString, "gate_report"]:
-    """The gate report as a dashboard visualization: table, checks, accuracy-size-latency plot."""
+def gate_report(evaluation: Evaluation, verdict: Verdict, champion: ChampionReport, task: TaskSpec,
+                peers: list[PeerPoint], name: str) -> Annotated[HTMLString, "gate_report"]:
+    """The gate report as a dashboard visualization: table, checks, quality-size-latency plot."""
+    from modelpress.registry import get_task
     from modelpress.report import render_gate
 
-    page, _ = render_gate(evaluation, verdict, champion, peers, name)
+    page, _ = render_gate(get_task(task.name), evaluation, verdict, champion, peers, name)
     return HTMLString(page)
 
 
 @step
-def profile_data(dataset: pd.DataFrame, reference: dict[str, Any] | None, drift: dict[str, Any]) -> tuple[
+def profile_data(dataset: pd.DataFrame, reference: dict[str, Any] | None, drift: Drift) -> tuple[
     Annotated[dict[str, Any], "data_profile"], Annotated[dict[str, Any], "drift_report"]
 ]:
     """Profile the data (recorded with the model for later drift checks) and, when retraining
@@ -49,7 +53,7 @@ def profile_data(dataset: pd.DataFrame, reference: dict[str, Any] | None, drift:
 
     report: dict[str, Any] = {"checked": False}
     if reference:
-        report = {"checked": True, **check_against_profile(dataset, reference, drift)}
+        report = {"checked": True, **check_against_profile(dataset, reference, drift.model_dump())}
         log_metadata(metadata={"drift": {k: v for k, v in report.items() if k != "suites"}})
     profile = data_profile(dataset)
     return profile, report  # a literal tuple: ZenML reads the return statement to count outputs

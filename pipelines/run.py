@@ -2,47 +2,44 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
+from modelpress.handoffs import Evaluation, Promotion, Registration, Verdict
 from modelpress.recipe import RecipeBase
 from modelpress.stack import Tracking, ensure_experiment, ensure_stack
 from modelpress.stale_runs import settle_killed_runs
+from modelpress.tracking import point_mlflow_at
 
 
 @dataclass
 class RunResult:
     run_name: str
     run_id: str
-    evaluation: dict[str, dict[str, float]]
-    verdict: dict[str, Any]
-    registration: dict[str, Any]
-    promotion: dict[str, Any]
+    evaluation: Evaluation
+    verdict: Verdict
+    registration: Registration
+    promotion: Promotion
     cached_steps: list[str]
     tracking: Tracking
 
     @property
     def passed(self) -> bool:
-        return bool(self.verdict["passed"])
+        return self.verdict.passed
 
 
 def run_recipe(recipe: RecipeBase, enable_cache: bool = True, run_name: str | None = None,
-               extra_plan: dict[str, Any] | None = None) -> RunResult:
-    """Run ``recipe``; ``extra_plan`` adds plan keys (retraining's ``reference_profile``)."""
+               reference_profile: dict[str, Any] | None = None) -> RunResult:
+    """Run ``recipe``; retraining passes the champion's data profile to check drift against."""
     tracking = ensure_stack()
-    if tracking.tracking_uri:
-        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.tracking_uri)
+    point_mlflow_at(tracking.tracking_uri, export=True)
     ensure_experiment(tracking, recipe.name)
     settle_killed_runs(tracking.tracking_uri or None, recipe.name)  # a killed attempt's run → FAILED
 
     from .compress import compress
     from .plan import build_plan
 
-    from modelpress.report import load_peers
-
-    plan = {**build_plan(recipe, tracking.tracker, experiment=recipe.name),
-            "peers": load_peers(getattr(recipe, "peers", None)), **(extra_plan or {})}
+    plan = build_plan(recipe, tracking.tracker, experiment=recipe.name, reference_profile=reference_profile)
     name = run_name or f"{recipe.name}_{{date}}_{{time}}"
     run = compress.with_options(run_name=name, enable_cache=enable_cache)(plan=plan)
     return _collect(run, tracking)

@@ -4,7 +4,7 @@ Candidates share the pipeline's prefix (data, validation, baseline training, bas
 export), which ZenML's cache runs once. Each candidate is gated and registered (so every
 decision is in the registry with its evidence) but none promotes itself: once all have run,
 the best passing one on the recipe's objective is promoted through the same check-then-set
-as a single run, and the Pareto set (accuracy up; size, latency down) is reported as an
+as a single run, and the Pareto set (quality up; size, latency down) is reported as an
 MLflow table + HTML page.
 """
 
@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelpress.errors import ModelpressError
+from modelpress.publish import primary_score
 from modelpress.recipe import RecipeBase, validate_recipe
+from modelpress.report import LATENCY, SIZE
 from modelpress.search import Candidate, expand, pareto, techniques
+from modelpress.tracking import point_mlflow_at
 
-PARETO_KEYS = (("accuracy", True), ("size_mb", False), ("latency_ms", False))
 
 
 @dataclass
@@ -28,6 +31,7 @@ class SearchResult:
     pareto: list[int]
     report_path: Path
     summary: dict[str, Any] = field(default_factory=dict)
+    primary: str = "accuracy"  # the task's quality metric, as the rows name it
 
 
 def run_search(recipe: RecipeBase, raw: dict[str, Any], enable_cache: bool = True) -> SearchResult:
@@ -41,16 +45,19 @@ def run_search(recipe: RecipeBase, raw: dict[str, Any], enable_cache: bool = Tru
                             run_name=f"{recipe.name}_search{index}_{{date}}_{{time}}")
         rows.append(_row(index, candidate, result))
         last = result
+    task = recipe.task_class
+    primary = task.primary_metric
     passing = [r for r in rows if r["passed"]]
-    front = pareto(passing, PARETO_KEYS)
+    front = pareto(passing, pareto_keys(task))
     for i in front:
         passing[i]["pareto"] = True
     objective = recipe.search.objective
-    best = min(passing, key=lambda r: (r[objective], -r["accuracy"])) if passing else None
+    best = min(passing, key=lambda r: (r[objective], -primary_score(task, r))) if passing else None
     promotion = _promote(best, recipe, last) if best else {"promoted": False, "reason": "no candidate passed the gate"}
     summary = summarize(rows, objective)
     report = _report(recipe, rows, best, promotion, summary, last)
-    return SearchResult(rows, best, promotion, [r["index"] for r in rows if r.get("pareto")], report, summary)
+    return SearchResult(rows, best, promotion, [r["index"] for r in rows if r.get("pareto")], report, summary,
+                        primary)
 
 
 def _unpromoted(candidate: Candidate, name: str, index: int) -> RecipeBase:
@@ -61,18 +68,22 @@ def _unpromoted(candidate: Candidate, name: str, index: int) -> RecipeBase:
     return validate_recipe(body, source=f"{name} search candidate {index} ({candidate.label})")
 
 
+def pareto_keys(task: Any) -> list[tuple[str, bool]]:
+    """(metric, higher is better) the Pareto set is taken over: quality, size, latency."""
+    return [(m, task.metric(m).higher_is_better) for m in (task.primary_metric, SIZE, LATENCY)]
+
+
 def _row(index: int, candidate: Candidate, result: Any) -> dict[str, Any]:
-    cand = result.evaluation["candidate"]
+    from modelpress.registry import get_task
+
+    evaluation = result.evaluation
+    task = get_task(evaluation.task)
     return {"index": index, "candidate": candidate.label, "techniques": "+".join(techniques(candidate)),
-            "passed": result.passed, "reason": result.verdict["reason"],
-            **{k: float(cand[k]) for k in ("accuracy", "f1", "size_mb", "latency_ms", "latency_p95_ms",
-                                           "peak_memory_mb") if k in cand},
-            "baseline_size_mb": float(result.evaluation["baseline"]["size_mb"]),
-            "baseline_accuracy": float(result.evaluation["baseline"]["accuracy"]),
-            "baseline_latency_ms": float(result.evaluation["baseline"]["latency_ms"]),
-            "version": str(result.registration["version"]), "run": result.run_name, "pareto": False,
-            "cached_steps": ",".join(result.cached_steps),
-            "name": result.registration["name"]}
+            "passed": result.passed, "reason": result.verdict.reason,
+            **{m: float(evaluation.candidate[m]) for m in task.metric_names() if m in evaluation.candidate},
+            **{f"baseline_{m}": float(evaluation.baseline[m]) for m in (task.primary_metric, SIZE, LATENCY)},
+            "version": result.registration.version, "run": result.run_name, "pareto": False,
+            "cached_steps": ",".join(result.cached_steps), "name": result.registration.name}
 
 
 def summarize(rows: list[dict[str, Any]], objective: str) -> dict[str, Any]:
@@ -90,36 +101,36 @@ def summarize(rows: list[dict[str, Any]], objective: str) -> dict[str, Any]:
     return out
 
 
-def _eval_rows(result: Any) -> Any:
+def _step_output(result: Any, step: str, output: str) -> Any:
     from zenml.client import Client
 
-    step = Client().get_pipeline_run(result.run_id).steps["validate_data"]
-    frame = step.outputs["validated_dataset"][0].load()
-    return frame[frame["split"] == "eval"]
+    return Client().get_pipeline_run(result.run_id).steps[step].outputs[output][0].load()
 
 
 def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, Any]:
     import mlflow
     from modelpress.deploy.registry import client, promote
 
-    from modelpress.publish import champion_accuracy
+    from modelpress.champion import measure_version
 
-    from .plan import task_spec
-    from .steps import _task
+    from .plan import promotion_tolerance, task_spec
 
     alias = recipe.registry.promote_to
     if not alias:
         return {"promoted": False, "reason": "registry.promote_to is not set"}
-    if last.tracking.tracking_uri:  # the tracker's steps leave MLflow's global URI behind them
-        mlflow.set_tracking_uri(last.tracking.tracking_uri)
-        mlflow.set_registry_uri(last.tracking.tracking_uri)
-    eval_rows, task = _eval_rows(last), _task(task_spec(recipe))
-    accuracy = recipe.gate.get("accuracy")
-    tolerance = accuracy.max_champion_drop if accuracy and accuracy.max_champion_drop is not None \
-        else recipe.registry.tolerance
-    outcome = promote(best["name"], best["version"], alias, best["accuracy"],
-                      lambda v: champion_accuracy(f"models:/{v.name}/{v.version}", eval_rows, task),
-                      tolerance=tolerance)
+    point_mlflow_at(last.tracking.tracking_uri)  # the tracker's steps leave MLflow's global URI behind them
+    frame = _step_output(last, "validate_data", "validated_dataset")
+    eval_frame, task = frame[frame["split"] == "eval"], task_spec(recipe).build()
+    candidate = mlflow.onnx.load_model(f"models:/{best['name']}/{best['version']}")
+
+    def score_of(version: Any) -> float:
+        measured = measure_version(version.name, str(version.version), alias, candidate, task, eval_frame)
+        if measured.metrics is None:
+            raise ModelpressError(f"@{alias} v{version.version} could not be measured: {measured.error}")
+        return primary_score(task, measured.metrics)
+
+    outcome = promote(best["name"], best["version"], alias, primary_score(task, best), score_of,
+                      tolerance=promotion_tolerance(recipe))
     client().set_model_version_tag(best["name"], best["version"], "promotion",
                                    f"{'promoted' if outcome.promoted else 'not promoted'} (search best on "
                                    f"{recipe.search.objective}): {outcome.reason}"[:5000])
@@ -135,13 +146,14 @@ def _report(recipe: RecipeBase, rows: list[dict[str, Any]], best: dict[str, Any]
     from modelpress.report import load_peers
     from modelpress.stack import home
 
-    page, svg = render_search(recipe.name, rows, best, promotion, summary, load_peers(recipe.peers))
+    page, svg = render_search(recipe.task_class, recipe.name, rows, best, promotion, summary,
+                              load_peers(recipe.peers))
     folder = home() / "search"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{recipe.name}.html"
     path.write_text(page)
-    if last is not None and last.tracking.tracking_uri:
-        mlflow.set_tracking_uri(last.tracking.tracking_uri)
+    if last is not None:
+        point_mlflow_at(last.tracking.tracking_uri)
     mlflow.set_experiment(recipe.name)
     with mlflow.start_run(run_name=f"{recipe.name}-search"):
         mlflow.set_tags({"modelpress.search": "true", "modelpress.objective": summary["objective"],
@@ -156,23 +168,24 @@ def _report(recipe: RecipeBase, rows: list[dict[str, Any]], best: dict[str, Any]
     return path
 
 
-def render_search(name: str, rows: list[dict[str, Any]], best: dict[str, Any] | None, promotion: dict[str, Any],
-                  summary: dict[str, Any], peers: list[dict[str, Any]]) -> tuple[str, str]:
+def render_search(task: Any, name: str, rows: list[dict[str, Any]], best: dict[str, Any] | None,
+                  promotion: dict[str, Any], summary: dict[str, Any], peers: list[Any]) -> tuple[str, str]:
     from modelpress.report import page, pareto_svg, table
 
+    keys = (task.primary_metric, SIZE, LATENCY)
     points = []
     if rows:
-        points.append({"name": "baseline", "kind": "baseline", "accuracy": rows[0]["baseline_accuracy"],
-                       "size_mb": rows[0]["baseline_size_mb"], "latency_ms": rows[0]["baseline_latency_ms"]})
-    points += [{"name": f"#{r['index']}", "kind": "pareto" if r["pareto"] else "search",
-                "accuracy": r["accuracy"], "size_mb": r["size_mb"], "latency_ms": r["latency_ms"]}
+        points.append({"name": "baseline", "kind": "baseline", **{k: rows[0][f"baseline_{k}"] for k in keys}})
+    points += [{"name": f"#{r['index']}", "kind": "pareto" if r["pareto"] else "search", **{k: r[k] for k in keys}}
                for r in rows if r["passed"]]
-    svg = pareto_svg(points + peers, f"{name} search")
-    headers = ["#", "candidate", "techniques", "gate", "accuracy", "size MB", "latency ms", "peak MB",
+    points += [{"name": p.name, "kind": "peer", **{k: p.metrics[k] for k in keys if k in p.metrics}}
+               for p in peers if all(k in p.metrics for k in keys[:2])]
+    svg = pareto_svg(points, f"{name} search", task.primary_metric)
+    headers = ["#", "candidate", "techniques", "gate", task.primary_metric, "size MB", "latency ms", "peak MB",
                "version", "Pareto"]
-    body = [[r["index"], r["candidate"], r["techniques"], "pass" if r["passed"] else "FAIL", r["accuracy"],
-             r["size_mb"], r["latency_ms"], r.get("peak_memory_mb"), r["version"], "★" if r["pareto"] else ""]
-            for r in rows]
+    body = [[r["index"], r["candidate"], r["techniques"], "pass" if r["passed"] else "FAIL",
+             r[task.primary_metric], r[SIZE], r[LATENCY], r.get("peak_memory_mb"), r["version"],
+             "★" if r["pareto"] else ""] for r in rows]
     lines = [f"<h2>modelpress search — {name}</h2>",
              f"<p id='best'>objective: smallest {summary['objective']}; best: "
              + (f"#{best['index']} ({best['candidate']})" if best else "none passed")

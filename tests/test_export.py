@@ -30,7 +30,7 @@ def test_cnn_export_has_dynamic_batch_and_matches_pytorch(digits) -> None:
         logits = session.run(["logits"], batch)[0]
         expected = model(torch.from_numpy(batch["pixels"]))[0].detach().numpy()
         np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
-    assert check_parity(model, proto, task, frame)["agreement"] == 1.0
+    assert check_parity(model, proto, task, frame).agreement == 1.0
 
 
 def test_parity_check_catches_a_graph_that_differs(digits) -> None:

@@ -18,11 +18,14 @@ def test_plan_orders_stages_by_kind_and_fingerprints_inputs() -> None:
     from modelpress.pipelines.plan import build_plan
 
     plan = build_plan(validate_recipe(RAW), tracker="tracker", experiment="t")
-    assert [(s["name"], s["kind"]) for s in plan["stages"]] == [("prune", "module"), ("quantize", "graph")]
-    assert plan["data_fingerprint"].startswith("digits:scikit-learn==")
-    assert plan["task"] == {"name": "image-classification", "image_shape": [1, 8, 8], "tokenizer": None,
-                            "max_length": 128}
-    assert len(plan["tags"]["recipe_hash"]) == 16
+    assert [(s.name, s.kind, s.position) for s in plan.stages] == [("prune", "module", 1), ("quantize", "graph", 2)]
+    assert plan.data_fingerprint.startswith("digits:scikit-learn==")
+    assert plan.task.model_dump() == {"name": "image-classification", "options": {}, "image_shape": (1, 8, 8),
+                                      "tokenizer": None, "labels": tuple(str(i) for i in range(10)), "features": None}
+    assert [b.name for b in plan.builds] == ["onnx"]
+    assert len(plan.tags["recipe_hash"]) == 16
+    # the plan is what ZenML caches on: it must survive a JSON round trip unchanged
+    assert type(plan).model_validate_json(plan.model_dump_json()) == plan
 
 
 def test_recipe_resources_become_zenml_resource_settings() -> None:

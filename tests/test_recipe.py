@@ -72,7 +72,8 @@ def test_unknown_field_is_an_error_not_ignored() -> None:
 
 def test_missing_model_path_names_the_field(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pt"
-    [problem] = problems(with_(model={"source": "file", "path": str(missing), "task": "image-classification"}))
+    [problem] = problems(with_(model={"source": "file", "path": str(missing), "task": "image-classification",
+                                      "trust_pickle": True}))
     assert problem.startswith("model.path:") and "nope.pt" in problem
 
 

@@ -11,7 +11,7 @@ import torch
 from modelpress.data import SHIPPED
 from modelpress.deploy.onnx_export import export_onnx
 from modelpress.deploy.registry import alias_version, promote, register, resolve_version
-from modelpress.publish import champion_accuracy
+from modelpress.evaluate import onnx_runner, onnx_session, predict, quality
 from modelpress.tasks import TaskSpec
 
 NAME = "digits-linear"
@@ -56,6 +56,12 @@ def linear_model(frame, task, steps: int) -> torch.nn.Module:
             return self.net(pixels)
 
     return Named().eval()
+
+
+def champion_accuracy(model_uri: str, frame, task) -> float:
+    """A registered ONNX model's accuracy on ``frame`` (what the promotion compares here)."""
+    logits, _, labels = predict(onnx_runner(onnx_session(mlflow.onnx.load_model(model_uri))), task, frame)
+    return quality(logits, labels)["accuracy"]
 
 
 def register_model(frame, task, steps: int) -> tuple[str, float]:

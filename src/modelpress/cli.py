@@ -6,6 +6,7 @@ Start-up stays fast: heavy modules are imported inside the commands that use the
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -45,8 +46,37 @@ def validate(recipe: str) -> None:
 
 
 @main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", "-o", default="recipe.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Recipe file to write.")
+@click.option("--label", default=None, help="Label column (default: guessed: label, target, class, …, else the last).")
+@click.option("--text", default=None, help="Text column, for text classification (default: guessed).")
+@click.option("--task", default=None, help="Task (default: from the model, else from the data; see `modelpress tasks`).")
+@click.option("--class", "model_class", default=None, help="module:Class a state dict fits (state-dict models).")
+@click.option("--labels", default=None, help="The model's class order, comma-separated (default: its "
+              "id2label, else the data's sorted labels).")
+@click.option("--trust-pickle", is_flag=True, help="Allow a whole pickled module (its code runs when loaded).")
+@click.option("--name", default=None, help="Recipe and registered model name (default: from the model file).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def init(model: Path, data: Path, out: Path, label: str | None, text: str | None, task: str | None,
+         model_class: str | None, labels: str | None, trust_pickle: bool, name: str | None, force: bool) -> None:
+    """Write a starter recipe for your MODEL (HF folder, TorchScript, state dict, ONNX) and DATA (CSV/Parquet)."""
+    from .errors import ModelpressError
+    from .init import Choices, write_starter
+
+    with user_errors():
+        if out.exists() and not force:
+            raise ModelpressError(f"{out}: exists; pass --force to overwrite it or --out another file")
+        written = write_starter(Choices(model=model, data=data, out=out, label=label, text=text, task=task,
+                                        model_class=model_class, trust_pickle=trust_pickle, name=name,
+                                        labels=labels.split(",") if labels else None))
+    click.echo(f"wrote {written}; next: modelpress validate {written} && modelpress run {written}")
+
+
+@main.command()
 def stages() -> None:
-    """List the registered stages with each config's fields."""
+    """List the registered stages (techniques) with each config's fields."""
     from .registry import stages as registered
 
     for name, spec in sorted(registered().items()):
@@ -54,11 +84,47 @@ def stages() -> None:
         _echo_fields(spec.config, "    ")
 
 
-def _echo_fields(config: Any, indent: str) -> None:
+@main.command()
+def sources() -> None:
+    """List the registered model sources (model.source) with their fields."""
+    from .registry import SOURCES
+
+    for name, source in sorted(SOURCES.all().items()):
+        click.echo(f"{name} [{source.artifact}]: {source.summary}")
+        _echo_fields(source, "    ", skip=("source", "search_path"))
+
+
+@main.command()
+def tasks() -> None:
+    """List the registered tasks (model.task): options, the data they take, what they measure."""
+    from .registry import TASKS
+
+    for name, task in sorted(TASKS.all().items()):
+        click.echo(f"{name} [{task.data_kind} data]: {task.summary}")
+        _echo_fields(task.Config, "    ", skip=("name",))
+        click.echo("    measures: " + ", ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is "
+                                                f"better)" for m in task.metrics))
+        click.echo(f"    promotion compares: {task.primary_metric}")
+
+
+@main.command()
+def builds() -> None:
+    """List the registered builds (export formats) with their fields."""
+    from .registry import BUILDS
+
+    for name, build in sorted(BUILDS.all().items()):
+        click.echo(f"{name}{' [registers]' if build.registers else ''}: {build.summary}")
+        _echo_fields(build, "    ")
+
+
+def _echo_fields(config: Any, indent: str, skip: tuple[str, ...] = ()) -> None:
     """One line per field (type, default, description); nested option objects indented below."""
     from pydantic import BaseModel
 
     for field_name, field in config.model_fields.items():
+        if field_name in skip:
+            continue
+        field_name = field.alias or field_name
         default = field.get_default(call_default_factory=True)
         shown = ("required" if field.is_required() else "defaults below" if isinstance(default, BaseModel)
                  else f"default {default!r}")
@@ -113,7 +179,7 @@ def run(recipe: str, no_cache: bool, verbose: bool) -> None:
     result = run_logged(loaded.name, pipeline, verbose)
     if not result.passed:
         with user_errors():
-            raise GateFailed(f"gate failed: {result.verdict['reason']}")
+            raise GateFailed(f"gate failed: {result.verdict.reason}")
 
 
 def run_logged(label: str, pipeline: Any, verbose: bool = False) -> Any:
@@ -128,7 +194,7 @@ def run_logged(label: str, pipeline: Any, verbose: bool = False) -> Any:
         with captured(log_path, verbose_requested(verbose)):
             result = pipeline()
         print_summary(result)
-        kept = keep_with_run(log_path, result.tracking.tracking_uri or None, result.registration.get("run_id"))
+        kept = keep_with_run(log_path, result.tracking.tracking_uri or None, result.registration.run_id)
         click.echo(f"log: {log_path}" + (" (also in the MLflow run, logs/)" if kept else ""))
     return result
 
@@ -144,7 +210,6 @@ def run_logged(label: str, pipeline: Any, verbose: bool = False) -> Any:
               help="Apply ONNX Runtime's portable (basic) graph optimizations offline, parity-checked.")
 def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None, optimize: bool) -> None:
     """Fetch MODEL_URI (models:/NAME@ALIAS or models:/NAME/VERSION) as a model repository."""
-    from pathlib import Path
 
     with user_errors():
         from modelpress.deploy.pull import pull as pull_model
@@ -167,7 +232,6 @@ def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None
 def serve(repository: str, http_port: int, workers: int, threads: int, access_log: bool,
           max_request_mb: int) -> None:
     """Serve the repository's ONNX models over the V2 inference protocol (needs the serve extra)."""
-    from pathlib import Path
 
     try:
         from modelpress.deploy.server import serve as run_server

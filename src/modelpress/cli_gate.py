@@ -110,9 +110,10 @@ def search(recipe: str, no_cache: bool) -> None:
 
 def _print_search(result: Any) -> None:
     objective = result.summary["objective"]
-    click.echo(f"\n{'#':>3} {'gate':<5}{'accuracy':>9}{'size MB':>9}{'lat ms':>8}  P  candidate")
+    primary = result.primary
+    click.echo(f"\n{'#':>3} {'gate':<5}{primary[:10]:>11}{'size MB':>9}{'lat ms':>8}  P  candidate")
     for r in result.rows:
-        click.echo(f"{r['index']:>3} {'pass' if r['passed'] else 'FAIL':<5}{r['accuracy']:>9.4f}{r['size_mb']:>9.3f}"
+        click.echo(f"{r['index']:>3} {'pass' if r['passed'] else 'FAIL':<5}{r[primary]:>11.4f}{r['size_mb']:>9.3f}"
                    f"{r['latency_ms']:>8.2f}  {'*' if r['pareto'] else ' '}  {r['candidate']}")
     if result.best:
         click.echo(f"best on {objective}: #{result.best['index']} ({result.best['candidate']}), "

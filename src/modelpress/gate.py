@@ -13,11 +13,12 @@ Cheap to import: the recipe loader calls :func:`contradictions` at validation ti
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .handoffs import ChampionReport, Check, Evaluation, Verdict
     from .recipe import Threshold
+    from .tasks import Task
 
 # rule → (how the checked value is derived from (candidate, reference), whether it is an upper bound)
 RULES: dict[str, tuple[Callable[[float, float], float], bool]] = {
@@ -31,91 +32,78 @@ RULES: dict[str, tuple[Callable[[float, float], float], bool]] = {
 }
 CHAMPION_RULES = ("max_champion_drop", "max_champion_ratio")
 
-HIGHER_IS_BETTER = ("accuracy", "f1", "agreement", "cosine")
-LOWER_IS_BETTER = ("size_mb", "latency_ms", "latency_p95_ms", "peak_memory_mb")
-# Metrics that cannot leave these ranges, so a bound outside them can never be met.
-METRIC_RANGE: dict[str, tuple[float, float]] = {
-    "accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "agreement": (0.0, 1.0), "cosine": (-1.0, 1.0),
-    "size_mb": (0.0, float("inf")), "latency_ms": (0.0, float("inf")),
-    "latency_p95_ms": (0.0, float("inf")), "peak_memory_mb": (0.0, float("inf")),
-}
+
+def describe(check: Check) -> str:
+    if check.value is None:
+        return f"{check.metric}.{check.rule}: {check.note}"
+    sign = "≤" if RULES[check.rule][1] else "≥"
+    verdict = "ok" if check.passed else "FAILED"
+    return f"{check.metric}.{check.rule}: {check.value:.4g} {sign} {check.limit:.4g} {verdict}"
 
 
-@dataclass(frozen=True)
-class Check:
-    metric: str
-    rule: str
-    limit: float
-    value: float | None
-    passed: bool
-    note: str = ""
+def run_gate(thresholds: dict[str, Threshold], evaluation: Evaluation,
+             champion: ChampionReport | None = None) -> Verdict:
+    """Every configured check with its value; ``passed`` only if all pass.
 
-    def describe(self) -> str:
-        if self.value is None:
-            return f"{self.metric}.{self.rule}: {self.note}"
-        sign = "≤" if RULES[self.rule][1] else "≥"
-        verdict = "ok" if self.passed else "FAILED"
-        return f"{self.metric}.{self.rule}: {self.value:.4g} {sign} {self.limit:.4g} {verdict}"
-
-
-def run_gate(thresholds: dict[str, Threshold], report: dict[str, dict[str, float]],
-             champion: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every configured check with its value; ``passed`` only if all pass (JSON-able).
-
-    ``champion`` is what :func:`modelpress.champion.measure_champion` returns: ``{}`` when
-    the registry has no champion, else ``metrics`` (the champion's) and ``candidate`` (the
-    candidate measured alongside it, so latency ratios compare one interleaved timing).
+    ``champion`` is what :func:`modelpress.champion.measure_champion` returns: no version when
+    the registry has no champion, else its metrics and the candidate's measured beside them
+    (so latency ratios compare one interleaved timing).
     """
-    checks = []
-    for metric, threshold in thresholds.items():
-        for rule, limit in threshold.model_dump(exclude_none=True).items():
-            checks.append(_check(metric, rule, limit, report, champion or {}))
-    failed = [c.describe() for c in checks if not c.passed]
-    verdict: dict[str, Any] = {"passed": not failed, "checks": [asdict(c) for c in checks],
-                               "reason": "; ".join(failed) if failed else "all checks passed"}
-    if champion and champion.get("version"):
-        verdict["champion_version"] = str(champion["version"])
-    return verdict
+    from .handoffs import ChampionReport, Verdict
+
+    champion = champion or ChampionReport()
+    checks = [_check(metric, rule, limit, evaluation, champion)
+              for metric, threshold in thresholds.items()
+              for rule, limit in threshold.model_dump(exclude_none=True).items()]
+    failed = [describe(c) for c in checks if not c.passed]
+    return Verdict(passed=not failed, checks=checks, reason="; ".join(failed) if failed else "all checks passed",
+                   champion_version=champion.version)
 
 
-def _check(metric: str, rule: str, limit: float, report: dict[str, dict[str, float]],
-           champion: dict[str, Any]) -> Check:
+def _check(metric: str, rule: str, limit: float, evaluation: Evaluation, champion: ChampionReport) -> Check:
+    from .handoffs import Check
+
     derive, upper = RULES[rule]
     if rule in CHAMPION_RULES:
-        if champion.get("error"):
-            return Check(metric, rule, limit, None, False, f"champion not measured: {champion['error']}")
-        if not champion.get("metrics"):
-            return Check(metric, rule, limit, None, True, "skipped: no champion yet")
-        cand, ref = champion["candidate"][metric], champion["metrics"][metric]
+        if champion.error:
+            return Check(metric=metric, rule=rule, limit=limit, value=None, passed=False,
+                         note=f"champion not measured: {champion.error}")
+        if not champion.measured:
+            return Check(metric=metric, rule=rule, limit=limit, value=None, passed=True,
+                         note="skipped: no champion yet")
+        assert champion.candidate is not None and champion.metrics is not None
+        cand, ref = champion.candidate[metric], champion.metrics[metric]
     else:
-        cand, ref = report["candidate"][metric], report["baseline"][metric]
+        cand, ref = evaluation.candidate[metric], evaluation.baseline[metric]
     value = derive(cand, ref)
-    return Check(metric, rule, limit, value, value <= limit if upper else value >= limit)
+    return Check(metric=metric, rule=rule, limit=limit, value=value, passed=value <= limit if upper else value >= limit)
 
 
-def contradictions(gate: dict[str, Threshold], tolerance: float | None = None) -> list[str]:
+def contradictions(gate: dict[str, Threshold], task: type[Task], tolerance: float | None = None) -> list[str]:
     """Thresholds that no model could meet together, each with its field path."""
     problems: list[str] = []
     for metric, threshold in gate.items():
-        problems += [f"gate.{metric}: {p}" for p in _within_metric(metric, threshold)]
+        problems += [f"gate.{metric}: {p}" for p in _within_metric(task, metric, threshold)]
     p50, p95 = gate.get("latency_ms"), gate.get("latency_p95_ms")
     if p50 is not None and p95 is not None and p50.min is not None and p95.max is not None \
             and p95.max < p50.min:
         problems.append(f"gate: latency_p95_ms.max ({p95.max}) is below latency_ms.min ({p50.min}); "
                         "the p95 latency is never below the median")
-    accuracy = gate.get("accuracy")
-    drop = accuracy.max_champion_drop if accuracy is not None else None
+    primary = gate.get(task.primary_metric)
+    drop = primary.max_champion_drop if primary is not None else None
     # tolerance 0 is the registry default (a dumped recipe always carries it): only a value
     # someone chose can disagree; otherwise the gate's bound is the promotion tolerance.
     if drop is not None and tolerance and drop != tolerance:
-        problems.append(f"gate.accuracy.max_champion_drop ({drop}) and registry.tolerance ({tolerance}) "
-                        "disagree on how much accuracy a new champion may lose; set only one")
+        problems.append(f"gate.{task.primary_metric}.max_champion_drop ({drop}) and registry.tolerance "
+                        f"({tolerance}) disagree on how much {task.primary_metric} a new champion may lose; "
+                        "set only one")
     return problems
 
 
-def _within_metric(metric: str, threshold: Threshold) -> list[str]:
+def _within_metric(task: type[Task], metric: str, threshold: Threshold) -> list[str]:
     problems = []
-    low, high = METRIC_RANGE.get(metric, (float("-inf"), float("inf")))
+    spec = task.metric(metric)
+    low, high = spec.low, spec.high
     if threshold.min is not None and threshold.min > high:
         problems.append(f"min ({threshold.min}) is above the largest possible {metric} ({high})")
     if threshold.max is not None and threshold.max < low:

@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelpressError
+from .tracking import use_tracking
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,27 +38,7 @@ class Outcome:
     tracking_uri: str | None = None
 
 
-@contextlib.contextmanager
-def tracking(uri: str | None) -> Iterator[MlflowClient]:
-    """An MlflowClient on ``uri`` with MLflow's global URIs pointed there for the duration
-    (model URIs like ``models:/name/1`` resolve through the global registry URI)."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    if uri is None:
-        yield mlflow.MlflowClient()
-        return
-    # Restore what was explicitly set (None = MLflow's default), not the resolved default:
-    # pinning that would also export MLFLOW_TRACKING_URI to every later subprocess.
-    before = tracking_utils._tracking_uri, registry_utils._registry_uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield mlflow.MlflowClient(uri, uri)
-    finally:
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
+tracking = use_tracking  # kept for callers of the old name
 
 
 def _version(c: MlflowClient, name: str, version: str | None, alias: str | None) -> ModelVersion:

@@ -1,4 +1,4 @@
-"""Record a candidate in MLflow (params, metrics, reports, both models), register, promote.
+"""Record a candidate in MLflow (params, metrics, reports, models, builds), register, promote.
 
 Runs inside a ZenML step that has the MLflow experiment tracker, so an MLflow run is active.
 """
@@ -10,14 +10,23 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import onnx
     import pandas as pd
-    import torch
 
+    from .builds import BuildContext
+    from .handoffs import (
+        ChampionReport,
+        DataReport,
+        Evaluation,
+        Plan,
+        Promotion,
+        Registration,
+        StageReport,
+        Verdict,
+    )
     from .tasks import Task
 
-# Requirements recorded with the logged models; given explicitly because MLflow's inference
-# imports the model in a subprocess, which costs tens of seconds per model.
-ONNX_REQUIREMENTS = ["onnx", "onnxruntime"]
 TORCH_REQUIREMENTS = ["torch", "modelpress"]
+#: the version tag naming the text tokenizer (a folder or a package), read by source mlflow
+TOKENIZER_TAG = "modelpress.tokenizer"
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:
@@ -31,120 +40,137 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def summary_table(evaluation: dict[str, dict[str, float]], verdict: dict[str, Any]) -> str:
-    """A small HTML page: baseline vs candidate and every gate check."""
-    metrics = sorted(set(evaluation["baseline"]) & set(evaluation["candidate"]))
-    rows = "".join(f"<tr><td>{m}</td><td>{evaluation['baseline'][m]:.4g}</td>"
-                   f"<td>{evaluation['candidate'][m]:.4g}</td></tr>" for m in metrics)
-    checks = "".join(f"<tr><td>{c['metric']}.{c['rule']}</td><td>{c['value']:.4g}</td><td>{c['limit']:.4g}</td>"
-                     f"<td>{'pass' if c['passed'] else 'FAIL'}</td></tr>" for c in verdict["checks"])
-    status = "PASSED" if verdict["passed"] else "FAILED"
-    return ("<html><body><h2>modelpress gate: " + status + "</h2>"
-            f"<p>{verdict['reason']}</p>"
-            "<table border=1><tr><th>metric</th><th>baseline</th><th>candidate</th></tr>" + rows + "</table>"
-            "<h3>checks</h3><table border=1><tr><th>check</th><th>value</th><th>limit</th><th>result</th></tr>"
-            + checks + "</table></body></html>")
+def stage_facts(reports: list[StageReport]) -> dict[str, Any]:
+    return {f"{r.position}.{r.stage}": r.facts for r in reports}
 
 
-def log_and_register(candidate_model: "torch.nn.Module", candidate_onnx: "onnx.ModelProto",
-                     evaluation: dict[str, Any], verdict: dict[str, Any], parity: dict[str, float],
-                     stage_reports: dict[str, Any], validation_report: dict[str, Any],
-                     recipe: dict[str, Any], tags: dict[str, str], champion: dict[str, Any] | None = None,
-                     profile: dict[str, Any] | None = None,
-                     peers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: Verdict,
+                     stage_reports: list[StageReport], data_report: DataReport, champion: ChampionReport,
+                     profile: dict[str, Any] | None) -> Registration:
     import mlflow
 
-    from modelpress.deploy.registry import ONNX_ARTIFACT, TORCH_ARTIFACT, client, register
+    from .deploy.registry import client, register
+    from .handoffs import Registration
 
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("publish must run with the MLflow experiment tracker (no active MLflow run)")
-    mlflow.log_params({k: str(v)[:500] for k, v in flatten("", recipe).items()})
-    numbers = {**flatten("baseline", evaluation["baseline"]), **flatten("candidate", evaluation["candidate"]),
-               **flatten("parity", parity), **flatten("stage", stage_reports)}
+    parity = build.parity.model_dump() if build.parity is not None else {}
+    mlflow.log_params({k: str(v)[:500] for k, v in flatten("", plan.recipe).items()})
+    numbers = {**flatten("baseline", evaluation.baseline), **flatten("candidate", evaluation.candidate),
+               **flatten("parity", parity), **flatten("stage", stage_facts(stage_reports))}
     mlflow.log_metrics({k: float(v) for k, v in numbers.items() if isinstance(v, (int, float))})
-    mlflow.log_metric("gate_passed", float(verdict["passed"]))
-    mlflow.log_dict({"evaluation": evaluation, "verdict": verdict, "parity": parity,
-                     "stages": stage_reports, "validation": validation_report,
-                     "champion": champion or {}}, "report/report.json")
-    _log_gate_evidence(evaluation, verdict, champion or {}, peers or [], recipe, profile)
-    mlflow.set_tags({f"modelpress.{k}": v for k, v in tags.items()})
+    mlflow.log_metric("gate_passed", float(verdict.passed))
+    mlflow.log_dict({"evaluation": evaluation.model_dump(mode="json"), "verdict": verdict.model_dump(mode="json"),
+                     "parity": parity, "stages": stage_facts(stage_reports),
+                     "validation": data_report.model_dump(mode="json"),
+                     "champion": champion.model_dump(mode="json")}, "report/report.json")
+    _log_gate_evidence(plan, build.task, evaluation, verdict, champion, profile)
+    mlflow.set_tags({f"modelpress.{k}": v for k, v in plan.tags.items()})
+    if build.model is not None:
+        mlflow.pytorch.log_model(build.model, name=_torch_artifact(), serialization_format="pickle",
+                                 pip_requirements=TORCH_REQUIREMENTS)
 
-    mlflow.pytorch.log_model(candidate_model, name=TORCH_ARTIFACT, serialization_format="pickle",
-                             pip_requirements=TORCH_REQUIREMENTS)
-    onnx_info = mlflow.onnx.log_model(candidate_onnx, name=ONNX_ARTIFACT, pip_requirements=ONNX_REQUIREMENTS)
-    registry = recipe["registry"]
-    version = register(onnx_info.model_uri, registry["name"], {
-        **tags, "gate": "passed" if verdict["passed"] else "failed",
-        "gate_reason": verdict["reason"][:5000],
-        "accuracy": f"{evaluation['candidate']['accuracy']:.6f}",
+    reports = _run_builds(plan, build, registering=True)
+    registered = next(r for r in reports if r.model_uri)
+    primary = build.task.primary_metric
+    version = register(registered.model_uri or "", plan.registry.name, {
+        **plan.tags, "gate": "passed" if verdict.passed else "failed", "gate_reason": verdict.reason[:5000],
+        "primary_metric": primary, primary: f"{evaluation.candidate[primary]:.6f}",
         "mlflow_run_id": run.info.run_id,
+        **({TOKENIZER_TAG: plan.task.tokenizer} if plan.task.tokenizer else {}),
     })
-    export = recipe.get("export") or []
-    if "triton-repository" in export or "tensorrt" in export:
-        from modelpress.deploy.log_repository import log_model_repository
+    build.version = str(version.version)
+    reports += _run_builds(plan, build, registering=False)
+    aliases = []
+    if verdict.passed:
+        client().set_registered_model_alias(plan.registry.name, plan.registry.challenger, version.version)
+        aliases = [plan.registry.challenger]
+    return Registration(name=plan.registry.name, version=str(version.version), run_id=run.info.run_id,
+                        model_uri=f"models:/{plan.registry.name}/{version.version}", aliases=aliases,
+                        builds=reports)
 
-        log_model_repository(candidate_onnx, registry["name"], version.version, export, parity)
-    if verdict["passed"]:
-        client().set_registered_model_alias(registry["name"], registry["challenger"], version.version)
-    return {"name": registry["name"], "version": version.version, "run_id": run.info.run_id,
-            "model_uri": f"models:/{registry['name']}/{version.version}",
-            "aliases": [registry["challenger"]] if verdict["passed"] else []}
+
+def _torch_artifact() -> str:
+    from .deploy.registry import TORCH_ARTIFACT
+
+    return TORCH_ARTIFACT
 
 
-def _log_gate_evidence(evaluation: dict[str, Any], verdict: dict[str, Any], champion: dict[str, Any],
-                       peers: list[dict[str, Any]], recipe: dict[str, Any], profile: dict[str, Any] | None) -> None:
+def _run_builds(plan: Plan, context: BuildContext, registering: bool) -> list[Any]:
+    """The recipe's builds of one kind (the registering one first, then the rest), in order."""
+    from .registry import BUILDS
+
+    reports = []
+    for ref in plan.builds:
+        build = BUILDS.get(ref.name).model_validate(ref.config)
+        if build.registers == registering:
+            report = build.write(context)
+            context.built[ref.name] = report
+            reports.append(report)
+    return reports
+
+
+def _log_gate_evidence(plan: Plan, task: Task, evaluation: Evaluation, verdict: Verdict,
+                       champion: ChampionReport, profile: dict[str, Any] | None) -> None:
     """Gate report (HTML + Pareto SVG), per-check numbers, the champion's numbers, the recipe
     itself (what retraining re-runs) and the data profile (what retraining checks drift against)."""
     import mlflow
 
     from .report import render_gate
 
-    page, svg = render_gate(evaluation, verdict, champion, peers, recipe["name"])
+    page, svg = render_gate(task, evaluation, verdict, champion, plan.peers, plan.name)
     mlflow.log_text(page, "report/gate.html")
     mlflow.log_text(svg, "report/pareto.svg")
-    checks = {f"gate.{c['metric']}.{c['rule']}": c["value"] for c in verdict["checks"] if c["value"] is not None}
-    champ = {f"champion.{k}": v for k, v in (champion.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    checks = {f"gate.{c.metric}.{c.rule}": c.value for c in verdict.checks if c.value is not None}
+    champ = {f"champion.{k}": v for k, v in (champion.metrics or {}).items()}
     mlflow.log_metrics({k: float(v) for k, v in {**checks, **champ}.items()})
-    mlflow.log_dict(recipe, "recipe/recipe.json")
+    mlflow.log_dict(plan.recipe, "recipe/recipe.json")
     if profile:
         mlflow.log_dict(profile, "data/profile.json")
 
 
-def champion_accuracy(model_uri: str, eval_frame: "pd.DataFrame", task: "Task") -> float:
-    """Accuracy of a registered ONNX model on the same eval rows the candidate was scored on."""
+def primary_score(task: type[Task] | Task, metrics: dict[str, float]) -> float:
+    """The task's primary metric, oriented so that higher is better (what promotion compares)."""
+    spec = task.metric(task.primary_metric)
+    value = float(metrics[task.primary_metric])
+    return value if spec.higher_is_better else -value
+
+
+def promote_if_better(registration: Registration, verdict: Verdict, evaluation: Evaluation,
+                      champion: ChampionReport, candidate: onnx.ModelProto, eval_frame: pd.DataFrame, task: Task,
+                      alias: str | None, tolerance: float) -> Promotion:
+    """Move ``alias`` to the new version if the gate passed and it is no worse than the holder.
+
+    The holder is compared on the champion measurement the gate used; only if the alias moved
+    to another version since then is that version scored again, on the same eval rows.
+    """
     import mlflow
 
-    from .evaluate import onnx_runner, onnx_session, predict, quality
+    from .champion import measure_version
+    from .deploy.registry import client, promote
+    from .errors import ModelpressError
+    from .handoffs import Promotion
 
-    model = mlflow.onnx.load_model(model_uri)
-    logits, _, labels = predict(onnx_runner(onnx_session(model)), task, eval_frame)
-    return quality(logits, labels)["accuracy"]
+    def score_of(current: Any) -> float:
+        measured = champion
+        if not (champion.measured and champion.version == str(current.version)):
+            measured = measure_version(current.name, str(current.version), alias, candidate, task, eval_frame)
+        if measured.metrics is None:
+            raise ModelpressError(f"@{alias} v{current.version} could not be measured: {measured.error}")
+        return primary_score(task, measured.metrics)
 
-
-def promote_if_better(registration: dict[str, Any], verdict: dict[str, Any], evaluation: dict[str, Any],
-                      eval_frame: "pd.DataFrame", task: "Task", registry: dict[str, Any]) -> dict[str, Any]:
-    import mlflow
-
-    from modelpress.deploy.registry import promote
-
-    alias = registry.get("promote_to")
-    if not verdict["passed"]:
-        outcome = {"promoted": False, "reason": f"gate failed: {verdict['reason']}"}
+    if not verdict.passed:
+        promoted, reason, previous = False, f"gate failed: {verdict.reason}", None
     elif not alias:
-        outcome = {"promoted": False, "reason": "registry.promote_to is not set"}
+        promoted, reason, previous = False, "registry.promote_to is not set", None
     else:
-        result = promote(registration["name"], registration["version"], alias,
-                         evaluation["candidate"]["accuracy"],
-                         lambda v: champion_accuracy(f"models:/{v.name}/{v.version}", eval_frame, task),
-                         tolerance=registry.get("tolerance", 0.0))
-        outcome = {"promoted": result.promoted, "reason": result.reason, "previous": result.previous}
-    if registration.get("version"):
-        from modelpress.deploy.registry import client
-
-        client().set_model_version_tag(registration["name"], registration["version"], "promotion",
-                                       f"{'promoted' if outcome['promoted'] else 'not promoted'}: {outcome['reason']}"[:5000])
+        result = promote(registration.name, registration.version, alias, primary_score(task, evaluation.candidate),
+                         score_of, tolerance=tolerance)
+        promoted, reason, previous = result.promoted, result.reason, result.previous
+    client().set_model_version_tag(registration.name, registration.version, "promotion",
+                                   f"{'promoted' if promoted else 'not promoted'}: {reason}"[:5000])
     if mlflow.active_run() is not None:
-        mlflow.set_tags({"modelpress.promoted": str(outcome["promoted"]),
-                         "modelpress.promotion_reason": outcome["reason"][:5000]})
-    return {**outcome, "alias": alias, "version": registration["version"], "name": registration["name"]}
+        mlflow.set_tags({"modelpress.promoted": str(promoted), "modelpress.promotion_reason": reason[:5000]})
+    return Promotion(promoted=promoted, reason=reason, previous=None if previous is None else str(previous), alias=alias,
+                     version=registration.version, name=registration.name)

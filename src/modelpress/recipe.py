@@ -1,19 +1,22 @@
 """The recipe: a declarative description of one compression pipeline.
 
-A recipe is YAML validated by pydantic (``extra="forbid"`` everywhere). Stage entries are a
-tagged union built from the stage registry, so a new technique needs no edit here. Every
-problem is reported at once with its field path (``stages[1].quantize.bits: ...``) by
-:func:`load_recipe`, before any data or model is touched.
+A recipe is YAML validated by pydantic (``extra="forbid"`` everywhere). Its ``model:``
+(sources), task, ``stages:`` and ``export:`` (builds) are unions generated from the
+registries, so a new kind needs no edit here. Every problem is reported at once with its
+field path (``stages[1].quantize.bits: ...``) by :func:`load_recipe`, before any data or model
+is touched; relative paths are relative to the recipe's folder.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    BaseModel,
     Discriminator,
     Field,
     Tag,
@@ -24,87 +27,25 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import RecipeError
+from .errors import ModelpressError, RecipeError
 from .search import SearchSpec
+from .sources.package import BaselineTraining
 from .strict_fields import StrictModel
 
-TaskName = Literal["image-classification", "text-classification"]
-
-# What each task can measure; gate thresholds must name one of these (checked at load).
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "image-classification": (
-        "accuracy", "f1", "agreement", "cosine", "size_mb", "latency_ms", "latency_p95_ms",
-        "peak_memory_mb",
-    ),
-    "text-classification": (
-        "accuracy", "f1", "agreement", "cosine", "size_mb", "latency_ms", "latency_p95_ms",
-        "peak_memory_mb",
-    ),
-}
 PIPELINE_STEPS = ("load_data", "validate_data", "load_model", "evaluate_baseline",
                   "export_onnx", "evaluate_candidate")
 SHIPPED_RECIPES_PACKAGE = "modelpress.recipes"
+__all__ = ["BaselineTraining", "RecipeBase", "load_recipe", "validate_recipe"]
 
 
 class Strict(StrictModel):
     """extra="forbid", frozen; booleans are never numbers, inf/nan never pass (strict_fields.py)."""
 
 
-def _existing_path(value: Path | None) -> Path | None:
-    if value is None:
-        return None
-    if not Path(value).expanduser().exists():
-        raise ValueError(f"no such file or folder: '{value}'")
-    return Path(value).expanduser().resolve()
+def _existing_path(value: Path | None, info: ValidationInfo) -> Path | None:
+    from .sources.base import resolve_path
 
-
-# --- model sources -------------------------------------------------------------------------
-
-class BaselineTraining(Strict):
-    """How a package model's task head (or a shipped CNN) is trained to form the baseline."""
-
-    epochs: int = Field(3, ge=1, le=100)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(64, ge=1)
-
-
-class PackageModel(Strict):
-    """A model whose architecture/weights ship in an installed package (see `modelpress.zoo`)."""
-
-    source: Literal["package"]
-    name: str
-    task: TaskName | None = None
-    baseline: BaselineTraining = BaselineTraining()
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        from .zoo import ZOO
-
-        if name not in ZOO:
-            raise ValueError(f"unknown package model {name!r}; known: {', '.join(sorted(ZOO))}")
-        return name
-
-
-class FileModel(Strict):
-    """A whole ``torch.save``-d nn.Module (``.pt``) on local disk."""
-
-    source: Literal["file"]
-    path: Path
-    task: TaskName
-
-    _exists = field_validator("path")(_existing_path)
-
-
-class MlflowModel(Strict):
-    """A registered MLflow model, e.g. ``models:/mnist-cnn@champion``."""
-
-    source: Literal["mlflow"]
-    uri: str = Field(pattern=r"^(models:/[^/@\s]+(@[\w-]+|/\d+)|runs:/\w+/\S+)$")
-    task: TaskName
-
-
-ModelSource = Annotated[Union[PackageModel, FileModel, MlflowModel], Field(discriminator="source")]
+    return None if value is None else resolve_path(value, info)
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -117,7 +58,7 @@ class Split(Strict):
     calibration: int = Field(256, ge=1)
 
     @model_validator(mode="after")
-    def _fractions_fit(self) -> "Split":
+    def _fractions_fit(self) -> Split:
         if self.train < 1 and self.eval < 1 and self.train + self.eval > 1 + 1e-9:
             raise ValueError(f"train + eval fractions exceed 1 ({self.train} + {self.eval})")
         return self
@@ -142,14 +83,22 @@ class FileData(_DataBase):
     path: Path
     label: str
     text: str | None = None
-    features: list[str] | None = Field(None, min_length=1)
+    features: list[str] | Literal["*"] | None = Field(
+        None, description='feature columns in the model\'s order; "*" = every column except the label')
     image_shape: tuple[int, int, int] | None = Field(None, description="C, H, W of the features")
     labels: list[str | int] | None = Field(None, min_length=2, description="declared label set")
 
     _exists = field_validator("path")(_existing_path)
 
+    @field_validator("features")
+    @classmethod
+    def _some_features(cls, value: list[str] | str | None) -> list[str] | str | None:
+        if isinstance(value, list) and not value:
+            raise ValueError('give at least one column, or "*" for every column except the label')
+        return value
+
     @model_validator(mode="after")
-    def _one_input_kind(self) -> "FileData":
+    def _one_input_kind(self) -> FileData:
         if (self.text is None) == (self.features is None):
             raise ValueError("give exactly one of 'text' (a column) or 'features' (columns)")
         return self
@@ -158,7 +107,7 @@ class FileData(_DataBase):
 DataSource = Annotated[Union[ShippedData, FileData], Field(discriminator="source")]
 
 
-# --- gate, export, registry, resources, schedule -------------------------------------------
+# --- gate, registry, resources, schedule ---------------------------------------------------
 
 class Threshold(Strict):
     """Bounds on one metric of the candidate: absolute and relative to the baseline."""
@@ -173,7 +122,7 @@ class Threshold(Strict):
     max_champion_ratio: float | None = Field(None, gt=0, description="candidate / champion")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Threshold":
+    def _consistent(self) -> Threshold:
         # `max_drop: null` is set but bounds nothing: count the bounds that have a value
         if all(getattr(self, bound) is None for bound in type(self).model_fields):
             raise ValueError("a threshold needs at least one of min, max, max_drop, "
@@ -187,10 +136,10 @@ class Registry(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$")
     challenger: str = Field("challenger", pattern=r"^[A-Za-z][\w-]*$")
     promote_to: str | None = Field("champion", pattern=r"^[A-Za-z][\w-]*$")
-    tolerance: float = Field(0.0, ge=0, description="accuracy the candidate may lose vs the champion")
+    tolerance: float = Field(0.0, ge=0, description="primary metric the candidate may lose vs the champion")
 
     @model_validator(mode="after")
-    def _distinct_aliases(self) -> "Registry":
+    def _distinct_aliases(self) -> Registry:
         if self.promote_to == self.challenger:
             raise ValueError(f"challenger and promote_to are both {self.challenger!r}")
         return self
@@ -230,13 +179,10 @@ class Schedule(Strict):
         return cron
 
 
-ExportTarget = Literal["onnx", "triton-repository", "tensorrt"]
+# --- registry-backed unions: stages and builds (`- name: {config}`), model sources -----------
 
-
-# --- stages: a tagged union over the registry ----------------------------------------------
-
-class StageEntry(Strict):
-    """One ``- name: {config}`` item; subclasses are generated per registered stage."""
+class Entry(Strict):
+    """One ``- name: {config}`` item of ``stages:`` or ``export:``; subclasses are generated."""
 
     @property
     def name(self) -> str:
@@ -247,43 +193,82 @@ class StageEntry(Strict):
         return getattr(self, self.name)
 
 
-def _stage_tag(value: Any) -> str | None:
-    if isinstance(value, StageEntry):
+StageEntry = Entry  # kept for callers that type stage items
+
+
+def _entry_tag(value: Any) -> str | None:
+    if isinstance(value, Entry):
         return value.name
     if isinstance(value, dict) and len(value) == 1:
         return next(iter(value))
     return None
 
 
+def _entry_union(configs: dict[str, type[BaseModel]]) -> Any:
+    members = [Annotated[create_model(f"{name.title().replace('-', '')}Entry", __base__=Entry,
+                                      **{name: (config, ...)}), Tag(name)]
+               for name, config in sorted(configs.items())]
+    return Annotated[Union[tuple(members)], Discriminator(_entry_tag)]
+
+
+def _bare_names(items: Any) -> Any:
+    """``- quantize`` and ``- quantize:`` (no config) both mean "defaults"."""
+    if not isinstance(items, list):
+        return items
+    return [{item: {}} if isinstance(item, str)
+            else {k: ({} if v is None else v) for k, v in item.items()} if isinstance(item, dict)
+            else item for item in items]
+
+
+#: what a ``stages:``/``export:`` item names, for errors about unknown names
+ENTRY_KINDS = {"stages": "stage", "export": "build"}
+
+
+def _unknown_entry(loc: tuple[Any, ...], err: dict[str, Any]) -> str | None:
+    """The readable error for an item of ``stages:``/``export:`` that names no registered kind."""
+    kind = ENTRY_KINDS.get(loc[0]) if loc else None
+    if kind is None or err["type"] not in ("union_tag_invalid", "union_tag_not_found"):
+        return None
+    from .registry import BUILDS, stages
+
+    known = ", ".join(sorted(stages() if kind == "stage" else BUILDS.all()))
+    tag = (err.get("ctx") or {}).get("tag")
+    if tag is None:
+        return f"expected '<{kind}>: {{config}}' with a known {kind}; known {kind}s: {known}"
+    return f"unknown {kind} {tag!r}; known {kind}s: {known}"
+
+
 @functools.cache
-def _stage_union() -> Any:
-    from .registry import stages
+def _unions() -> tuple[Any, Any, Any]:
+    from .registry import BUILDS, SOURCES, stages
 
-    known = stages()
-    members = [
-        Annotated[create_model(f"{name.title()}Entry", __base__=StageEntry,
-                               **{name: (spec.config, ...)}), Tag(name)]
-        for name, spec in sorted(known.items())
-    ]
-    return Annotated[
-        Union[tuple(members)],
-        Discriminator(
-            _stage_tag,
-            custom_error_type="unknown_stage",
-            custom_error_message="expected '<stage>: {config}' with a known stage; known stages: "
-            + ", ".join(sorted(known)),
-        ),
-    ]
+    stage_union = _entry_union({n: s.config for n, s in stages().items()})
+    build_union = _entry_union(dict(BUILDS.all()))
+    sources = SOURCES.all()
+    members = tuple(Annotated[cls, Tag(name)] for name, cls in sorted(sources.items()))
+    source_union = Annotated[Union[members], Discriminator(
+        _source_tag, custom_error_type="unknown_source",
+        custom_error_message="expected model.source to be one of " + ", ".join(sorted(sources)))]
+    return stage_union, build_union, source_union
 
+
+def _source_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return getattr(value, "source", None)
+    tag = value.get("source") if isinstance(value, dict) else None
+    return tag if tag is None or isinstance(tag, str) else repr(tag)  # a list is no name (nor hashable)
+
+
+# --- the recipe ----------------------------------------------------------------------------
 
 class RecipeBase(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     description: str = ""
-    model: ModelSource
+    model: Any  # a registered Source (the concrete Recipe types it with the source union)
     data: DataSource
-    stages: list[StageEntry] = Field(min_length=1)
+    stages: list[Entry] = Field(min_length=1)
     gate: dict[str, Threshold] = {}
-    export: list[ExportTarget] = ["onnx"]
+    export: list[Entry] = Field(["onnx"], validate_default=True)  # type: ignore[arg-type]  # names → entries
     registry: Registry
     resources: dict[str, Resources] = {}
     schedule: Schedule | None = None
@@ -294,101 +279,180 @@ class RecipeBase(Strict):
 
     _peers_exist = field_validator("peers")(_existing_path)
 
-    @field_validator("stages", mode="before")
+    @field_validator("model", mode="before")
     @classmethod
-    def _bare_names(cls, items: Any) -> Any:
-        # `- quantize` and `- quantize:` (no config) both mean "defaults".
-        if not isinstance(items, list):
-            return items
-        return [
-            {item: {}} if isinstance(item, str)
-            else {k: ({} if v is None else v) for k, v in item.items()} if isinstance(item, dict)
-            else item
-            for item in items
-        ]
+    def _known_source(cls, value: Any) -> Any:
+        from .registry import SOURCES
 
-    @field_validator("gate")
-    @classmethod
-    def _gate_metrics_exist(cls, gate: dict[str, Threshold], info: ValidationInfo) -> dict[str, Threshold]:
-        model = info.data.get("model")
-        if model is None:
-            return gate  # the model error is reported on its own
-        task = _task_of(model)
-        unknown = [m for m in gate if m not in TASK_METRICS[task]]
-        if unknown:
-            raise ValueError(f"a {task} model cannot produce {', '.join(unknown)}; "
-                             f"available: {', '.join(TASK_METRICS[task])}")
-        return gate
+        source = _source_tag(value)
+        if isinstance(value, dict) and source not in SOURCES.all():
+            raise ValueError(f"model.source: unknown source {source!r}; known sources: "
+                             f"{', '.join(sorted(SOURCES.all()))}")
+        return value
+
+    _stage_names = field_validator("stages", mode="before")(_bare_names)
+    _build_names = field_validator("export", mode="before")(_bare_names)
+
+    # --- what the recipe resolves to -------------------------------------------------------
 
     @property
     def task(self) -> str:
-        return _task_of(self.model)
+        return self.task_config.name
+
+    @functools.cached_property
+    def task_config(self) -> Any:
+        """The task's options (a TaskConfig): ``model.task``, else the task the model was built for."""
+        return resolve_task(self.model)
+
+    @property
+    def task_class(self) -> Any:
+        from .registry import get_task
+
+        return get_task(self.task)
 
     @model_validator(mode="after")
-    def _cross_stage_rules(self) -> "RecipeBase":
-        from .registry import get_stage
-
-        problems: list[str] = []
-        kinds = [get_stage(s.name).kind for s in self.stages]
-        if "graph" in kinds and "module" in kinds[kinds.index("graph"):]:
-            problems.append("stages: a graph stage (applied to the exported ONNX) must come after "
-                            "every module stage; order: "
-                            + ", ".join(f"{s.name}({k})" for s, k in zip(self.stages, kinds)))
-        if "onnx" not in self.export:
-            problems.append("export: 'onnx' is required (every other target is built from it)")
+    def _cross_rules(self) -> RecipeBase:
+        try:
+            task = self.task_class
+        except (ModelpressError, KeyError) as exc:
+            raise ValueError(str(exc).strip("'\"")) from None
+        problems = [*_model_problems(self, task), *_stage_problems(self, task), *_build_problems(self, task)]
         steps = {s.name for s in self.stages} | set(PIPELINE_STEPS)
-        for key in self.resources:
-            if key not in steps:
-                problems.append(f"resources.{key}: no such stage or step; have: "
-                                f"{', '.join(sorted(steps))}")
-        problems += _task_fits_data(self.task, self.data, self.model)
-        problems += _gate_problems(self)
+        problems += [f"resources.{key}: no such stage or step; have: {', '.join(sorted(steps))}"
+                     for key in self.resources if key not in steps]
+        problems += _data_problems(self, task) + _gate_problems(self, task)
         if problems:
             raise ValueError("\n".join(problems))
         return self
 
 
-def _gate_problems(recipe: "RecipeBase") -> list[str]:
-    from .gate import contradictions
-    from .search import search_problems
+def resolve_task(model: Any) -> Any:
+    """The TaskConfig for a source: its ``task`` (a name or ``{name, options}``), else its model's."""
+    from .registry import TASKS
 
-    problems = contradictions(recipe.gate, recipe.registry.tolerance)
-    if recipe.search is not None:
-        problems += search_problems(recipe.search, recipe.stages, TASK_METRICS[recipe.task])
+    chosen = model.task
+    if chosen is None:
+        chosen = model.facts().task
+        if chosen is None:
+            raise ModelpressError(f"model.task: required for source {model.source} "
+                                  f"(one of {', '.join(TASKS)})")
+    raw = {"name": chosen} if isinstance(chosen, str) else dict(chosen)
+    name = raw.get("name")
+    if not isinstance(name, str) or name not in TASKS.all():
+        raise ModelpressError(f"model.task: unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    try:
+        return TASKS.get(str(name)).Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ModelpressError("; ".join(f"model.task.{_readable_loc(e['loc'])}: {e['msg']}"
+                                        for e in exc.errors(include_url=False))) from None
+
+
+def _model_problems(recipe: RecipeBase, task: Any) -> list[str]:
+    """The source's own checks, and what its artifact lets the stages do."""
+    from .registry import get_stage
+
+    source = recipe.model
+    problems = list(source.problems(task))
+    for index, stage in enumerate(recipe.stages):
+        kind = get_stage(stage.name).kind
+        where = f"stages[{index}].{stage.name}"
+        if source.artifact == "graph" and kind == "module":
+            problems.append(f"{where}: model.source {source.source} gives an ONNX graph; only graph stages "
+                            "(quantize) can follow it")
+        elif source.artifact == "scripted" and stage.config.rewrites_modules():
+            problems.append(f"{where}: this configuration rewrites modules, which a TorchScript model "
+                            "cannot take; use source state-dict (weights + class) for it")
     return problems
 
 
-def _task_fits_data(task: str, data: Any, model: Any) -> list[str]:
-    from .data import SHIPPED
+def _stage_problems(recipe: RecipeBase, task: Any) -> list[str]:
+    from .registry import RecipeFacts, get_stage
 
-    if isinstance(data, FileData):
-        kind = "text" if data.text else "features"
-    else:
-        kind = SHIPPED[data.source].kind
-    wanted = "text" if task == "text-classification" else "features"
-    if kind != wanted:
-        return [f"data: a {task} model needs {wanted} data, but data.source gives {kind}"]
-    if isinstance(model, PackageModel) and model.task and model.task != _zoo_task(model.name):
-        return [f"model.task: package model {model.name!r} is a {_zoo_task(model.name)} model"]
+    problems: list[str] = []
+    kinds = [get_stage(s.name).kind for s in recipe.stages]
+    if "graph" in kinds and "module" in kinds[kinds.index("graph"):]:
+        problems.append("stages: a graph stage (applied to the exported ONNX) must come after "
+                        "every module stage; order: "
+                        + ", ".join(f"{s.name}({k})" for s, k in zip(recipe.stages, kinds, strict=True)))
+    facts = RecipeFacts(task=task, source=recipe.model, stages=tuple(recipe.stages))
+    for index, stage in enumerate(recipe.stages):
+        where = f"stages[{index}].{stage.name}"
+        problems += [f"{where}: {p}" for p in stage.config.recipe_problems(facts)]
+        problems += missing_extras(stage.config.required_modules(), where)
+    return problems
+
+
+def missing_extras(modules: dict[str, str], where: str) -> list[str]:
+    """One problem per Python module that is not installed, naming the pip install that fixes it."""
+    return [f'{where}: needs the Python package {module!r}, which is not installed: '
+            f'pip install "modelpress[{extra}]"'
+            for module, extra in modules.items() if importlib.util.find_spec(module) is None]
+
+
+def _build_problems(recipe: RecipeBase, task: Any) -> list[str]:
+    from .registry import RecipeFacts
+
+    facts = RecipeFacts(task=task, source=recipe.model, stages=tuple(recipe.stages))
+    registering = [b.name for b in recipe.export if b.config.registers]
+    problems = [] if len(registering) == 1 else [
+        "export: exactly one build registers the version (onnx for this task); "
+        f"got {', '.join(registering) or 'none'}"]
+    for index, build in enumerate(recipe.export):
+        problems += [f"export[{index}].{build.name}: {p}" for p in build.config.problems(facts)]
+    return problems
+
+
+def _data_problems(recipe: RecipeBase, task: Any) -> list[str]:
+    from .data import declared_labels, describe
+
+    schema = describe(recipe.data)
+    if schema.kind != task.data_kind:
+        return [f"data: a {task.name} model needs {task.data_kind} data, but data.source "
+                f"{recipe.data.source} gives {schema.kind}"]
+    problems = task.data_problems(recipe.data, schema.image_shape)
+    facts = recipe.model.facts()
+    if facts.labels is not None or facts.num_labels is not None:
+        problems += _label_problems(recipe, facts, declared_labels(recipe.data))
+    return problems
+
+
+def _label_problems(recipe: RecipeBase, facts: Any, labels: tuple[Any, ...] | None) -> list[str]:
+    """The model's classes (HF ``id2label``) must cover the data's labels, in a known order."""
+    if labels is None:
+        return []
+    where = f"data.label ({getattr(recipe.data, 'path', recipe.data.source)})"
+    if facts.labels is not None:
+        missing = [str(label) for label in labels if str(label) not in facts.labels]
+        if missing:
+            return [f"{where}: label(s) {', '.join(missing)} are not classes of the model "
+                    f"(its id2label: {', '.join(facts.labels)})"]
+        return []
+    if facts.num_labels is not None and len(labels) > facts.num_labels:
+        return [f"{where}: {len(labels)} labels but the model has {facts.num_labels} outputs"]
     return []
 
 
-def _task_of(model: Any) -> str:
-    if isinstance(model, PackageModel):
-        return model.task or _zoo_task(model.name)
-    return model.task
+def _gate_problems(recipe: RecipeBase, task: Any) -> list[str]:
+    from .gate import contradictions
+    from .search import search_problems
 
-
-def _zoo_task(name: str) -> str:
-    from .zoo import ZOO
-
-    return ZOO[name].task
+    unknown = [m for m in recipe.gate if m not in task.metric_names()]
+    if unknown:
+        return [f"gate: a {task.name} model cannot produce {', '.join(unknown)}; "
+                f"available: {', '.join(task.metric_names())}"]
+    problems = contradictions(recipe.gate, task, recipe.registry.tolerance)
+    if recipe.search is not None:
+        problems += search_problems(recipe.search, recipe.stages, task)
+    return problems
 
 
 @functools.cache
 def recipe_model() -> type[RecipeBase]:
-    """The concrete Recipe class, with ``stages`` typed by the current stage registry."""
-    return create_model("Recipe", __base__=RecipeBase, stages=(list[_stage_union()], Field(min_length=1)))
+    """The concrete Recipe class, typed by the current stage, build and source registries."""
+    stage_union, build_union, source_union = _unions()
+    return create_model("Recipe", __base__=RecipeBase, model=(source_union, ...),
+                        stages=(list[stage_union], Field(min_length=1)),
+                        export=(list[build_union], Field(["onnx"], validate_default=True)))
 
 
 Recipe = RecipeBase  # for type hints: every recipe is a RecipeBase
@@ -423,12 +487,13 @@ def load_recipe(ref: str | Path) -> RecipeBase:
     raw = load_recipe_yaml(path)  # plain data only; size, depth and alias bombs refused
     if not isinstance(raw, dict):
         raise RecipeError(str(path), [f"a recipe is a YAML mapping, got {type(raw).__name__}"])
-    return validate_recipe(raw, source=str(path))
+    return validate_recipe(raw, source=str(path), base=path.resolve().parent)
 
 
-def validate_recipe(raw: dict[str, Any], source: str = "<recipe>") -> RecipeBase:
+def validate_recipe(raw: dict[str, Any], source: str = "<recipe>", base: Path | None = None) -> RecipeBase:
+    """Validate ``raw``; relative paths resolve against ``base`` (the recipe's folder), then the cwd."""
     try:
-        return recipe_model().model_validate(raw)
+        return recipe_model().model_validate(raw, context={"base": base})
     except ValidationError as exc:
         raise RecipeError(source, format_errors(exc)) from None
 
@@ -437,10 +502,12 @@ def format_errors(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = _readable_loc(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = _unknown_entry(err["loc"], err) or err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not allowed here)"
-        if "\n" in msg and not loc:  # cross-stage rules carry their own field paths
+        if "\n" in msg or (not loc and ":" in msg.split(" ")[0]):  # cross rules carry their own paths
+            problems += msg.splitlines()
+        elif loc == "model" and msg.startswith("model."):
             problems += msg.splitlines()
         else:
             problems.append(f"{loc}: {msg}" if loc else msg)

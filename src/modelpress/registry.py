@@ -1,85 +1,178 @@
-"""The stage registry: YAML stage names → (config class, pure apply function).
+"""The registries: YAML names → the modules that implement them.
 
-Adding a technique is one module in steps/ that calls :func:`register_stage`; the recipe
-schema, the CLI's ``stages`` listing and the pipeline builder all read from here, so nothing
-else changes. Stage modules must stay cheap to import (heavy imports inside ``apply``).
+Four extension points, one mechanism. A **stage** (technique), a model **source**, a **task**
+and a **build** (export format) are each one module that registers its pydantic config (and,
+for stages, its pure ``apply`` function) under the name the YAML uses. The recipe schema, the
+CLI's listings and the pipeline builder read from here, so a new kind touches only its module.
+
+Registering modules must stay cheap to import (pydantic only; heavy imports inside functions):
+recipe validation imports every built-in module.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from .strict_fields import StrictModel
 
 if TYPE_CHECKING:
+    from .builds import Build
     from .context import StageContext
-
-# The rooms shipped with modelpress; importing each registers its stages.
-BUILTIN_STAGE_MODULES = (
-    "modelpress.steps.prune",
-    "modelpress.steps.lowrank",
-    "modelpress.steps.quantize",
-    "modelpress.steps.distill",
-    "modelpress.steps.finetune",
-)
+    from .sources import Source
+    from .tasks import Task
 
 #: "module" stages map a torch.nn.Module to a torch.nn.Module and run before export;
 #: "graph" stages map an exported onnx.ModelProto to another and run after it.
 StageKind = Literal["module", "graph"]
 
+Spec = TypeVar("Spec")
 
-class StageConfig(StrictModel):
-    """Base for every stage config: unknown keys are errors, never silently ignored; booleans
-    are never numbers and inf/nan never pass a bound (strict_fields.py)."""
+
+class Registry(Generic[Spec]):
+    """Names → specs of one kind; the built-in modules are imported on first use."""
+
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...]):
+        self.kind, self._builtin_modules = kind, builtin_modules
+        self._entries: dict[str, Spec] = {}
+        self._origins: dict[str, str] = {}
+        self._loaded = False
+
+    def add(self, name: str, spec: Spec, origin: str) -> None:
+        known = self._origins.get(name)
+        if known is not None and known != origin:
+            raise ValueError(f"{self.kind} {name!r} is already registered by {known}")
+        self._entries[name], self._origins[name] = spec, origin
+
+    def all(self) -> dict[str, Spec]:
+        if not self._loaded:
+            self._loaded = True
+            for module in self._builtin_modules:
+                importlib.import_module(module)
+        return dict(self._entries)
+
+    def get(self, name: str) -> Spec:
+        known = self.all()
+        if name not in known:
+            raise KeyError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(sorted(known))}")
+        return known[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.all()))
+
+
+class StrictConfig(StrictModel):
+    """Base of every registered config: unknown keys are errors, never silently ignored;
+    booleans are never numbers and inf/nan never pass a bound (strict_fields.py)."""
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+class StageConfig(StrictConfig):
+    """Base for every stage config.
+
+    ``recipe_problems`` lets a stage refuse, at recipe load, a combination it cannot handle
+    (a task whose models it cannot rewrite, a source whose modules are frozen); it returns one
+    message per problem, without the field path, which the recipe adds.
+    """
+
+    def recipe_problems(self, facts: RecipeFacts) -> list[str]:
+        return []
+
+    #: Python modules this config needs at run time → the extra that installs them.
+    def required_modules(self) -> dict[str, str]:
+        return {}
+
+    #: True when the stage replaces or reshapes modules (not only their weights' values):
+    #: frozen artifacts such as TorchScript cannot take such a stage.
+    def rewrites_modules(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class RecipeFacts:
+    """What a stage or build may know about the rest of the recipe when it is validated."""
+
+    task: type[Task]
+    source: Source
+    stages: tuple[Any, ...]  # the recipe's stage entries, in order
 
 
 @dataclass(frozen=True)
 class StageSpec:
     name: str
     config: type[StageConfig]
-    apply: Callable[[Any, Any, "StageContext"], Any]
+    apply: Callable[[Any, Any, StageContext], Any]
     kind: StageKind
     summary: str
 
 
-_STAGES: dict[str, StageSpec] = {}
-_builtins_loaded = False
+STAGES: Registry[StageSpec] = Registry("stage", (
+    "modelpress.steps.prune",
+    "modelpress.steps.lowrank",
+    "modelpress.steps.quantize",
+    "modelpress.steps.distill",
+    "modelpress.steps.finetune",
+))
 
 
-def register_stage(
-    name: str, config: type[StageConfig], kind: StageKind, summary: str
-) -> Callable[[Callable], Callable]:
+def register_stage(name: str, config: type[StageConfig], kind: StageKind,
+                   summary: str) -> Callable[[Callable], Callable]:
     """Decorator registering ``apply(model, config, context) -> model`` under ``name``."""
 
     def decorate(apply: Callable) -> Callable:
-        existing = _STAGES.get(name)
-        if existing is not None and existing.apply is not apply:
-            if existing.apply.__module__ != apply.__module__:
-                raise ValueError(f"stage {name!r} is already registered by {existing.apply.__module__}")
-        _STAGES[name] = StageSpec(name, config, apply, kind, summary)
+        STAGES.add(name, StageSpec(name, config, apply, kind, summary), apply.__module__)
         return apply
 
     return decorate
 
 
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if not _builtins_loaded:
-        for module in BUILTIN_STAGE_MODULES:
-            importlib.import_module(module)
-        _builtins_loaded = True
-
-
 def stages() -> dict[str, StageSpec]:
     """All registered stages by name (built-in rooms are imported on first use)."""
-    _load_builtins()
-    return dict(_STAGES)
+    return STAGES.all()
 
 
 def get_stage(name: str) -> StageSpec:
-    known = stages()
-    if name not in known:
-        raise KeyError(f"unknown stage {name!r}; known stages: {', '.join(sorted(known))}")
-    return known[name]
+    return STAGES.get(name)
+
+
+# --- sources, tasks, builds: the config class (or task class) is the registered spec ---------
+
+SOURCES: Registry[type[Source]] = Registry("model source", tuple(
+    f"modelpress.sources.{m}" for m in
+    ("package", "mlflow", "huggingface", "torchscript", "state_dict", "onnx", "pickled")))
+TASKS: Registry[type[Task]] = Registry("task", tuple(
+    f"modelpress.tasks.{m}" for m in ("image", "text", "tabular")))
+BUILDS: Registry[type[Build]] = Registry("build", tuple(
+    f"modelpress.deploy.builds.{m}" for m in ("onnx", "triton_repository", "tensorrt")))
+
+Registered = TypeVar("Registered", bound=type)
+
+
+def _registrar(registry: Registry[Any], name: str) -> Callable[[Registered], Registered]:
+    def decorate(cls: Registered) -> Registered:
+        registry.add(name, cls, f"{cls.__module__}.{cls.__qualname__}")
+        return cls
+
+    return decorate
+
+
+def register_source(name: str) -> Callable[[Registered], Registered]:
+    """Class decorator: a :class:`~modelpress.sources.Source` config under ``model.source: name``."""
+    return _registrar(SOURCES, name)
+
+
+def register_task(name: str) -> Callable[[Registered], Registered]:
+    """Class decorator: a :class:`~modelpress.tasks.Task` under the task name ``name``."""
+    return _registrar(TASKS, name)
+
+
+def register_build(name: str) -> Callable[[Registered], Registered]:
+    """Class decorator: a :class:`~modelpress.builds.Build` config under ``export: [name]``."""
+    return _registrar(BUILDS, name)
+
+
+def get_task(name: str) -> type[Task]:
+    return TASKS.get(name)

@@ -25,15 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PATH = re.compile(r"^(?:stages\[(?P<index>\d+)\]\.)?(?P<stage>[A-Za-z_][\w-]*)\.(?P<param>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
 ENABLED = "enabled"
-# Objectives are "smaller is better" metrics; accuracy is what the gate guarantees.
-OBJECTIVES = ("size_mb", "latency_ms", "latency_p95_ms", "peak_memory_mb")
 
 
 class SearchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     grid: dict[str, list[Any]] = Field(min_length=1)
-    objective: str = Field("size_mb", description="minimised: " + ", ".join(OBJECTIVES))
+    # Objectives are the task's "smaller is better" metrics; quality is what the gate guarantees.
+    objective: str = Field("size_mb", description="minimised: one of the task's lower-is-better metrics")
     max_candidates: int = Field(32, ge=1, le=512)
 
 
@@ -67,12 +66,17 @@ def resolve_path(path: str, stages: Sequence[Any]) -> tuple[int, str, list[str]]
     return hits[0], stage, param
 
 
-def search_problems(search: SearchSpec, stages: Sequence[Any], metrics: Sequence[str]) -> list[str]:
-    """Every problem in ``search`` against the recipe's stages, each with its field path."""
+def objectives(task: Any) -> list[str]:
+    """The metrics of ``task`` (a Task class) a search may minimise."""
+    return [m.name for m in task.metrics if not m.higher_is_better]
+
+
+def search_problems(search: SearchSpec, stages: Sequence[Any], task: Any) -> list[str]:
+    """Every problem in ``search`` against the recipe's stages and task, each with its field path."""
     problems = []
-    if search.objective not in OBJECTIVES or search.objective not in metrics:
+    if search.objective not in objectives(task):
         problems.append(f"search.objective: {search.objective!r} is not a metric to minimise; "
-                        f"use one of {', '.join(o for o in OBJECTIVES if o in metrics)}")
+                        f"use one of {', '.join(objectives(task))}")
     for path, values in search.grid.items():
         where = f"search.grid.{path}"
         try:

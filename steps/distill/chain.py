@@ -11,7 +11,8 @@ from torch import nn
 from modelpress.errors import ModelpressError
 from modelpress.tasks import split_outputs
 
-from ..finetune.loop import EpochReporter, carve_validation, fit, to_device, validate
+from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, to_device, validate
+
 from .harness import DistillHarness, FeatureTap, projection
 from .students import Student, build_student, load_module, parameter_count
 
@@ -110,8 +111,9 @@ def distill_link(teacher: nn.Module, student: Student, config: DistillConfig, ta
             return wrapped(inputs, labels, teacher_logits, teacher_features)
 
         reporter = EpochReporter(report, "distill", prefix)
-        result = fit(harness, loss_fn, task, train, val, config, seed=seed, desc=f"distill {prefix[:-1]}",
-                     eval_model=harness.student, on_epoch=reporter)
+        result = fit(harness, loss_fn, frame_batches(task, train, config.batch_size, seed + 1), config,
+                     seed=seed, desc=f"distill {prefix[:-1]}",
+                     validation=Validation(task, val, harness.student), on_epoch=reporter)
     finally:
         if teacher_tap is not None:
             teacher_tap.remove()

@@ -7,9 +7,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from modelpress.registry import StageConfig
-
-from ..finetune.config import TrainSettings
+from modelpress.registry import RecipeFacts, StageConfig
+from modelpress.train_config import TrainSettings
 
 
 def _model_file(value: str | None, field: str) -> str | None:
@@ -51,7 +50,7 @@ class HiddenMatch(StageConfig):
     pairs: list[tuple[str, str]] | None = None
 
 
-class DistillConfig(TrainSettings):
+class DistillConfig(TrainSettings, StageConfig):
     student: StudentSpec
     # Teacher assistants, largest first: teacher → assistants[0] → … → student, each link a
     # full distillation of its own (Mirzadeh et al., 2020).
@@ -80,3 +79,19 @@ class DistillConfig(TrainSettings):
     @classmethod
     def _teacher_exists(cls, value: str | None) -> str | None:
         return _model_file(value, "teacher_path")
+
+    def _derived(self) -> list[StudentSpec]:
+        return [s for s in (*self.assistants, self.student) if s.path is None]
+
+    def rewrites_modules(self) -> bool:
+        return bool(self._derived())  # a derived student is a reshaped copy of the teacher
+
+    def recipe_problems(self, facts: RecipeFacts) -> list[str]:
+        """Deriving a student needs a model this task's models can be cut down from."""
+        wanted = {"students-by-layers": any(s.layers is not None for s in self._derived()),
+                  "students-by-width": any(s.width is not None for s in self._derived())}
+        how = {"students-by-layers": "by layers (a transformer layer stack)",
+               "students-by-width": "by width (the shipped SmallCNN)"}
+        return [f"a {facts.task.name} model cannot give a student derived {how[need]}; "
+                "give student.path (a student architecture saved with torch.save)"
+                for need, asked in wanted.items() if asked and need not in facts.task.capabilities]

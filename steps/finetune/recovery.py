@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
+from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, task_loss, validate
 from torch import nn
 
-from .loop import EpochReporter, carve_validation, cross_entropy_loss, fit, validate
 from .lora import attach_lora, default_train_modules, mask_lora_deltas, merge_lora, trainable_share
 from .masks import apply_masks, detect_masks, mask_applier, sparsity
 
@@ -35,8 +35,10 @@ def run_finetune(model: nn.Module, config: FinetuneConfig, context: StageContext
         after_step = mask_applier(tuned, masks) if masks else None
     share = trainable_share(trainee)
     reporter = EpochReporter(context.report, "finetune")
-    result = fit(trainee, cross_entropy_loss, context.task, train, val, config, seed=seed,
-                 desc="finetune", after_step=after_step, on_epoch=reporter)
+    # seed + 1: epoch e shuffles with seed + e, as this stage always has
+    result = fit(trainee, task_loss(context.task), frame_batches(context.task, train, config.batch_size, seed + 1),
+                 config, seed=seed, desc="finetune", validation=Validation(context.task, val),
+                 after_step=after_step, on_epoch=reporter)
     final = merge_lora(trainee) if config.lora is not None else trainee
     if masks:
         # A merged LoRA delta is dense: re-zero the pruned weights so sparsity survives export.

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from modelpress.registry import StageConfig
-
-
-class LowRankRecovery(BaseModel):
-    """A short supervised fine-tune of the factored model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    epochs: int = Field(1, ge=0, le=100)
-    lr: float = Field(1e-4, gt=0.0, lt=1.0)
-    batch_size: int = Field(64, ge=1)
+from modelpress.train_config import Recovery
 
 
 class LowRankConfig(StageConfig):
@@ -40,7 +32,10 @@ class LowRankConfig(StageConfig):
         default_factory=list, description="fnmatch patterns of module names to skip"
     )
     min_rank: int = Field(1, ge=1)
-    recovery: LowRankRecovery | None = None
+    recovery: Recovery | None = Field(None, description="a short fine-tune of the factored model")
+
+    def rewrites_modules(self) -> bool:
+        return True  # each factored Linear becomes two
 
     @model_validator(mode="after")
     def _one_rule(self) -> LowRankConfig:

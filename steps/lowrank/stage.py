@@ -45,19 +45,10 @@ def lowrank(model: nn.Module, config: LowRankConfig, context: StageContext) -> n
         and config.recovery.epochs > 0
         and any("/" in r for r in ranks.values())
     ):
-        from modelpress.training import train_classifier
+        from modelpress.training import recover
 
-        rec = config.recovery
-        train_classifier(
-            factored,
-            context.task,
-            context.train,
-            rec.epochs,
-            rec.lr,
-            rec.batch_size,
-            seed=context.seed,
-            desc="lowrank recovery",
-        )
+        recover(factored, context.task, context.train, config.recovery, seed=context.seed,
+                desc="lowrank recovery")
     params_after = sum(p.numel() for p in factored.parameters())
     context.report.update({f"rank.{name}": r for name, r in ranks.items()})
     context.report.update(

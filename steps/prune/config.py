@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelpress.registry import StageConfig
+from modelpress.train_config import Recovery
 
 Method = Literal["magnitude", "structured", "semi-structured-2:4"]
 Score = Literal["l1", "l2", "taylor", "wanda"]
@@ -38,16 +39,6 @@ class Schedule(BaseModel):
             share = 1 - (1 - progress) ** 3 if self.kind == "cubic" else progress
             out.append(final * share)
         return out
-
-
-class Recovery(BaseModel):
-    """A short supervised fine-tune after each pruning round; pruned weights stay pruned."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    epochs: int = Field(1, ge=0, le=100)
-    lr: float = Field(1e-3, gt=0.0, lt=1.0)
-    batch_size: int = Field(64, ge=1)
-    max_rows: int | None = Field(None, ge=1, description="use at most this many training rows")
 
 
 class PruneConfig(StageConfig):
@@ -84,7 +75,7 @@ class PruneConfig(StageConfig):
     )
     calibration_batch_size: int = Field(32, ge=1)
     schedule: Schedule = Schedule()
-    recovery: Recovery | None = None
+    recovery: Recovery | None = Field(None, description="a short fine-tune after each round")
     report_latency: bool = Field(True, description="time the eager model before/after on one batch")
 
     @model_validator(mode="after")
@@ -99,3 +90,9 @@ class PruneConfig(StageConfig):
         if self.schedule.steps > 1 and self.method == "semi-structured-2:4":
             raise ValueError("semi-structured-2:4 is a fixed 50% pattern; schedule.steps must be 1")
         return self
+
+    def required_modules(self) -> dict[str, str]:
+        return {"torch_pruning": "prune"} if self.method == "structured" else {}
+
+    def rewrites_modules(self) -> bool:
+        return self.method == "structured"  # units are cut out; masks only change weight values

@@ -74,21 +74,9 @@ def recover(
     step: int,
 ) -> None:
     """Short supervised fine-tune; masked weights are re-zeroed after every optimiser step."""
-    from modelpress.training import keep_masks, train_classifier
+    from modelpress.training import keep_masks, recover as fine_tune
 
-    recovery = config.recovery
-    assert recovery is not None
-    frame = context.train
-    if recovery.max_rows is not None and len(frame) > recovery.max_rows:
-        frame = frame.sample(n=recovery.max_rows, random_state=context.seed + step)
-    train_classifier(
-        model,
-        context.task,
-        frame,
-        recovery.epochs,
-        recovery.lr,
-        recovery.batch_size,
-        seed=context.seed + step,
-        after_step=keep_masks(masks) if masks else None,
-        desc=f"prune recovery {step + 1}/{config.schedule.steps}",
-    )
+    assert config.recovery is not None
+    fine_tune(model, context.task, context.train, config.recovery, seed=context.seed + step,
+              desc=f"prune recovery {step + 1}/{config.schedule.steps}",
+              after_step=keep_masks(masks) if masks else None)

@@ -168,6 +168,9 @@ class WeightQuantizeConfig(QuantizeFields):
     def needs_calibration(self) -> bool:
         return super().needs_calibration or self.awq is not None
 
+    def rewrites_modules(self) -> bool:
+        return True  # Linear layers become QuantLinear / Fp8Linear modules
+
     @field_validator("backend")
     @classmethod
     def _module_backend(cls, backend: str) -> str:

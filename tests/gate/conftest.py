@@ -11,6 +11,7 @@ from mlflow.tracking._model_registry import utils as registry_utils
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from modelpress.data import SHIPPED
+from modelpress.evaluate import onnx_runner, onnx_session, predict, quality
 from modelpress.tasks import TaskSpec
 
 
@@ -67,3 +68,9 @@ def linear_model(frame: Any, task: Any, steps: int) -> torch.nn.Module:
         torch.nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
     return model.eval()
+
+
+def registered_accuracy(model_uri: str, frame: Any, task: Any) -> float:
+    """A registered ONNX model's accuracy on ``frame``, measured here (what promotion compares)."""
+    logits, _, labels = predict(onnx_runner(onnx_session(mlflow.onnx.load_model(model_uri))), task, frame)
+    return quality(logits, labels)["accuracy"]

@@ -6,30 +6,32 @@ import pytest
 
 from modelpress.errors import RecipeError
 from modelpress.gate import run_gate
+from modelpress.handoffs import ChampionReport, Evaluation
 from modelpress.recipe import Threshold, load_recipe, validate_recipe
 
-REPORT = {"baseline": {"accuracy": 0.90, "size_mb": 10.0, "latency_ms": 4.0},
-          "candidate": {"accuracy": 0.88, "size_mb": 2.5, "latency_ms": 3.0}}
-CHAMPION = {"version": "3", "metrics": {"accuracy": 0.92, "size_mb": 2.0, "latency_ms": 2.0},
-            "candidate": {"accuracy": 0.88, "size_mb": 2.5, "latency_ms": 2.4}}
+REPORT = Evaluation(task="image-classification", eval_rows=100,
+                    baseline={"accuracy": 0.90, "size_mb": 10.0, "latency_ms": 4.0},
+                    candidate={"accuracy": 0.88, "size_mb": 2.5, "latency_ms": 3.0})
+CHAMPION = ChampionReport(version="3", metrics={"accuracy": 0.92, "size_mb": 2.0, "latency_ms": 2.0},
+                          candidate={"accuracy": 0.88, "size_mb": 2.5, "latency_ms": 2.4})
 
 
 def test_champion_rules_use_the_candidate_measured_beside_the_champion() -> None:
     verdict = run_gate({"accuracy": Threshold(max_champion_drop=0.05),
                         "latency_ms": Threshold(max_champion_ratio=1.1)}, REPORT, CHAMPION)
-    drop, ratio = verdict["checks"]
-    assert drop["value"] == pytest.approx(0.04) and drop["passed"]
-    assert ratio["value"] == pytest.approx(1.2) and not ratio["passed"]  # 2.4 / 2.0, not 3.0 / 2.0
-    assert not verdict["passed"] and "latency_ms.max_champion_ratio" in verdict["reason"]
-    assert verdict["champion_version"] == "3"
+    drop, ratio = verdict.checks
+    assert drop.value == pytest.approx(0.04) and drop.passed
+    assert ratio.value == pytest.approx(1.2) and not ratio.passed  # 2.4 / 2.0, not 3.0 / 2.0
+    assert not verdict.passed and "latency_ms.max_champion_ratio" in verdict.reason
+    assert verdict.champion_version == "3"
 
 
 def test_champion_rules_skip_without_champion_and_fail_when_it_cannot_be_measured() -> None:
     thresholds = {"accuracy": Threshold(max_champion_drop=0.0)}
-    first = run_gate(thresholds, REPORT, {})
-    assert first["passed"] and "skipped" in first["checks"][0]["note"]
-    broken = run_gate(thresholds, REPORT, {"version": "2", "error": "InvalidGraph: bad"})
-    assert not broken["passed"] and "champion not measured" in broken["reason"]
+    first = run_gate(thresholds, REPORT, ChampionReport())
+    assert first.passed and "skipped" in first.checks[0].note
+    broken = run_gate(thresholds, REPORT, ChampionReport(version="2", error="InvalidGraph: bad"))
+    assert not broken.passed and "champion not measured" in broken.reason
 
 
 def _raw(**gate: dict) -> dict:

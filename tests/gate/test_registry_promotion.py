@@ -13,21 +13,24 @@ import pytest
 from modelpress.deploy.onnx_export import export_onnx
 from modelpress.deploy.registry import alias_version, previous_tag, promote
 
+from modelpress.builds import BuildContext
 from modelpress.errors import ModelpressError
-from modelpress.evaluate import compare_onnx
 from modelpress.gate import run_gate
+from modelpress.handoffs import ChampionReport, DataReport
+from modelpress.pipelines.plan import build_plan
 from modelpress.promotion import promote_version, rollback
-from modelpress.publish import champion_accuracy, log_and_register, promote_if_better
-from modelpress.recipe import Threshold
+from modelpress.publish import log_and_register, promote_if_better
+from modelpress.recipe import Threshold, validate_recipe
 
-from .conftest import linear_model
-
-
-def registry_spec(name: str) -> dict[str, Any]:
-    return {"name": name, "challenger": "challenger", "promote_to": "champion", "tolerance": 0.0}
-
+from .conftest import linear_model, registered_accuracy
 
 TAGS = {"recipe_hash": "abc", "data_fingerprint": "digits:test", "baseline": "linear-40"}
+
+
+def plan_for(name: str) -> Any:
+    recipe = validate_recipe({"name": "gate-test", "model": {"source": "package", "name": "small-cnn"},
+                              "data": {"source": "digits"}, "stages": ["quantize"], "registry": {"name": name}})
+    return build_plan(recipe, tracker="unused", experiment="gate-tests").model_copy(update={"tags": TAGS})
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +45,15 @@ def publish_candidate(name: str, digits: Any, baseline: Any, steps: int,
     frame, task = digits
     model = linear_model(frame, task, steps)
     candidate = export_onnx(model, task, frame)
-    evaluation = compare_onnx(baseline, candidate, task, frame, repeats=3)
+    evaluation = task.evaluate(baseline, candidate, frame)
     verdict = run_gate({"accuracy": Threshold(max_drop=max_drop)}, evaluation)
+    champion = ChampionReport()  # measured again by the promotion's check-then-set when one exists
     with mlflow.start_run():
-        recipe = {"name": "gate-test", "registry": registry_spec(name), "stages": [], "gate": {}}
-        registration = log_and_register(model, candidate, evaluation, verdict, {}, {}, {}, recipe, TAGS)
-        outcome = promote_if_better(registration, verdict, evaluation, frame, task, registry_spec(name))
-    registration["version"] = str(registration["version"])
+        context = BuildContext(name=name, task=task, eval_frame=frame, model=model, onnx=candidate)
+        registration = log_and_register(plan_for(name), context, evaluation, verdict, [],
+                                        DataReport(success=True, expectations=1, rows=len(frame)), champion, None)
+        outcome = promote_if_better(registration, verdict, evaluation, champion, candidate, frame, task,
+                                    "champion", 0.0)
     return registration, verdict, outcome
 
 
@@ -58,26 +63,26 @@ def version_tags(name: str, version: str) -> dict[str, str]:
 
 def test_pass_moves_champion_and_fail_does_not_with_reason_in_tags(registry: str, model_name: str, digits: Any, baseline: Any) -> None:
     passed, verdict, outcome = publish_candidate(model_name, digits, baseline, steps=40)
-    assert verdict["passed"] and outcome["promoted"]
-    assert str(alias_version(model_name, "champion").version) == passed["version"]
-    assert version_tags(model_name, passed["version"])["gate"] == "passed"
+    assert verdict.passed and outcome.promoted
+    assert str(alias_version(model_name, "champion").version) == passed.version
+    assert version_tags(model_name, passed.version)["gate"] == "passed"
 
     failed, verdict, outcome = publish_candidate(model_name, digits, baseline, steps=2, max_drop=0.0)
-    assert not verdict["passed"] and not outcome["promoted"]
-    assert str(alias_version(model_name, "champion").version) == passed["version"]  # unmoved
-    tags = version_tags(model_name, failed["version"])
+    assert not verdict.passed and not outcome.promoted
+    assert str(alias_version(model_name, "champion").version) == passed.version  # unmoved
+    tags = version_tags(model_name, failed.version)
     assert tags["gate"] == "failed" and "accuracy.max_drop" in tags["gate_reason"]
     assert tags["promotion"].startswith("not promoted: gate failed")
-    assert str(alias_version(model_name, "challenger").version) == passed["version"]  # a failure gets no alias
+    assert str(alias_version(model_name, "challenger").version) == passed.version  # a failure gets no alias
 
 
 def test_worse_than_champion_beyond_tolerance_is_not_promoted(registry: str, model_name: str, digits: Any, baseline: Any) -> None:
     good, _, _ = publish_candidate(model_name, digits, baseline, steps=40)
     worse, verdict, outcome = publish_candidate(model_name, digits, baseline, steps=3)  # passes the loose gate
-    assert verdict["passed"] and not outcome["promoted"]
-    assert "< @champion" in outcome["reason"] and "tolerance 0.0" in outcome["reason"]
-    assert str(alias_version(model_name, "champion").version) == good["version"]
-    assert version_tags(model_name, worse["version"])["promotion"].startswith("not promoted")
+    assert verdict.passed and not outcome.promoted
+    assert "< @champion" in outcome.reason and "tolerance 0.0" in outcome.reason
+    assert str(alias_version(model_name, "champion").version) == good.version
+    assert version_tags(model_name, worse.version)["promotion"].startswith("not promoted")
 
 
 def register_fast(name: str, digits: Any, steps: int) -> tuple[str, float]:
@@ -87,14 +92,14 @@ def register_fast(name: str, digits: Any, steps: int) -> tuple[str, float]:
     with mlflow.start_run():
         info = mlflow.onnx.log_model(proto, name="onnx_model", pip_requirements=["onnx"])
     version = mlflow.register_model(info.model_uri, name, tags={**TAGS, "gate": "passed"}).version
-    accuracy = champion_accuracy(f"models:/{name}/{version}", frame, task)
+    accuracy = registered_accuracy(f"models:/{name}/{version}", frame, task)
     mlflow.MlflowClient().set_model_version_tag(name, version, "accuracy", f"{accuracy:.6f}")
     return str(version), accuracy
 
 
 def scorer(digits: Any) -> Any:
     frame, task = digits
-    return lambda v: champion_accuracy(f"models:/{v.name}/{v.version}", frame, task)
+    return lambda v: registered_accuracy(f"models:/{v.name}/{v.version}", frame, task)
 
 
 def test_rollback_restores_the_previous_champion_and_walks_back(registry: str, model_name: str, digits: Any) -> None:

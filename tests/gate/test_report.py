@@ -8,14 +8,18 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from modelpress.gate import run_gate
+from modelpress.handoffs import ChampionReport, Evaluation
 from modelpress.recipe import Threshold
+from modelpress.registry import get_task
 from modelpress.report import load_peers, render_gate
 
-EVALUATION = {"baseline": {"accuracy": 0.95, "f1": 0.95, "size_mb": 0.43, "latency_ms": 0.6, "peak_memory_mb": 9.0},
-              "candidate": {"accuracy": 0.94, "f1": 0.94, "agreement": 0.98, "size_mb": 0.12, "latency_ms": 0.5,
-                            "peak_memory_mb": 6.0}}
-CHAMPION = {"version": "4", "metrics": {"accuracy": 0.945, "size_mb": 0.2, "latency_ms": 0.55},
-            "candidate": {"accuracy": 0.94, "size_mb": 0.12, "latency_ms": 0.52}}
+EVALUATION = Evaluation(
+    task="image-classification", eval_rows=300,
+    baseline={"accuracy": 0.95, "f1": 0.95, "size_mb": 0.43, "latency_ms": 0.6, "peak_memory_mb": 9.0},
+    candidate={"accuracy": 0.94, "f1": 0.94, "agreement": 0.98, "size_mb": 0.12, "latency_ms": 0.5,
+               "peak_memory_mb": 6.0})
+CHAMPION = ChampionReport(version="4", metrics={"accuracy": 0.945, "size_mb": 0.2, "latency_ms": 0.55},
+                          candidate={"accuracy": 0.94, "size_mb": 0.12, "latency_ms": 0.52})
 
 
 class Structure(HTMLParser):
@@ -60,7 +64,8 @@ def test_gate_report_has_verdict_tables_and_an_svg_plot(tmp_path: Path) -> None:
     peers_file.write_text(json.dumps([{"name": "torch.ao int8", "accuracy": 0.93, "size_mb": 0.15, "latency_ms": 0.9}]))
     verdict = run_gate({"accuracy": Threshold(max_drop=0.02, max_champion_drop=0.001),
                         "size_mb": Threshold(max_ratio=0.5)}, EVALUATION, CHAMPION)
-    page, svg = render_gate(EVALUATION, verdict, CHAMPION, load_peers(peers_file), "mnist-cnn")
+    page, svg = render_gate(get_task("image-classification"), EVALUATION, verdict, CHAMPION, load_peers(peers_file),
+                            "mnist-cnn")
 
     parsed = Structure()
     parsed.feed(page)

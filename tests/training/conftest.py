@@ -34,11 +34,11 @@ def digits_teacher(digits_frame, image_task):
     import torch
 
     from modelpress.nets import SmallCNN
-    from modelpress.training import train_classifier
+    from modelpress.training import plain_settings, train
 
     torch.manual_seed(0)
     teacher = SmallCNN((1, 8, 8), 10)
-    train_classifier(teacher, image_task, digits_frame[digits_frame["split"] == "train"], 5, 3e-3, 32)
+    train(teacher, image_task, digits_frame[digits_frame["split"] == "train"], plain_settings(5, 3e-3, 32))
     return teacher.eval()
 
 

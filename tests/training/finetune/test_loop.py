@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 from modelpress.steps.finetune import FinetuneConfig
-from modelpress.steps.finetune.loop import carve_validation, cross_entropy_loss, fit, validate
+from modelpress.training import Validation, carve_validation, fit, frame_batches, task_loss, validate
 
 from modelpress.context import StageContext
 from modelpress.errors import ModelpressError
@@ -34,8 +34,8 @@ def test_early_stopping_restores_the_best_epoch(digits_frame, image_task, digits
                 model.fc2.weight.neg_()
 
     config = FinetuneConfig(epochs=6, lr=1e-6, patience=2, warmup=0, schedule="constant")
-    result = fit(model, cross_entropy_loss, image_task, train.iloc[:128], val, config, seed=0, desc="t",
-                 on_epoch=sabotage)
+    result = fit(model, task_loss(image_task), frame_batches(image_task, train.iloc[:128], config.batch_size, 1),
+                 config, seed=0, desc="t", validation=Validation(image_task, val), on_epoch=sabotage)
     assert result.stopped_early and len(result.history) == 3
     assert result.best_epoch == 1
     assert validate(model, image_task, val, 64)["val_accuracy"] == pytest.approx(result.best["val_accuracy"])
@@ -48,7 +48,8 @@ def test_gradient_accumulation_matches_one_large_batch(digits_frame, image_task,
     for batch_size, accum in ((32, 1), (16, 2), (8, 4)):
         model = copy.deepcopy(digits_teacher)
         config = FinetuneConfig(epochs=1, lr=1e-2, batch_size=batch_size, grad_accum=accum, warmup=0)
-        fit(model, cross_entropy_loss, image_task, train, val, config, seed=0, desc="t")
+        fit(model, task_loss(image_task), frame_batches(image_task, train, batch_size, 1), config, seed=0, desc="t",
+            validation=Validation(image_task, val))
         models.append(model)
     reference = dict(models[0].named_parameters())
     assert (reference["fc2.weight"] != digits_teacher.fc2.weight).any()

@@ -7,7 +7,8 @@ import copy
 import pytest
 import torch
 from modelpress.steps.finetune import FinetuneConfig, LoraSettings
-from modelpress.steps.finetune.loop import carve_validation, cross_entropy_loss, fit
+from modelpress.tasks import split_outputs
+from modelpress.training import Validation, carve_validation, fit, frame_batches, task_loss
 from modelpress.steps.finetune.lora import attach_lora, default_train_modules, merge_lora
 
 from modelpress.errors import ModelpressError
@@ -17,7 +18,7 @@ from modelpress.nets import SmallCNN, TextClassifier
 def _train_a_little(model: torch.nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-2)
     for _ in range(5):
-        loss = cross_entropy_loss(model, inputs, labels)
+        loss = torch.nn.functional.cross_entropy(split_outputs(model(**inputs))[0], labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -33,8 +34,9 @@ def test_cnn_lora_merges_into_a_plain_model_with_the_same_outputs(digits_frame, 
     assert not any(n.endswith("conv1.base_layer.weight") for n in trainable)  # base stays frozen
     train, val = carve_validation(digits_frame[digits_frame["split"] == "train"],
                                   FinetuneConfig(), 0, "finetune")
-    fit(peft_model, cross_entropy_loss, image_task, train.iloc[:256], val, FinetuneConfig(epochs=1, lr=1e-2),
-        seed=0, desc="lora")
+    config = FinetuneConfig(epochs=1, lr=1e-2)
+    fit(peft_model, task_loss(image_task), frame_batches(image_task, train.iloc[:256], config.batch_size, 1), config,
+        seed=0, desc="lora", validation=Validation(image_task, val))
     pixels = torch.from_numpy(image_task.encode(val)["pixels"])
     with torch.no_grad():
         unmerged = peft_model(pixels=pixels)[0]
@@ -63,7 +65,7 @@ def test_bert_lora_merge_matches_and_exports(text_frame, text_task, make_tiny_be
         assert torch.allclose(merged(**inputs)[0], unmerged, atol=1e-5)
     evaluation = text_frame[text_frame["split"] == "eval"]
     parity = check_parity(merged, export_onnx(merged, text_task, evaluation), text_task, evaluation)
-    assert parity["agreement"] == 1.0
+    assert parity.agreement == 1.0
 
 
 def test_unknown_lora_target_is_a_clear_error(digits_teacher):

@@ -1,0 +1,1 @@
+"""Builds (export formats), one module each, registered with ``modelpress.registry.register_build``."""

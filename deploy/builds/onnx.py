@@ -1,0 +1,41 @@
+"""``export: [onnx]``: the gated ONNX graph as an MLflow ONNX model — the registered version."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from modelpress.builds import Build, BuildContext
+from modelpress.handoffs import BuildReport
+from modelpress.registry import RecipeFacts, register_build
+
+# Given explicitly because MLflow's inference imports the model in a subprocess, which costs
+# tens of seconds per model.
+ONNX_REQUIREMENTS = ["onnx", "onnxruntime"]
+
+
+@register_build("onnx")
+class OnnxBuild(Build):
+    summary: ClassVar[str] = "the ONNX graph ONNX Runtime evaluated (parity-checked against PyTorch); registered"
+    registers: ClassVar[bool] = True
+
+    def problems(self, facts: RecipeFacts) -> list[str]:
+        return []
+
+    def write(self, context: BuildContext) -> BuildReport:
+        import mlflow
+
+        from modelpress.deploy.registry import ONNX_ARTIFACT
+
+        if context.onnx is None:
+            raise ValueError("the onnx build needs the ONNX candidate")
+        # MLflow moves large initializers to external data *in the proto it is given*: log a copy
+        # so the candidate in memory stays self-contained for the steps after this one.
+        logged = type(context.onnx)()
+        logged.CopyFrom(context.onnx)
+        info = mlflow.onnx.log_model(logged, name=ONNX_ARTIFACT, pip_requirements=ONNX_REQUIREMENTS)
+        checks = context.parity.model_dump() if context.parity is not None else {}
+        return BuildReport(name="onnx", artifact_path=ONNX_ARTIFACT, model_uri=info.model_uri, checks=checks)
+
+    def model_uri(self, report: BuildReport) -> str:
+        assert report.model_uri is not None
+        return report.model_uri

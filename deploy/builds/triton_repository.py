@@ -1,0 +1,36 @@
+"""``export: [triton-repository]``: ``<name>/<version>/model.onnx`` + a ``config.pbtxt`` read from the graph."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from modelpress.builds import Build, BuildContext
+from modelpress.handoffs import BuildReport
+from modelpress.registry import register_build
+
+
+@register_build("triton-repository")
+class TritonRepositoryBuild(Build):
+    instance_kind: Literal["KIND_CPU", "KIND_GPU"] = Field(
+        "KIND_CPU", description="instance_group kind in config.pbtxt (modelpress pull can rewrite it)")
+
+    summary: ClassVar[str] = "a Triton model repository (model.onnx + config.pbtxt, dynamic batching)"
+
+    def write(self, context: BuildContext) -> BuildReport:
+        import mlflow
+
+        from modelpress.deploy.pull import REPOSITORY_ARTIFACT
+        from modelpress.deploy.triton_repo import write_onnx_model
+
+        assert context.onnx is not None and context.version is not None
+        metadata = {"name": context.name, "version": context.version,
+                    "parity_vs_pytorch": context.parity.model_dump() if context.parity else {}}
+        with tempfile.TemporaryDirectory() as tmp:
+            write_onnx_model(Path(tmp), context.name, context.version, context.onnx, self.instance_kind, metadata)
+            mlflow.log_artifacts(tmp, REPOSITORY_ARTIFACT)
+        mlflow.set_tag("modelpress.model_repository", "onnx")
+        return BuildReport(name="triton-repository", artifact_path=f"{REPOSITORY_ARTIFACT}/{context.name}")

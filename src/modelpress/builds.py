@@ -1,0 +1,59 @@
+"""What every build (export format) declares and does; implementations live in deploy/builds/.
+
+A build is one module with a pydantic config registered under the name ``export:`` uses. It
+writes its files from the gated candidate, checks them with the format's real consumer and logs
+them with the registered version (by default under ``builds/<name>/`` of the version's run).
+Exactly one build *registers*: its MLflow model is the registered version's model (the ONNX
+graph for the classification tasks); the others run after registration, with the version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from .registry import RecipeFacts, StrictConfig
+
+if TYPE_CHECKING:
+    import onnx
+    import pandas as pd
+    import torch
+
+    from .handoffs import BuildReport, Parity
+    from .tasks import Task
+
+
+@dataclass
+class BuildContext:
+    """The gated candidate and what a build may need to write and check it."""
+
+    name: str  # the registered model's name
+    task: Task
+    eval_frame: pd.DataFrame
+    model: torch.nn.Module | None = None  # the PyTorch candidate (None for an ONNX source)
+    onnx: onnx.ModelProto | None = None  # the ONNX candidate (tasks evaluated in ONNX Runtime)
+    parity: Parity | None = None
+    version: str | None = None  # set once the registering build registered it
+    built: dict[str, BuildReport] = field(default_factory=dict)  # earlier builds of this run
+
+
+class Build(StrictConfig):
+    """Base for every build config."""
+
+    summary: ClassVar[str] = ""
+    #: True for the one build whose MLflow model becomes the registered version
+    registers: ClassVar[bool] = False
+
+    def problems(self, facts: RecipeFacts) -> list[str]:
+        """Why this build cannot be made from this recipe's candidate (found at validate)."""
+        return []
+
+    def write(self, context: BuildContext) -> BuildReport:
+        """Write, check with the consumer, log to the active MLflow run; report what was made."""
+        raise NotImplementedError
+
+    def model_uri(self, report: BuildReport) -> str:
+        """The registering build's MLflow model URI (``runs:/…``) for :func:`mlflow.register_model`."""
+        raise NotImplementedError
+
+

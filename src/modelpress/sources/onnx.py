@@ -1,0 +1,59 @@
+"""``source: onnx``: an ONNX graph; only graph stages (``quantize``) can follow it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationInfo, field_validator
+
+from ..registry import register_source
+from .base import Source, resolve_path, sha256_file, unreadable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..tasks import Task
+
+
+@register_source("onnx")
+class OnnxModel(Source):
+    source: Literal["onnx"] = "onnx"
+    path: Path
+
+    artifact = "graph"
+    summary = "an ONNX model file; only graph stages (quantize) apply"
+    init_order = 20
+
+    @field_validator("path")
+    @classmethod
+    def _file(cls, value: Path, info: ValidationInfo) -> Path:
+        return resolve_path(value, info)
+
+    def problems(self, task: type[Task] | None) -> list[str]:
+        problems = [] if self.task is not None else ["model.task: required for source onnx"]
+        try:
+            self._read()
+        except Exception as exc:  # noqa: BLE001 -- onnx raises DecodeError, ValidationError, OSError…
+            problems.append(str(exc))
+        return problems
+
+    def _read(self) -> Any:
+        import onnx
+
+        try:
+            model = onnx.load(str(self.path))
+            onnx.checker.check_model(model)
+        except Exception as exc:  # noqa: BLE001 -- see above
+            raise unreadable(self.path, "ONNX model", exc) from None
+        return model
+
+    def fingerprint(self) -> str:
+        return f"sha256:{sha256_file(self.path)}"
+
+    def load(self, task: Task, dataset: pd.DataFrame) -> Any:
+        return self._read()
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        return path.is_file() and path.suffix == ".onnx"

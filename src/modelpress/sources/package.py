@@ -1,0 +1,73 @@
+"""``source: package``: a model whose architecture/weights ship in an installed package."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from ..registry import StrictConfig, register_source
+from .base import Source, SourceFacts
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..tasks import Task
+
+
+class BaselineTraining(StrictConfig):
+    """How a package model's task head (or a shipped CNN) is trained to form the baseline."""
+
+    epochs: int = Field(3, ge=1, le=100)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+
+
+@register_source("package")
+class PackageModel(Source):
+    """A model from `modelpress.zoo` (``minilm-l6``, ``small-cnn``), trained on the data first."""
+
+    source: Literal["package"] = "package"
+    name: str
+    baseline: BaselineTraining = BaselineTraining()
+
+    summary = "a model that ships in an installed package (see `modelpress.zoo`), baseline-trained"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from ..zoo import ZOO
+
+        if name not in ZOO:
+            raise ValueError(f"unknown package model {name!r}; known: {', '.join(sorted(ZOO))}")
+        return name
+
+    def facts(self) -> SourceFacts:
+        from ..zoo import ZOO
+
+        entry = ZOO[self.name]
+        return SourceFacts(task=entry.task, tokenizer=entry.tokenizer)
+
+    def problems(self, task: type[Task] | None) -> list[str]:
+        from ..zoo import ZOO
+
+        entry = ZOO[self.name]
+        if task is not None and task.name != entry.task:
+            return [f"model.task: package model {self.name!r} is a {entry.task} model"]
+        return []
+
+    def fingerprint(self) -> str:
+        from .. import __version__
+
+        return f"{self.name}:modelpress=={__version__}"
+
+    def load(self, task: Task, dataset: pd.DataFrame) -> Any:
+        import torch
+
+        from ..zoo import ZOO
+
+        entry = ZOO[self.name]
+        torch.manual_seed(0)
+        model = entry.build(int(dataset["label"].max()) + 1, task.spec.image_shape)
+        entry.train_baseline(model, task, dataset[dataset["split"] == "train"], self.baseline)
+        return model.eval()

@@ -1,0 +1,24 @@
+"""Tasks: how a kind of model takes its inputs, what its outputs mean and what it measures.
+
+Each task is one module here that registers a :class:`Task` subclass with
+:func:`modelpress.registry.register_task`; see ``base.py`` for what a task declares.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import Batch, Metric, Task, TaskConfig, TaskSpec, split_outputs, torch_forward
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def tasks() -> Mapping[str, type[Task]]:
+    """Every registered task by name (the built-in modules are imported on first use)."""
+    from ..registry import TASKS
+
+    return TASKS.all()
+
+
+__all__ = ["Batch", "Metric", "Task", "TaskConfig", "TaskSpec", "split_outputs", "tasks", "torch_forward"]

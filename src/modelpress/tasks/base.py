@@ -1,0 +1,184 @@
+"""What every task declares and does: its inputs, its metrics, its loss, its evaluation.
+
+Stages, evaluation, export, the gate, the report and the summary talk to a :class:`Task`,
+never to a model type or a task name, so a new kind of model is one task module. Batches are
+numpy arrays keyed by ONNX input name, so the same batches feed PyTorch (through
+``torch.from_numpy``) and ONNX Runtime sessions.
+
+A model's raw output may be a tensor, a tuple ``(logits, embedding, ...)`` or a Hugging Face
+``ModelOutput``; :func:`split_outputs` turns each into ``(logits, embedding)``: the embedding
+(a pooled sentence vector, penultimate CNN features) is what fidelity cosine compares, and the
+logits stand in for it when a model returns none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from ..registry import StrictConfig
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+    import pandas as pd
+    import torch
+
+    from ..handoffs import Evaluation
+
+Batch = dict[str, "np.ndarray"]
+DataKind = Literal["text", "features"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One thing a task measures: its direction, its possible range, how the summary prints it."""
+
+    name: str
+    label: str
+    higher_is_better: bool
+    low: float = 0.0
+    high: float = math.inf
+    fmt: str = "{:.4f}"
+
+
+class TaskConfig(StrictConfig):
+    """A task's options in the recipe (``model.task: {name: ..., ...}``); subclasses add fields."""
+
+    name: str
+
+
+class TaskSpec(BaseModel):
+    """A task with everything needed to rebuild it inside any step (JSON-able, cache-friendly).
+
+    ``options`` are the recipe's task options (validated by the task's ``Config``); the other
+    fields are facts the plan found in the data and the model source.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    options: dict[str, JsonValue] = {}
+    labels: tuple[str, ...] | None = None  # class names in index order
+    tokenizer: str | None = None  # a folder, or the name of a package that ships one
+    image_shape: tuple[int, int, int] | None = None
+    features: tuple[str, ...] | None = None  # input columns, in the model's order
+
+    def __init__(self, name: str | None = None, /, **data: Any):
+        # Keywords that are not fields are task options: TaskSpec("text-classification", max_length=16).
+        options = dict(data.pop("options", None) or {})
+        options.update({k: data.pop(k) for k in list(data) if k not in type(self).model_fields})
+        super().__init__(**({"name": name} if name is not None else {}), options=options, **data)
+
+    def build(self) -> Task:
+        from ..registry import get_task
+
+        return get_task(self.name)(self)
+
+
+def split_outputs(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, embedding) from a tensor, a tuple/list or a Hugging Face ``ModelOutput``."""
+    logits = getattr(outputs, "logits", None)
+    if logits is not None:  # ModelOutput: the logits are also what fidelity compares
+        return logits, logits
+    if isinstance(outputs, (tuple, list)):
+        return outputs[0], outputs[1] if len(outputs) > 1 else outputs[0]
+    return outputs, outputs
+
+
+def torch_forward(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    return split_outputs(model(**{k: torch.from_numpy(v) for k, v in batch.items()}))
+
+
+class Task:
+    """Base class; concrete tasks register with :func:`modelpress.registry.register_task`."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    summary: ClassVar[str] = ""
+    data_kind: ClassVar[DataKind]
+    input_names: ClassVar[tuple[str, ...]] = ()
+    metrics: ClassVar[tuple[Metric, ...]] = ()
+    #: the metric promotion compares a candidate and the current champion on
+    primary_metric: ClassVar[str] = ""
+    #: Hugging Face ``config.architectures`` suffixes this task takes, and the Auto class
+    #: that loads them (``…ForSequenceClassification`` → ``AutoModelForSequenceClassification``)
+    hf_architectures: ClassVar[tuple[str, ...]] = ()
+    hf_auto_class: ClassVar[str | None] = None
+    #: what stages may derive from this task's models (e.g. "students-by-layers")
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, spec: TaskSpec):
+        self.spec = spec
+        self.config = self.Config.model_validate({"name": spec.name, **spec.options})
+
+    # --- what it measures ----------------------------------------------------------------
+
+    @classmethod
+    def metric(cls, name: str) -> Metric:
+        return next(m for m in cls.metrics if m.name == name)
+
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        return tuple(m.name for m in cls.metrics)
+
+    @classmethod
+    def better(cls, metric: str, a: float, b: float) -> bool:
+        """True when ``a`` is strictly better than ``b`` on ``metric``."""
+        return a > b if cls.metric(metric).higher_is_better else a < b
+
+    # --- what a recipe must give it (checked at load) ------------------------------------
+
+    @classmethod
+    def data_problems(cls, data: Any, image_shape: tuple[int, int, int] | None) -> list[str]:
+        """Why ``data`` (a recipe data spec of kind ``data_kind``) cannot feed this task."""
+        return []
+
+    # --- data → batches --------------------------------------------------------------------
+
+    def encode(self, frame: pd.DataFrame) -> Batch:
+        raise NotImplementedError
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        return {name: {0: "batch"} for name in self.input_names}
+
+    def batches(self, frame: pd.DataFrame, batch_size: int, shuffle: bool = False,
+                seed: int = 0) -> Iterator[tuple[Batch, np.ndarray]]:
+        order = frame.sample(frac=1.0, random_state=seed) if shuffle else frame
+        for start in range(0, len(order), batch_size):
+            chunk = order.iloc[start:start + batch_size]
+            yield self.encode(chunk), chunk["label"].to_numpy(dtype="int64", copy=True)
+
+    def example(self, frame: pd.DataFrame, rows: int = 2) -> Batch:
+        return self.encode(frame.iloc[:rows])
+
+    def timing_batch(self, frame: pd.DataFrame, batch_size: int) -> Batch:
+        """A fixed-shape batch for latency measurement."""
+        return self.encode(frame.iloc[:batch_size])
+
+    # --- model outputs -----------------------------------------------------------------
+
+    @staticmethod
+    def outputs(raw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return split_outputs(raw)
+
+    def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch_forward(model, batch)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_model(self, model: torch.nn.Module, frame: pd.DataFrame, where: str) -> None:
+        """Raise a one-line error naming ``where`` if ``model`` cannot serve this task's data."""
+
+    # --- evaluation --------------------------------------------------------------------
+
+    def evaluate(self, baseline: onnx.ModelProto, candidate: onnx.ModelProto,
+                 eval_frame: pd.DataFrame) -> Evaluation:
+        raise NotImplementedError
