@@ -14,16 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
-    import importlib.util
+    from .serving import tooling
 
-    spec = importlib.util.spec_from_file_location("deploy_tooling", REPO / "tests" / "deploy" / "tooling.py")
-    tooling = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tooling)
-    return tooling.free_port()
+    return tooling().free_port()
 
 
 def wait_http(url: str, proc: subprocess.Popen | None, log: Path, timeout: float = 120) -> None:

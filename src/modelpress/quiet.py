@@ -78,11 +78,17 @@ def captured(path: Path, verbose: bool = False) -> Iterator[RunLog]:
                                                       saved[fd], log, verbose), daemon=True)
         reader.start()
         readers.append(reader)
+    # Python-level writers too, in case sys.stdout/err were replaced by something that does not
+    # write to fds 1/2 (a notebook, a test runner)
+    streams = sys.stdout, sys.stderr
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     try:
         yield log
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
         for fd, original in saved.items():
             os.dup2(original, fd)  # closes our pipe's write end on fds 1 and 2
         for reader in readers:

@@ -11,7 +11,8 @@ Two halves fix that:
   ZenML's MLflow tracker starts the runs inside our steps, so this needs no hook in its code.
 * :func:`settle_killed_runs`, called when ``modelpress run`` starts, ends every RUNNING run of
   the experiment whose owner is on this host and no longer alive as FAILED, and tags the model
-  versions such a run registered as incomplete (``modelpress promote`` refuses them).
+  versions such a run registered before publish finished (no alias yet) as incomplete
+  (``modelpress promote`` refuses them).
 
 Runs owned by another host (a remote orchestrator's pod) are left alone: their liveness cannot
 be checked from here.
@@ -49,12 +50,14 @@ class OwnerTags:
 
 def process_started(pid: int) -> float:
     """When ``pid`` started (seconds since the epoch), or -1 if no such process runs."""
-    try:
-        import psutil
+    import psutil  # a ZenML dependency
 
+    try:
         return psutil.Process(pid).create_time()
-    except Exception:  # noqa: BLE001 -- psutil's NoSuchProcess/AccessDenied, or psutil missing
+    except psutil.NoSuchProcess:
         return -1.0
+    except psutil.Error:  # AccessDenied: it runs, as another user
+        return float("inf")
 
 
 def owner_alive(tags: dict[str, str]) -> bool:
@@ -66,7 +69,7 @@ def owner_alive(tags: dict[str, str]) -> bool:
     except (KeyError, ValueError):
         return True
     now = process_started(pid)
-    return now >= 0 and abs(now - started) < 1.0
+    return now == float("inf") or (now >= 0 and abs(now - started) < 1.0)
 
 
 def settle_killed_runs(tracking_uri: str | None, experiment: str) -> list[str]:
@@ -95,5 +98,7 @@ def _fail(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
               "(killed?); closed by the next modelpress run")
     client.set_tag(run_id, "modelpress.failed_reason", reason)
     client.set_terminated(run_id, status="FAILED", end_time=int(time.time() * 1000))
-    for version in client.search_model_versions(f"run_id = '{run_id}'"):
-        client.set_model_version_tag(version.name, version.version, INCOMPLETE_TAG, reason)
+    for found in client.search_model_versions(f"run_id = '{run_id}'"):
+        version = client.get_model_version(found.name, found.version)  # search leaves aliases out
+        if not version.aliases:  # publish sets @challenger last: a version with an alias is whole
+            client.set_model_version_tag(version.name, version.version, INCOMPLETE_TAG, reason)

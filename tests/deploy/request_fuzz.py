@@ -119,6 +119,11 @@ def v2_probes(rng: random.Random, model: str, inputs: list[Tensor], count: int) 
         yield V2_KINDS[kind](rng, model, inputs)
 
 
+def valid_v2_probe(rng: random.Random, model: str, inputs: list[Tensor]) -> Probe:
+    """A well-formed request (the server must still answer these 200 after the fuzz)."""
+    return Probe("valid", "POST", _infer(model), _request([_valid_input(rng, spec) for spec in inputs]), JSON)
+
+
 def _infer(model: str) -> str:
     return f"/v2/models/{model}/infer"
 
