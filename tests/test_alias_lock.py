@@ -11,8 +11,13 @@ import time
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-
-from modelpress.deploy.alias_lock import LockTimeout, _break_if_expired, _holder, alias_lock, lock_name
+from modelpress.deploy.alias_lock import (
+    LockTimeout,
+    _break_if_expired,
+    _holder,
+    alias_lock,
+    lock_name,
+)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,15 @@ from mlflow import MlflowClient
 
 from modelpress.errors import ModelpressError
 from modelpress.promotion import promote_version
-from modelpress.stale_runs import HOST_TAG, OWNER_ENV, PID_TAG, STARTED_TAG, process_started, settle_killed_runs
+from modelpress.stale_runs import (
+    HOST_TAG,
+    OWNER_ENV,
+    PID_TAG,
+    STARTED_TAG,
+    process_started,
+    settle_killed_runs,
+)
+
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:

@@ -185,11 +185,15 @@ def run(recipe: str, no_cache: bool, verbose: bool) -> None:
 def run_logged(label: str, pipeline: Any, verbose: bool = False) -> Any:
     """Run ``pipeline()`` with its output captured (quiet.py), print the summary, keep the full
     log as the registered version's MLflow artifact ``logs/``; errors become one line."""
+    import os
+
     from .quiet import captured, keep_with_run, new_log_path, verbose_requested
     from .stack import home
     from .summary import print_summary
 
     log_path = new_log_path(home() / "logs", label)
+    if not verbose_requested(verbose):  # a bar per downloaded champion file is noise, not progress
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with user_errors(log_hint=str(log_path)):
         with captured(log_path, verbose_requested(verbose)):
             result = pipeline()

@@ -47,6 +47,7 @@ class RunLog:
     path: Path
     lines: int = 0
     shown: int = 0
+    bar_open: bool = False  # the console's last piece was a progress-bar redraw (ends in \r)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def write(self, line: bytes) -> None:
@@ -131,6 +132,10 @@ def _route(piece: bytes, console: int, log: RunLog, verbose: bool) -> None:
         log.write(piece)
     if verbose or KEEP.search(ANSI.sub(b"", piece).lstrip(b"\r")):
         log.shown += 1
+        redraw = piece.endswith(b"\r")
+        if log.bar_open and not redraw:
+            piece = b"\n" + piece  # a bar left open would have the next line glued to it
+        log.bar_open = redraw
         try:
             os.write(console, piece)
         except OSError:

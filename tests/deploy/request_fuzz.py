@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,7 +95,7 @@ def send_all(host: str, port: int, probes: list[Probe], workers: int = 8) -> lis
 def _send_or_error(host: str, port: int, probe: Probe) -> Answer:
     try:
         return send(host, port, probe)
-    except (OSError, http.client.HTTPException, socket.timeout) as exc:
+    except (OSError, http.client.HTTPException) as exc:  # TimeoutError is an OSError
         return Answer(probe, 0, f"no answer: {type(exc).__name__}: {exc}".encode())
 
 
