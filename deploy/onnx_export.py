@@ -43,17 +43,32 @@ def export_onnx(model: "torch.nn.Module", task: "Task", sample: "pd.DataFrame") 
     has_embedding = isinstance(raw, (tuple, list)) and len(raw) > 1
     output_names = ["logits", "embedding"] if has_embedding else ["logits"]
     axes = {**task.dynamic_axes(), **{name: {0: "batch"} for name in output_names}}
+    exported, inputs = _exportable(model, example, has_embedding)
     buffer = io.BytesIO()
     # The TorchScript exporter is used on purpose: it is ~10× faster than the dynamo one on
     # these models, and yields the plain MatMul graphs ORT's quantizer expects.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _PositionalInputs(model, list(example), has_embedding),
-            tuple(example.values()), buffer, input_names=list(example), output_names=output_names,
-            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
-        )
+        torch.onnx.export(exported, tuple(inputs.values()), buffer, input_names=list(inputs),
+                          output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     return onnx.load_from_string(buffer.getvalue())
+
+
+def _exportable(model: torch.nn.Module, example: dict[str, torch.Tensor],
+                has_embedding: bool) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """What the exporter is given, with its inputs in positional order.
+
+    A TorchScript module is exported as it is (its graph is already there; it cannot be traced
+    inside a wrapper), with the task's inputs in the order of its ``forward`` arguments.
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        names = [argument.name for argument in model.forward.schema.arguments[1:]]
+        missing = [n for n in names if n not in example]
+        if missing:
+            raise ModelpressError(f"the TorchScript model's forward takes {', '.join(names)}; the task gives "
+                                  f"{', '.join(example)}")
+        return model, {n: example[n] for n in names}
+    return _PositionalInputs(model, list(example), has_embedding), example
 
 
 class _PositionalInputs(torch.nn.Module):

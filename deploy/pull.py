@@ -1,4 +1,5 @@
-"""``modelpress pull``: a registered model version -> a ready Triton-layout model repository.
+"""``modelpress pull``: a registered model version -> a ready Triton-layout model repository, or
+(``--build NAME``) the LLM build the registering run logged under ``builds/NAME/``.
 
 Used by the Helm chart's initContainer, so a wrong URI or an unreachable registry must fail
 with the URI in the message (the pod then never turns ready). The registered ONNX model is the
@@ -8,6 +9,7 @@ a TensorRT engine is taken from the run's logged model repository when one was b
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -104,3 +106,35 @@ def _copy_tensorrt(version: ModelVersion, mlflow_client: MlflowClient, staging: 
         return
     local = mlflow_client.download_artifacts(version.run_id, trt, str(scratch / "trt"))
     shutil.copytree(local, staging / Path(trt).name)
+
+
+def pull_build(model_uri: str, build: str, dest: Path, tracking_uri: str | None = None) -> Path:
+    """Fetch the ``build`` folder logged with ``models:/NAME@ALIAS`` into ``dest/<build>``; return it."""
+    from modelpress.deploy.builds import BUILDS_ARTIFACT
+
+    if not MODEL_URI.match(model_uri):
+        raise ModelpressError(f"{model_uri!r} is not a registered model URI "
+                              "(expected models:/NAME@ALIAS or models:/NAME/VERSION)")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", build):
+        raise ModelpressError(f"--build {build!r}: a build name is lower-case letters, digits and '-'")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow import MlflowClient
+
+    mlflow_client = MlflowClient(tracking_uri=tracking_uri)
+    version = _resolve(model_uri, mlflow_client)
+    logged = {Path(a.path).name for a in mlflow_client.list_artifacts(version.run_id, BUILDS_ARTIFACT)
+              if a.is_dir} if version.run_id else set()
+    if build not in logged:
+        have = ", ".join(sorted(logged)) or "none"
+        raise ModelpressError(f"{model_uri} (version {version.version}) has no {build!r} build; its run "
+                              f"logged: {have}")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".pull-") as scratch:
+        local = Path(mlflow_client.download_artifacts(version.run_id, f"{BUILDS_ARTIFACT}/{build}", scratch))
+        metadata = _provenance(model_uri, version, mlflow_client)
+        (local / "modelpress.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        target = dest / build
+        shutil.rmtree(target, ignore_errors=True)  # replace, never merge, a previously pulled build
+        local.rename(target)
+    return target

@@ -110,3 +110,25 @@ def test_hugging_face_folder_with_its_own_tokenizer_and_label_order(hf_project: 
     assert metrics["candidate.size_mb"] < 0.5 * metrics["baseline.size_mb"]
     assert metrics["parity.agreement"] >= 0.99
     assert tags["modelpress.tokenizer"].endswith("my-classifier")  # its own tokenizer, not MiniLM's package
+
+
+def test_model_whose_outputs_do_not_match_the_labels_stops_at_load(project: Path, modelpress_cli: str) -> None:
+    """Found when the model is loaded (its output size needs a forward pass): exit 1, one line
+    naming the file, nothing registered."""
+    import torch
+
+    from .own_models import train_mlp
+
+    model, _ = train_mlp(project, classes=3)
+    torch.save(model.state_dict(), project / "mlp_three.pt")
+    recipe = {"name": "patients-three", "registry": {"name": "patients-three"}, "stages": ["quantize"],
+              "model": {"source": "state-dict", "path": "mlp_three.pt", "class": "patient_models:PatientMLP",
+                        "kwargs": {"classes": 3}, "task": "tabular-classification"},
+              "data": {"source": "csv", "path": "patients.csv", "label": "diagnosis", "features": "*"}}
+    (project / "three.yaml").write_text(yaml.safe_dump(recipe))
+    result = run_cli(modelpress_cli, project, "run", "three.yaml")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: model (model.path ") and "mlp_three.pt" in last
+    assert "outputs (3,) per row but the data has 2 labels (benign, malignant)" in last
+    assert not mlflow_client(project).search_registered_models(filter_string="name='patients-three'")

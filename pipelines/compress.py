@@ -3,6 +3,9 @@
 load_data → validate_data → profile_data → load_model (or load_graph) → export_baseline
 → module stages → export_candidate → graph stages → evaluate → evaluate_champion → gate
 → gate_report → publish (MLflow, builds, registry) → promote
+
+Tasks evaluated as PyTorch modules (``Task.evaluated_in``) skip the ONNX export: their
+baseline and candidate modules go to evaluation, the champion comparison and promotion.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ def compress(plan: Plan) -> None:
     # Retraining passes the champion's data profile: drift stops the run before any training.
     profile, _ = profile_data(dataset, reference=plan.reference_profile, drift=plan.drift)
 
-    model, parity, reports = None, None, []
+    in_onnx = task.build().evaluated_in == "onnx"
+    model, parity, reports, baseline_onnx, candidate_onnx = None, None, [], None, None
     if _is_graph_source(plan):
         baseline_onnx = _configured(load_graph, plan, "load_model")(source=plan.source,
                                                                     fingerprint=plan.model_fingerprint,
@@ -73,15 +77,17 @@ def compress(plan: Plan) -> None:
         model = _configured(load_model, plan, "load_model")(
             source=plan.source, task=task, dataset=dataset, fingerprint=plan.model_fingerprint,
             after="profile_data")
-        baseline_onnx, parity = _configured(export_model, plan, "export_onnx")(model, task, dataset,
-                                                                               id="export_baseline")
+        if in_onnx:
+            baseline_onnx, parity = _configured(export_model, plan, "export_onnx")(model, task, dataset,
+                                                                                   id="export_baseline")
+    baseline_model = model
     for stage in plan.stages:
         if stage.kind == "module":
             model, reports = _configured(module_stage, plan, stage.name)(
                 model, dataset, task, reports, stage=stage, seed=plan.seed,
                 id=f"stage{stage.position}_{stage.name}")
     candidate_onnx = baseline_onnx
-    if plan.has_module_stages:
+    if in_onnx and plan.has_module_stages:
         candidate_onnx, parity = _configured(export_model, plan, "export_onnx")(model, task, dataset,
                                                                                 id="export_candidate")
     for stage in plan.stages:
@@ -89,16 +95,17 @@ def compress(plan: Plan) -> None:
             candidate_onnx, reports = _configured(graph_stage, plan, stage.name)(
                 candidate_onnx, dataset, task, reports, stage=stage, seed=plan.seed,
                 id=f"stage{stage.position}_{stage.name}")
+    baseline, candidate = (baseline_onnx, candidate_onnx) if in_onnx else (baseline_model, model)
 
-    evaluation = _configured(evaluate, plan, "evaluate_candidate")(baseline_onnx, candidate_onnx, dataset, task)
-    champion = evaluate_champion(candidate_onnx, dataset, task, registry=plan.registry)
+    evaluation = _configured(evaluate, plan, "evaluate_candidate")(baseline, candidate, dataset, task)
+    champion = evaluate_champion(candidate, dataset, task, registry=plan.registry)
     verdict = gate(evaluation, champion, thresholds=plan.gate)
     gate_report(evaluation, verdict, champion, task=task, peers=plan.peers, name=plan.name)
     registration = _tracked(publish, plan)(
-        plan=plan, candidate_onnx=candidate_onnx, evaluation=evaluation, verdict=verdict, parity=parity,
-        stage_reports=reports, validation_report=validation_report, champion=champion, dataset=dataset,
-        profile=profile, candidate_model=model)
-    _tracked(promote, plan)(registration, verdict, evaluation, champion, candidate_onnx, dataset, task,
+        plan=plan, evaluation=evaluation, verdict=verdict, parity=parity, stage_reports=reports,
+        validation_report=validation_report, champion=champion, dataset=dataset, profile=profile,
+        candidate_onnx=candidate_onnx, candidate_model=model)
+    _tracked(promote, plan)(registration, verdict, evaluation, champion, candidate, dataset, task,
                             alias=plan.registry.promote_to, tolerance=plan.promotion_tolerance)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import onnx
 import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import HTMLString
@@ -21,7 +20,7 @@ from .steps import eval_rows
 
 
 @step(enable_cache=False)  # the champion alias can move between runs: never reuse a comparison
-def evaluate_champion(candidate: onnx.ModelProto, dataset: pd.DataFrame, task: TaskSpec,
+def evaluate_champion(candidate: Any, dataset: pd.DataFrame, task: TaskSpec,
                       registry: Registry) -> Annotated[ChampionReport, "champion"]:
     """The current champion's metrics beside the candidate's, on the same eval rows."""
     from modelpress.champion import measure_champion

@@ -69,7 +69,7 @@ def build_plan(recipe: RecipeBase, tracker: str, experiment: str,
         stages=[StagePlan(name=s.name, kind=get_stage(s.name).kind, position=i,
                           config=s.config.model_dump(mode="json", by_alias=True))
                 for i, s in enumerate(recipe.stages, start=1)],
-        builds=[Ref(name=b.name, config=b.config.model_dump(mode="json")) for b in recipe.export],
+        builds=[Ref(name=b.name, config=b.config.model_dump(mode="json")) for b in recipe.builds],
         gate=dict(recipe.gate), registry=recipe.registry, promotion_tolerance=promotion_tolerance(recipe),
         resources=dict(recipe.resources), drift=recipe.drift, seed=recipe.data.seed,
         data_fingerprint=data_fp, model_fingerprint=model_fp, tracker=tracker, experiment=experiment,

@@ -143,9 +143,10 @@ def graph_stage(model: onnx.ModelProto, dataset: pd.DataFrame, task: TaskSpec, r
 
 
 @step
-def evaluate(baseline: onnx.ModelProto, candidate: onnx.ModelProto, dataset: pd.DataFrame,
+def evaluate(baseline: Any, candidate: Any, dataset: pd.DataFrame,
              task: TaskSpec) -> Annotated[Evaluation, "evaluation"]:
-    """Everything the task measures, for baseline and candidate, on the eval split."""
+    """Everything the task measures, for baseline and candidate (ONNX graphs or PyTorch modules,
+    as the task evaluates them), on the eval split."""
     evaluation = task.build().evaluate(baseline, candidate, eval_rows(dataset))
     log_metadata(metadata={"evaluation": evaluation.model_dump()})
     return evaluation
@@ -163,9 +164,10 @@ def gate(evaluation: Evaluation, champion: ChampionReport,
 
 
 @step(enable_cache=False)
-def publish(plan: Plan, candidate_onnx: onnx.ModelProto, evaluation: Evaluation, verdict: Verdict,
-            parity: Parity | None, stage_reports: list[StageReport], validation_report: DataReport,
-            champion: ChampionReport, dataset: pd.DataFrame, profile: dict[str, Any] | None = None,
+def publish(plan: Plan, evaluation: Evaluation, verdict: Verdict, parity: Parity | None,
+            stage_reports: list[StageReport], validation_report: DataReport, champion: ChampionReport,
+            dataset: pd.DataFrame, profile: dict[str, Any] | None = None,
+            candidate_onnx: onnx.ModelProto | None = None,
             candidate_model: torch.nn.Module | None = None) -> Annotated[Registration, "registration"]:
     """Log everything to MLflow, make the builds, register; @challenger if the gate passed."""
     from modelpress.builds import BuildContext
@@ -181,7 +183,7 @@ def publish(plan: Plan, candidate_onnx: onnx.ModelProto, evaluation: Evaluation,
 
 @step(enable_cache=False)
 def promote(registration: Registration, verdict: Verdict, evaluation: Evaluation, champion: ChampionReport,
-            candidate: onnx.ModelProto, dataset: pd.DataFrame, task: TaskSpec, alias: str | None,
+            candidate: Any, dataset: pd.DataFrame, task: TaskSpec, alias: str | None,
             tolerance: float) -> Annotated[Promotion, "promotion"]:
     """Move the champion alias only if the gate passed and the candidate is no worse."""
     from modelpress.publish import promote_if_better

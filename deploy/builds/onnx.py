@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from modelpress.builds import Build, BuildContext
 from modelpress.handoffs import BuildReport
@@ -19,6 +19,9 @@ class OnnxBuild(Build):
     registers: ClassVar[bool] = True
 
     def problems(self, facts: RecipeFacts) -> list[str]:
+        if facts.task.evaluated_in != "onnx":
+            return [f"a {facts.task.name} model is evaluated as a PyTorch module; register "
+                    f"{facts.task.registered_build!r} instead"]
         return []
 
     def write(self, context: BuildContext) -> BuildReport:
@@ -36,6 +39,8 @@ class OnnxBuild(Build):
         checks = context.parity.model_dump() if context.parity is not None else {}
         return BuildReport(name="onnx", artifact_path=ONNX_ARTIFACT, model_uri=info.model_uri, checks=checks)
 
-    def model_uri(self, report: BuildReport) -> str:
-        assert report.model_uri is not None
-        return report.model_uri
+    @classmethod
+    def load_registered(cls, model_uri: str) -> Any:
+        import mlflow
+
+        return mlflow.onnx.load_model(model_uri)

@@ -10,7 +10,7 @@ graph for the classification tasks); the others run after registration, with the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .registry import RecipeFacts, StrictConfig
 
@@ -34,6 +34,7 @@ class BuildContext:
     onnx: onnx.ModelProto | None = None  # the ONNX candidate (tasks evaluated in ONNX Runtime)
     parity: Parity | None = None
     version: str | None = None  # set once the registering build registered it
+    torch_model_uri: str | None = None  # the PyTorch candidate as logged with the run
     built: dict[str, BuildReport] = field(default_factory=dict)  # earlier builds of this run
 
 
@@ -53,7 +54,13 @@ class Build(StrictConfig):
         raise NotImplementedError
 
     def model_uri(self, report: BuildReport) -> str:
-        """The registering build's MLflow model URI (``runs:/…``) for :func:`mlflow.register_model`."""
+        """The registering build's MLflow model URI for :func:`mlflow.register_model`."""
+        assert report.model_uri is not None, f"{report.name} registered nothing"
+        return report.model_uri
+
+    @classmethod
+    def load_registered(cls, model_uri: str) -> Any:
+        """A registering build's model back from the registry (champions are measured on it)."""
         raise NotImplementedError
 
 

@@ -3,26 +3,25 @@
 Gate thresholds relative to the champion (``max_champion_drop``/``max_champion_ratio``) and
 the promotion decision need the champion's numbers on *this* run's eval data and machine,
 not the numbers recorded when it was promoted (other data, other load on the machine), so
-the champion's ONNX model is pulled from the registry and evaluated by the task beside the
-candidate, exactly like the baseline. Promotion reuses this measurement; it measures again
+the champion is loaded from the registry (by the build that registered it: its ONNX graph, or
+its PyTorch module) and evaluated by the task beside the candidate, exactly like the baseline. Promotion reuses this measurement; it measures again
 only if the alias moved to another version in the meantime.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .handoffs import ChampionReport
 from .tracking import point_mlflow_at, tracking_uri_from_stack
 
 if TYPE_CHECKING:
-    import onnx
     import pandas as pd
 
     from .tasks import Task
 
 
-def measure_champion(name: str, alias: str, candidate: onnx.ModelProto, task: Task,
+def measure_champion(name: str, alias: str, candidate: Any, task: Task,
                      eval_frame: pd.DataFrame) -> ChampionReport:
     """No version without a champion; else its metrics and the candidate's beside them.
 
@@ -38,12 +37,13 @@ def measure_champion(name: str, alias: str, candidate: onnx.ModelProto, task: Ta
     return measure_version(name, holder.version, alias, candidate, task, eval_frame)
 
 
-def measure_version(name: str, version: str, alias: str | None, candidate: onnx.ModelProto, task: Task,
+def measure_version(name: str, version: str, alias: str | None, candidate: Any, task: Task,
                     eval_frame: pd.DataFrame) -> ChampionReport:
-    import mlflow
+    """``version`` of ``name`` evaluated beside ``candidate`` (a graph or a module, as the task's)."""
+    from .registry import BUILDS
 
     try:
-        champion = mlflow.onnx.load_model(f"models:/{name}/{version}")
+        champion = BUILDS.get(task.registered_build).load_registered(f"models:/{name}/{version}")
         evaluation = task.evaluate(champion, candidate, eval_frame)
     except Exception as exc:  # noqa: BLE001 -- any failure to measure must block promotion, with the reason
         return ChampionReport(version=version, alias=alias, error=f"{type(exc).__name__}: {exc}"[:1000])

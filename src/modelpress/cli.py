@@ -212,13 +212,22 @@ def run_logged(label: str, pipeline: Any, verbose: bool = False) -> Any:
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI).")
 @click.option("--optimize", is_flag=True,
               help="Apply ONNX Runtime's portable (basic) graph optimizations offline, parity-checked.")
-def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None, optimize: bool) -> None:
+@click.option("--build", "build", default=None, metavar="NAME",
+              help="Fetch the LLM build NAME logged with the version (gguf, onnxruntime-genai, "
+                   "compressed-tensors, gptq) into DIR/NAME instead of a model repository.")
+def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None, optimize: bool,
+         build: str | None) -> None:
     """Fetch MODEL_URI (models:/NAME@ALIAS or models:/NAME/VERSION) as a model repository."""
 
     with user_errors():
-        from modelpress.deploy.pull import pull as pull_model
+        if build is not None:
+            from modelpress.deploy.pull import pull_build
 
-        folder = pull_model(model_uri, Path(dest), f"KIND_{instance_kind.upper()}", tracking_uri, optimize)
+            folder = pull_build(model_uri, build, Path(dest), tracking_uri)
+        else:
+            from modelpress.deploy.pull import pull as pull_model
+
+            folder = pull_model(model_uri, Path(dest), f"KIND_{instance_kind.upper()}", tracking_uri, optimize)
     click.echo(f"{model_uri} → {folder}")
 
 

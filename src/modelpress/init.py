@@ -128,13 +128,19 @@ def _facts(model: dict[str, Any], path: Path) -> Any:
 
 def _data_task(frame: Any, label: str, text: str | None) -> str:
     inputs = frame.drop(columns=[label])
-    if text is not None or any(inputs[c].dtype == object for c in inputs.columns):
+    if text is not None or any(_is_text(inputs[c]) for c in inputs.columns):
         return "text-classification"
     return "tabular-classification"
 
 
+def _is_text(column: Any) -> bool:
+    import pandas as pd
+
+    return not pd.api.types.is_numeric_dtype(column)
+
+
 def _text_column(frame: Any, label: str) -> str:
-    candidates = [str(c) for c in frame.columns if c != label and frame[c].dtype == object]
+    candidates = [str(c) for c in frame.columns if c != label and _is_text(frame[c])]
     guessed = _guess(candidates, TEXT_NAMES)
     if guessed or len(candidates) == 1:
         return guessed or candidates[0]

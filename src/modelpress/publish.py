@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import onnx
     import pandas as pd
 
     from .builds import BuildContext
@@ -68,13 +67,15 @@ def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, ve
     _log_gate_evidence(plan, build.task, evaluation, verdict, champion, profile)
     mlflow.set_tags({f"modelpress.{k}": v for k, v in plan.tags.items()})
     if build.model is not None:
-        mlflow.pytorch.log_model(build.model, name=_torch_artifact(), serialization_format="pickle",
-                                 pip_requirements=TORCH_REQUIREMENTS)
+        info = mlflow.pytorch.log_model(build.model, name=_torch_artifact(), serialization_format="pickle",
+                                        pip_requirements=TORCH_REQUIREMENTS)
+        build.torch_model_uri = info.model_uri
 
     reports = _run_builds(plan, build, registering=True)
     registered = next(r for r in reports if r.model_uri)
     primary = build.task.primary_metric
     version = register(registered.model_uri or "", plan.registry.name, {
+        "registered_build": registered.name,
         **plan.tags, "gate": "passed" if verdict.passed else "failed", "gate_reason": verdict.reason[:5000],
         "primary_metric": primary, primary: f"{evaluation.candidate[primary]:.6f}",
         "mlflow_run_id": run.info.run_id,
@@ -138,7 +139,7 @@ def primary_score(task: type[Task] | Task, metrics: dict[str, float]) -> float:
 
 
 def promote_if_better(registration: Registration, verdict: Verdict, evaluation: Evaluation,
-                      champion: ChampionReport, candidate: onnx.ModelProto, eval_frame: pd.DataFrame, task: Task,
+                      champion: ChampionReport, candidate: Any, eval_frame: pd.DataFrame, task: Task,
                       alias: str | None, tolerance: float) -> Promotion:
     """Move ``alias`` to the new version if the gate passed and it is no worse than the holder.
 

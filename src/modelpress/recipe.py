@@ -204,10 +204,13 @@ def _entry_tag(value: Any) -> str | None:
     return None
 
 
+@functools.cache
+def _entry_class(name: str, config: type[BaseModel]) -> type[Entry]:
+    return create_model(f"{name.title().replace('-', '')}Entry", __base__=Entry, **{name: (config, ...)})
+
+
 def _entry_union(configs: dict[str, type[BaseModel]]) -> Any:
-    members = [Annotated[create_model(f"{name.title().replace('-', '')}Entry", __base__=Entry,
-                                      **{name: (config, ...)}), Tag(name)]
-               for name, config in sorted(configs.items())]
+    members = [Annotated[_entry_class(name, config), Tag(name)] for name, config in sorted(configs.items())]
     return Annotated[Union[tuple(members)], Discriminator(_entry_tag)]
 
 
@@ -310,6 +313,16 @@ class RecipeBase(Strict):
 
         return get_task(self.task)
 
+    @functools.cached_property
+    def builds(self) -> list[Entry]:
+        """``export:`` as given, else the build the task registers (onnx for the classifiers)."""
+        if "export" in self.model_fields_set:
+            return list(self.export)
+        from .registry import BUILDS
+
+        name = self.task_class.registered_build
+        return [_entry_class(name, BUILDS.get(name)).model_validate({name: {}})]
+
     @model_validator(mode="after")
     def _cross_rules(self) -> RecipeBase:
         try:
@@ -356,12 +369,15 @@ def _model_problems(recipe: RecipeBase, task: Any) -> list[str]:
     for index, stage in enumerate(recipe.stages):
         kind = get_stage(stage.name).kind
         where = f"stages[{index}].{stage.name}"
-        if source.artifact == "graph" and kind == "module":
+        if kind == "graph" and task.evaluated_in != "onnx":
+            problems.append(f"{where}: a graph stage works on the exported ONNX graph, but a {task.name} model "
+                            "is evaluated and registered as a PyTorch module; use a module stage")
+        elif source.artifact == "graph" and kind == "module":
             problems.append(f"{where}: model.source {source.source} gives an ONNX graph; only graph stages "
                             "(quantize) can follow it")
-        elif source.artifact == "scripted" and stage.config.rewrites_modules():
-            problems.append(f"{where}: this configuration rewrites modules, which a TorchScript model "
-                            "cannot take; use source state-dict (weights + class) for it")
+        elif source.artifact == "scripted" and (why := stage.config.needs_eager()):
+            problems.append(f"{where}: {why}, which a TorchScript model cannot take; use source "
+                            "state-dict (weights + class) for it")
     return problems
 
 
@@ -393,11 +409,11 @@ def _build_problems(recipe: RecipeBase, task: Any) -> list[str]:
     from .registry import RecipeFacts
 
     facts = RecipeFacts(task=task, source=recipe.model, stages=tuple(recipe.stages))
-    registering = [b.name for b in recipe.export if b.config.registers]
+    registering = [b.name for b in recipe.builds if b.config.registers]
     problems = [] if len(registering) == 1 else [
-        "export: exactly one build registers the version (onnx for this task); "
+        f"export: exactly one build registers the version ({task.registered_build} for a {task.name} model); "
         f"got {', '.join(registering) or 'none'}"]
-    for index, build in enumerate(recipe.export):
+    for index, build in enumerate(recipe.builds):
         problems += [f"export[{index}].{build.name}: {p}" for p in build.config.problems(facts)]
     return problems
 

@@ -85,10 +85,10 @@ class StageConfig(StrictConfig):
     def required_modules(self) -> dict[str, str]:
         return {}
 
-    #: True when the stage replaces or reshapes modules (not only their weights' values):
-    #: frozen artifacts such as TorchScript cannot take such a stage.
-    def rewrites_modules(self) -> bool:
-        return False
+    def needs_eager(self) -> str | None:
+        """Why this configuration needs eager modules (it replaces or reshapes modules, or hooks
+        into their calls), or None: a TorchScript model can only take stages that return None."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ SOURCES: Registry[type[Source]] = Registry("model source", tuple(
 TASKS: Registry[type[Task]] = Registry("task", tuple(
     f"modelpress.tasks.{m}" for m in ("image", "text", "tabular")))
 BUILDS: Registry[type[Build]] = Registry("build", tuple(
-    f"modelpress.deploy.builds.{m}" for m in ("onnx", "triton_repository", "tensorrt")))
+    f"modelpress.deploy.builds.{m}" for m in ("onnx", "pytorch", "triton_repository", "tensorrt")))
 
 Registered = TypeVar("Registered", bound=type)
 

@@ -83,8 +83,8 @@ class DistillConfig(TrainSettings, StageConfig):
     def _derived(self) -> list[StudentSpec]:
         return [s for s in (*self.assistants, self.student) if s.path is None]
 
-    def rewrites_modules(self) -> bool:
-        return bool(self._derived())  # a derived student is a reshaped copy of the teacher
+    def needs_eager(self) -> str | None:
+        return "a derived student is a reshaped copy of the teacher" if self._derived() else None
 
     def recipe_problems(self, facts: RecipeFacts) -> list[str]:
         """Deriving a student needs a model this task's models can be cut down from."""

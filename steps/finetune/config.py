@@ -32,5 +32,5 @@ class FinetuneConfig(TrainSettings, StageConfig):
     def required_modules(self) -> dict[str, str]:
         return {"peft": "finetune"} if self.lora is not None else {}
 
-    def rewrites_modules(self) -> bool:
-        return self.lora is not None  # PEFT wraps Linear modules (merged back afterwards)
+    def needs_eager(self) -> str | None:
+        return "LoRA wraps Linear modules in adapters" if self.lora is not None else None

@@ -34,8 +34,8 @@ class LowRankConfig(StageConfig):
     min_rank: int = Field(1, ge=1)
     recovery: Recovery | None = Field(None, description="a short fine-tune of the factored model")
 
-    def rewrites_modules(self) -> bool:
-        return True  # each factored Linear becomes two
+    def needs_eager(self) -> str | None:
+        return "it factors each Linear layer into two"
 
     @model_validator(mode="after")
     def _one_rule(self) -> LowRankConfig:

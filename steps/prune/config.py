@@ -94,5 +94,9 @@ class PruneConfig(StageConfig):
     def required_modules(self) -> dict[str, str]:
         return {"torch_pruning": "prune"} if self.method == "structured" else {}
 
-    def rewrites_modules(self) -> bool:
-        return self.method == "structured"  # units are cut out; masks only change weight values
+    def needs_eager(self) -> str | None:
+        if self.method == "structured":
+            return "structured pruning cuts units out of modules"
+        if self.score in ("taylor", "wanda"):
+            return f"{self.score} scores hook into module calls"
+        return None  # masks only change weight values

@@ -10,7 +10,7 @@ from .config import PruneConfig
 from .masks import two_four_masks, unstructured_masks
 from .plan import plan_removals
 from .scores import Calibration, classification_calibration, element_scores
-from .trace import module_kinds, output_layer, returns_embedding, trace_errors
+from .trace import layers_of, module_kinds, output_layer, returns_embedding, trace_errors
 
 if TYPE_CHECKING:
     import torch
@@ -60,10 +60,9 @@ class MaskRound(Round):
 
     def __init__(self, *args: Any):
         super().__init__(*args)
-        kinds = module_kinds(
-            "linear" if self.config.method == "semi-structured-2:4" else self.config.layers
+        self.layers = layers_of(
+            self.model, "linear" if self.config.method == "semi-structured-2:4" else self.config.layers
         )
-        self.layers = {name: m for name, m in self.model.named_modules() if isinstance(m, kinds)}
         if self.config.method == "semi-structured-2:4":
             self.skipped = [n for n, m in self.layers.items() if m.in_features % 4]
             self.layers = {n: m for n, m in self.layers.items() if n not in self.skipped}

@@ -23,6 +23,17 @@ def module_kinds(layers: str) -> tuple[type, ...]:
     }[layers]
 
 
+def layers_of(model: nn.Module, layers: str) -> dict[str, nn.Module]:
+    """The model's prunable layers by name; a TorchScript module's are matched by the class
+    they were scripted from (``original_name``), as scripted submodules are not nn.Linear."""
+    import torch
+
+    kinds = module_kinds(layers)
+    names = {kind.__name__ for kind in kinds}
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, kinds) or (isinstance(m, torch.jit.ScriptModule) and m.original_name in names)}
+
+
 @contextlib.contextmanager
 def trace_errors(model: nn.Module, what: str) -> Iterator[None]:
     """Re-raise a failure inside ``model``'s forward as a ModelpressError naming the module."""

@@ -29,19 +29,30 @@ def output_error(delta: torch.Tensor, hessian: torch.Tensor) -> float:
     return float(((delta @ hessian.float()) * delta).sum())
 
 
-def awq_smoothing(weight: torch.Tensor, hessian: torch.Tensor, fake_quantize: FakeQuantize,
-                  grid: int = 20) -> torch.Tensor | None:
-    """The activation factor ``1/s`` of the best alpha, or None when no scaling beats alpha = 0."""
+def awq_smoothing(weight: torch.Tensor | list[torch.Tensor], hessian: torch.Tensor,
+                  fake_quantize: FakeQuantize, grid: int = 20) -> torch.Tensor | None:
+    """The activation factor ``1/s`` of the best alpha, or None when no scaling beats alpha = 0.
+
+    ``weight`` may be the weights of several layers reading the same input (hence one Hessian):
+    they then share the factor chosen for their summed output error.
+    """
     import torch
 
-    w, h = weight.detach().float(), hessian.float()
+    weights = [w.detach().float() for w in (weight if isinstance(weight, list) else [weight])]
+    h = hessian.float()
     rms = (torch.diag(h).clamp(min=0) / 2).sqrt()
     live = rms > 0
-    best_err, best = output_error(fake_quantize(w) - w, h), None
+
+    def error(s: torch.Tensor | None) -> float:
+        if s is None:
+            return sum(output_error(fake_quantize(w) - w, h) for w in weights)
+        return sum(output_error(fake_quantize(w * s) / s - w, h) for w in weights)
+
+    best_err, best = error(None), None
     for alpha in torch.linspace(0, 1, grid + 1)[1:].tolist():
         s = torch.where(live, rms.clamp(min=1e-8) ** alpha, torch.ones_like(rms))
         s = s / (s[live].max() * s[live].min()).sqrt()  # centred around 1: keeps the range balanced
-        err = output_error(fake_quantize(w * s) / s - w, h)
+        err = error(s)
         if err < best_err:
             best_err, best = err, 1.0 / s
     return best

@@ -40,6 +40,10 @@ class SmoothQuant(StageConfig):
     """Migrate activation outliers into the weights: s_k = max|X_k|^alpha / max|W_k|^(1-alpha)."""
 
     alpha: float = Field(0.5, ge=0.0, le=1.0)
+    shared: bool = Field(True, description="layers reading the same input share one factor (max |W| "
+                         "over all of them), so it folds into what feeds them, as LLM formats need")
+    exclude: list[str] = Field(default_factory=list, description="regexes of layers left unsmoothed "
+                               "(e.g. o_proj of grouped-query attention, whose factor v_proj cannot absorb)")
 
 
 class MixedPrecision(StageConfig):
@@ -62,6 +66,11 @@ class AWQ(StageConfig):
     """Activation-aware weight scaling for weight-only int: s = rms(x)^alpha, alpha searched."""
 
     grid: int = Field(20, ge=2, le=100, description="alpha candidates in (0, 1]")
+    shared: bool = Field(True, description="layers reading the same input (q/k/v, gate/up) share one "
+                         "alpha and factor, searched on their summed output error, so it folds into "
+                         "their norm as LLM formats (GPTQ, GGUF, compressed-tensors) need")
+    exclude: list[str] = Field(default_factory=list, description="regexes of layers left unscaled "
+                               "(e.g. o_proj of grouped-query attention, whose factor v_proj cannot absorb)")
 
 
 class QuantizeFields(StageConfig):
@@ -168,8 +177,8 @@ class WeightQuantizeConfig(QuantizeFields):
     def needs_calibration(self) -> bool:
         return super().needs_calibration or self.awq is not None
 
-    def rewrites_modules(self) -> bool:
-        return True  # Linear layers become QuantLinear / Fp8Linear modules
+    def needs_eager(self) -> str | None:
+        return "it replaces Linear layers with quantized modules"
 
     @field_validator("backend")
     @classmethod

@@ -170,7 +170,8 @@ def quantize_sequentially(model: nn.Module, blocks: tuple[str, nn.ModuleList], l
     """Quantize ``layers`` (all inside ``blocks``, from ``chained_blocks``) in place, block by block.
 
     ``make_stats(name, layer)`` gives a fresh statistics collector (with ``add(x, name)``);
-    ``quantize(name, layer, stats)`` returns the replacement module. Returns the statistics per
+    ``quantize(layers, stats)`` takes one group of layers reading the same input (name -> layer,
+    name -> statistics) and returns their replacements by name. Returns the statistics per
     quantized layer.
     """
     prefix, blocks = blocks
@@ -194,8 +195,9 @@ def _quantize_group(block: nn.Module, prefix: str, group: list[str], inputs: Blo
     finally:
         for hook in hooks:
             hook.remove()
+    replaced = quantize({prefix + n: block.get_submodule(n) for n in group}, {prefix + n: stats[n] for n in group})
     for n in group:
         parent, _, child = n.rpartition(".")
         owner = block.get_submodule(parent) if parent else block
-        setattr(owner, child, quantize(prefix + n, block.get_submodule(n), stats[n]))
+        setattr(owner, child, replaced[prefix + n])
     return {prefix + n: s for n, s in stats.items()}

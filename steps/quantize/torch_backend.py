@@ -105,10 +105,68 @@ def smoothing(linear: nn.Linear, absmax: torch.Tensor, alpha: float) -> torch.Te
     return 1.0 / s
 
 
-def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: LayerStats | None) -> nn.Module:
-    smooth = None
-    if config.smoothquant is not None and stats is not None and stats.absmax is not None:
-        smooth = smoothing(linear, stats.absmax, config.smoothquant.alpha)
+def smoothing_shared(linears: list[nn.Linear], absmax: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``smoothing`` for layers reading one input: max |W| over all of their rows."""
+    joined = nn.Linear(linears[0].in_features, sum(m.out_features for m in linears), bias=False)
+    joined.weight = nn.Parameter(torch.cat([m.weight.detach() for m in linears]), requires_grad=False)
+    return smoothing(joined, absmax, alpha)
+
+
+def input_factors(layers: dict[str, nn.Module], stats: dict[str, LayerStats],
+                  config: WeightQuantizeConfig) -> dict[str, torch.Tensor]:
+    """SmoothQuant / AWQ activation factors per layer (``x * factor`` at run time).
+
+    With ``shared`` (the default), layers that read the same input — recognised by identical
+    input statistics, which only the same tensor produces — get one factor: what a deployment
+    format can fold into the norm or layer feeding them.
+    """
+    options = config.smoothquant or config.awq
+    if options is None:
+        return {}
+    names = [n for n in layers if stats.get(n) is not None and not any(re.search(p, n) for p in options.exclude)]
+    groups = _same_input(names, stats) if options.shared else [[n] for n in names]
+    factors = {}
+    for group in groups:
+        factor = _group_factor([layers[n] for n in group], stats[group[0]], config)
+        if factor is not None:
+            factors.update({n: factor for n in group})
+    return factors
+
+
+def _same_input(names: list[str], stats: dict[str, LayerStats]) -> list[list[str]]:
+    groups: list[list[str]] = []
+    for name in names:
+        for group in groups:
+            if _same_statistics(stats[group[0]], stats[name]):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
+def _same_statistics(a: LayerStats, b: LayerStats) -> bool:
+    pairs = [(a.absmax, b.absmax), (a.hessian and a.hessian.h, b.hessian and b.hessian.h)]
+    present = [(x, y) for x, y in pairs if x is not None or y is not None]
+    return bool(present) and all(x is not None and y is not None and x.shape == y.shape and torch.equal(x, y)
+                                 for x, y in present)
+
+
+def _group_factor(linears: list[nn.Module], stats: LayerStats, config: WeightQuantizeConfig) -> torch.Tensor | None:
+    if config.smoothquant is not None:
+        return None if stats.absmax is None else smoothing_shared(linears, stats.absmax, config.smoothquant.alpha)
+    if stats.hessian is None:
+        return None
+    grid = Grid(config.bits, config.symmetric)
+    group = layer_group_size(config, linears[0].in_features)
+    per_tensor = config.granularity == "per-tensor"
+    return awq_smoothing([m.weight.detach().float() for m in linears], stats.hessian.value(),
+                         lambda v: fake_quantize(v, grid, group, per_tensor), config.awq.grid)
+
+
+def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: LayerStats | None,
+                   smooth: torch.Tensor | None = None) -> nn.Module:
+    """The quantized replacement of ``linear``; ``smooth`` from :func:`input_factors`."""
     if config.dtype == "fp8":
         act = "fp8" if config.activations == "dynamic" else "none"
         return Fp8Linear.build(linear, config.granularity == "per-channel", act, smooth)
@@ -116,9 +174,6 @@ def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: Layer
     group = layer_group_size(config, linear.in_features)
     per_tensor = config.granularity == "per-tensor"
     w = linear.weight.detach().float()
-    if config.awq is not None and stats is not None and stats.hessian is not None:
-        smooth = awq_smoothing(w, stats.hessian.value(), lambda v: fake_quantize(v, grid, group, per_tensor),
-                               config.awq.grid)
     if smooth is not None:
         w = w / smooth
     if config.algorithm == "gptq" and stats is not None and stats.hessian is not None:
@@ -204,8 +259,9 @@ def _quantize_linears(model: nn.Module, config: WeightQuantizeConfig, calibratio
             raise CalibrationError("weight-quantize.calibration: this scheme needs calibration rows")
         stats, reference = _calibrate(model, layers, calibration, forward, config, quantized, report)
     rest = [(n, m) for n, m in layers.items() if n not in quantized]
+    factors = input_factors(dict(rest), stats, config)
     for name, m in progress(rest, config.calibration.progress, "quantize layers"):
-        quantized[name] = quantize_layer(m, config, stats.get(name))
+        quantized[name] = quantize_layer(m, config, stats.get(name), factors.get(name))
         set_module(model, name, quantized[name])
     quantized = {name: quantized[name] for name in layers}  # model order, for reports
     precisions = {name: "fp32" for name in _all_linears(model)} | {
@@ -252,9 +308,11 @@ def _sequential_blocks(model: nn.Module, layers: dict[str, nn.Module], calibrati
 
 
 def _quantize_into(quantized: dict[str, nn.Module], config: WeightQuantizeConfig) -> Callable:
-    def quantize(name: str, layer: nn.Module, stats: LayerStats) -> nn.Module:
-        quantized[name] = quantize_layer(layer, config, stats)
-        return quantized[name]
+    def quantize(layers: dict[str, nn.Module], stats: dict[str, LayerStats]) -> dict[str, nn.Module]:
+        factors = input_factors(layers, stats, config)
+        for name, layer in layers.items():
+            quantized[name] = quantize_layer(layer, config, stats[name], factors.get(name))
+        return {name: quantized[name] for name in layers}
 
     return quantize
 

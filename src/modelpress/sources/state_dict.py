@@ -38,7 +38,7 @@ class StateDictModel(Source):
                         description="module:Class importable from the recipe's folder")
     kwargs: dict[str, JsonValue] = Field(default_factory=dict, description="the class's arguments")
     #: where ``class`` is imported from (the recipe's folder; set from the validation context)
-    search_path: Path | None = None
+    search_path: Path | None = Field(None, validate_default=True)
 
     summary = "a state dict (.pt/.safetensors) + class: module:Name (+ kwargs); no pickled code runs"
     init_order = 40

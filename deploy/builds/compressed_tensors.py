@@ -1,0 +1,194 @@
+"""``compressed-tensors``: a Hugging Face folder vLLM and Transformers load quantized.
+
+The candidate's layers become compressed-tensors modules and the library's own compressor
+writes them: ``apply_quantization_config`` gives each Linear the scheme's parameters, we set
+``weight`` to the candidate's dequantized codes and ``weight_scale`` to its scales (so the
+compressor's ``round(w / scale)`` gives back exactly the candidate's codes — checked on the
+written file), then ``ModelCompressor.compress_model`` + ``save_pretrained`` + ``update_config``.
+
+Formats: W4A16/W8A16 → ``pack-quantized``; W8A8 (per-token dynamic int8 activations) →
+``int-quantized``; fp8 E4M3 → ``float-quantized``; a float candidate → a plain folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelpress.errors import ModelpressError
+
+from . import checks, llama
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+NAME = "compressed-tensors"
+WEIGHT_BITS = (4, 8)  # vLLM's compressed-tensors integer kernels (WNA16, W8A8)
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: Literal["auto", "float16", "bfloat16"] = Field(
+        "auto", description="dtype of the unquantized tensors (embeddings, norms, float layers); "
+        "auto keeps the candidate's")
+    max_perplexity_ratio: float | None = Field(
+        None, gt=1.0, description="check: allowed perplexity drift (default 1.001; 1.01 when the "
+        "consumer quantizes activations: Transformers' emulation divides the int8 range by 127.5, "
+        "modelpress and vLLM by 127)")
+
+
+def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
+    """Why the recipe's stages cannot end in a compressed-tensors folder (empty: they can)."""
+    found = llama.shape_problems(stages, hf_config, NAME)
+    weights = llama.weight_stage(stages)
+    if weights is None or weights.dtype in ("fp16", "bf16", "fp8"):
+        return found
+    if weights.bits not in WEIGHT_BITS:
+        found.append(f"{NAME}: int{weights.bits} weights — vLLM's compressed-tensors kernels take "
+                     "4- or 8-bit integers (the gguf build stores int2/int3 codes exactly)")
+    if not weights.symmetric:
+        found.append(f"{NAME}: asymmetric weights — Transformers 4.57 cannot load compressed-tensors "
+                     "checkpoints with packed zero points (compressed-tensors ≤ 0.20.1), so the build "
+                     "could not be checked; use symmetric: true, or the gptq build")
+    found += group_problems(weights, hf_config, NAME)
+    return found
+
+
+def group_problems(weights: Any, hf_config: Any, build: str) -> list[str]:
+    """One group size for every projection: it must divide every input width."""
+    if weights.granularity != "per-group":
+        return []
+    get = (lambda k: hf_config.get(k)) if isinstance(hf_config, dict) else (lambda k: getattr(hf_config, k, None))
+    widths = {k: get(k) for k in ("hidden_size", "intermediate_size") if get(k)}
+    bad = {k: w for k, w in widths.items() if w % weights.group_size}
+    if not bad:
+        return []
+    listed = ", ".join(f"{k} {w}" for k, w in bad.items())
+    return [(f"{build}: group_size {weights.group_size} does not divide {listed}; every projection must "
+             "share one group size in this format (pick one that divides all widths, e.g. 64 or 32)")]
+
+
+def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None) -> Path:
+    """Write the candidate as a compressed-tensors (or plain, when float) Hugging Face folder."""
+    config = config or Config()
+    scheme = llama.describe(model)
+    folded = llama.fold_smoothing(model)
+    out_dir = llama.prepare_out_dir(out_dir)
+    dtype = None if config.dtype == "auto" else _torch_dtype(config.dtype)
+    plain = llama.float_model(folded, dtype)
+    fmt = None
+    if scheme.kind != "float":
+        fmt = _compress(plain, folded, scheme, out_dir)
+    else:
+        plain.save_pretrained(out_dir)
+    llama.copy_tokenizer(tokenizer_dir, out_dir)
+    llama.write_manifest(out_dir, NAME, scheme, format=fmt or "dense")
+    return out_dir
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return getattr(torch, name)
+
+
+def _compress(plain: nn.Module, folded: nn.Module, scheme: llama.Scheme, out_dir: Path) -> str:
+    from compressed_tensors.compressors import ModelCompressor
+    from compressed_tensors.quantization import (
+        QuantizationConfig,
+        QuantizationScheme,
+        apply_quantization_config,
+    )
+
+    _refuse(scheme)
+    weights, activations, fmt = _arguments(scheme)
+    ignore = [n for n, m in plain.named_modules() if type(m).__name__ == "Linear" and n not in scheme.quantized]
+    group = QuantizationScheme(targets=list(scheme.quantized), weights=weights, input_activations=activations)
+    apply_quantization_config(plain, QuantizationConfig(config_groups={"group_0": group}, ignore=ignore, format=fmt))
+    for name in scheme.quantized:
+        _set_parameters(plain.get_submodule(name), folded.get_submodule(name), scheme)
+    compressor = ModelCompressor.from_pretrained_model(plain, quantization_format=fmt)
+    compressor.compress_model(plain)
+    plain.save_pretrained(out_dir)
+    compressor.update_config(str(out_dir))
+    _verify_codes(out_dir, folded, scheme, fmt)
+    return fmt
+
+
+def _refuse(scheme: llama.Scheme) -> None:
+    if scheme.kind == "int" and (scheme.bits not in WEIGHT_BITS or not scheme.symmetric):
+        raise ModelpressError(f"{NAME}: {scheme.label()} weights cannot be written (4/8-bit symmetric only)")
+
+
+def _arguments(scheme: llama.Scheme) -> tuple[Any, Any, str]:
+    from compressed_tensors.quantization import QuantizationArgs
+
+    if scheme.kind == "fp8":
+        weights = QuantizationArgs(num_bits=8, type="float", symmetric=True,
+                                   strategy="tensor" if scheme.per_tensor else "channel")
+        acts = None if scheme.activations == "none" else QuantizationArgs(
+            num_bits=8, type="float", symmetric=True, dynamic=True,
+            strategy="tensor" if scheme.per_tensor else "token")
+        return weights, acts, "float-quantized"
+    strategy = {"strategy": "group", "group_size": scheme.group_size} if scheme.group_size else {"strategy": "channel"}
+    weights = QuantizationArgs(num_bits=scheme.bits, type="int", symmetric=True, **strategy)
+    if scheme.activations == "int8":  # modelpress W8A8: per-token dynamic symmetric int8
+        acts = QuantizationArgs(num_bits=8, type="int", symmetric=True, dynamic=True, strategy="token")
+        return weights, acts, "int-quantized"
+    return weights, None, "pack-quantized"
+
+
+def _set_parameters(target: nn.Module, source: nn.Module, scheme: llama.Scheme) -> None:
+    """The candidate's dequantized weight and its scales (the compressor re-derives the codes)."""
+    import torch
+
+    with torch.no_grad():
+        if scheme.kind == "fp8":
+            weight, scale = llama.fp8_weight(source)
+            target.weight.copy_(weight.float() * scale)
+            target.weight_scale.copy_(scale.reshape(target.weight_scale.shape))
+            return
+        codes = llama.int_weight(source)
+        target.weight.copy_(codes.dequantize().to(target.weight.dtype))
+        target.weight_scale.copy_(codes.scales.reshape(target.weight_scale.shape).to(target.weight_scale.dtype))
+
+
+def _verify_codes(out_dir: Path, folded: nn.Module, scheme: llama.Scheme, fmt: str) -> None:
+    """The written integers are the candidate's codes (signed, zero point subtracted)."""
+    import torch
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+    from safetensors import safe_open
+
+    if scheme.kind == "fp8":
+        return  # the compressor casts our E4M3 values back to E4M3: nothing to re-derive
+    with safe_open(str(out_dir / "model.safetensors"), "pt") as f:
+        for name in scheme.quantized:
+            codes = llama.int_weight(folded.get_submodule(name))
+            expected = codes.codes - codes.zeros.repeat_interleave(codes.group_size, 1)
+            if fmt == "pack-quantized":
+                shape = torch.Size(f.get_tensor(f"{name}.weight_shape").tolist())
+                written = unpack_from_int32(f.get_tensor(f"{name}.weight_packed"), scheme.bits, shape)
+            else:
+                written = f.get_tensor(f"{name}.weight")
+            if not torch.equal(written.to(torch.int16), expected):
+                raise ModelpressError(f"{NAME}: {name}'s written codes differ from the candidate's "
+                                      "(the compressor re-quantized them)")
+
+
+def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
+          config: Config | None = None) -> dict[str, float]:
+    """Transformers (with compressed-tensors) loads the folder; its logits match the candidate's."""
+    config = config or Config()
+    from transformers import AutoModelForCausalLM
+
+    # Transformers loads compressed-tensors folders in fp16 unless told otherwise
+    loaded = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype="auto").eval()
+    metrics = checks.compare_logits(checks.model_logits(model, eval_input_ids),
+                                    checks.model_logits(loaded, eval_input_ids), eval_input_ids)
+    dynamic = llama.describe(model).activations != "none"
+    checks.require_close(metrics, NAME, config.max_perplexity_ratio or (1.01 if dynamic else 1.001))
+    return metrics

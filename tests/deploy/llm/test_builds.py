@@ -1,0 +1,137 @@
+"""Each LLM build on the tiny Llama: written, loaded by its real consumer, matching the candidate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from modelpress.errors import ModelpressError
+
+
+def build(module, candidate, tokenizer_dir, tmp_path, eval_ids, config=None):
+    """Write the build and run its check (the consumer loads it and compares with the candidate)."""
+    out = module.write(candidate, tokenizer_dir, tmp_path / module.NAME, config or module.Config())
+    return out, module.check(out, candidate, eval_ids, config or module.Config())
+
+
+@pytest.mark.parametrize(("scheme", "fmt"), [
+    ("int4-g32-sym-rtn", "pack-quantized"), ("int8-per-channel", "pack-quantized"),
+    ("w8a8", "int-quantized"), ("fp8", "float-quantized"), ("fp32", None)])
+def test_compressed_tensors_loads_in_transformers_with_the_candidates_logits(
+        scheme, fmt, quantize, base_model, tokenizer_dir, tmp_path, eval_ids):
+    from modelpress.deploy.builds import compressed_tensors
+
+    candidate = base_model if scheme == "fp32" else quantize(scheme)
+    out, metrics = build(compressed_tensors, candidate, tokenizer_dir, tmp_path, eval_ids)
+    config = json.loads((out / "config.json").read_text())
+    if fmt is None:
+        assert "quantization_config" not in config
+    else:
+        assert config["quantization_config"]["format"] == fmt
+        assert config["quantization_config"]["ignore"] == ["lm_head"]
+    if scheme == "w8a8":  # the consumer re-quantizes activations (range /127.5 vs our /127)
+        assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=0.01)
+    else:  # weights decompress to exactly the candidate's
+        assert metrics["max_abs_logit_diff"] == 0.0
+
+
+@pytest.mark.parametrize("scheme", ["int4-g64-sym-gptq", "int4-g32-asym-gptq", "int8-per-channel"])
+def test_gptq_layout_holds_the_candidates_codes(scheme, quantize, tokenizer_dir, tmp_path, eval_ids):
+    from modelpress.deploy.builds import gptq
+
+    candidate = quantize(scheme)
+    try:
+        out, metrics = build(gptq, candidate, tokenizer_dir, tmp_path, eval_ids)
+    except ModelpressError as exc:  # asym zero point 0 cannot be stored for vLLM (v1 layout)
+        assert "zero point 0" in str(exc) and "asym" in scheme
+        return
+    quant = json.loads((out / "config.json").read_text())["quantization_config"]
+    bits, group = (8, -1) if "int8" in scheme else (4, int(scheme.split("-g")[1][:2]))
+    assert (quant["quant_method"], quant["bits"], quant["group_size"], quant["sym"]) == (
+        "gptq", bits, group, "asym" not in scheme)
+    assert metrics["codes_equal"] == 1.0 and metrics["scale_fp16_max_rel_error"] < 1e-3
+    assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3) and metrics["top1_agreement"] > 0.98
+
+
+def test_gptq_check_catches_a_changed_code(quantize, tokenizer_dir, tmp_path, eval_ids):
+    from modelpress.deploy.builds import gptq
+    from safetensors.numpy import load_file, save_file
+
+    candidate = quantize("int4-g32-sym-rtn")
+    out = gptq.write(candidate, tokenizer_dir, tmp_path / "g")
+    tensors = load_file(str(out / "model.safetensors"))
+    tensors["model.layers.1.mlp.up_proj.qweight"][3, 5] ^= 1  # one code one step off
+    save_file(tensors, str(out / "model.safetensors"))
+    with pytest.raises(ModelpressError, match="up_proj's codes"):
+        gptq.check(out, candidate, eval_ids)
+
+
+@pytest.mark.parametrize(("scheme", "qtype"), [
+    ("int4-g32-sym-rtn", "Q4_0"), ("int4-g32-asym-gptq", "Q4_1"), ("int8-g32-sym", "Q8_0"),
+    ("int4-g64-sym-gptq", "Q4_0")])
+def test_gguf_blocks_hold_the_exact_codes(scheme, qtype, quantize, tokenizer_dir, tmp_path, eval_ids):
+    import gguf as gguf_lib
+    from modelpress.deploy.builds import gguf
+
+    out, metrics = build(gguf, quantize(scheme), tokenizer_dir, tmp_path, eval_ids)
+    assert metrics["layers_with_exact_codes"] == 14.0  # 2 blocks x 7 projections, read back from the file
+    assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)
+    reader = gguf_lib.GGUFReader(str(out / gguf.FILENAME))
+    types = {t.name: t.tensor_type.name for t in reader.tensors}
+    assert types["blk.0.attn_q.weight"] == types["blk.1.ffn_down.weight"] == qtype
+    assert "output.weight" not in types  # tied embeddings: llama.cpp reuses token_embd
+    manifest = json.loads((out / "modelpress-build.json").read_text())
+    assert manifest["transcoded_type"] == qtype and manifest["requantized"] == {}
+
+
+@pytest.mark.parametrize("scheme", ["fp8", "fp32"])
+def test_gguf_requantizes_what_fits_no_block_type_and_says_so(scheme, quantize, base_model, tokenizer_dir, tmp_path, eval_ids):
+    from modelpress.deploy.builds import gguf
+
+    candidate = base_model if scheme == "fp32" else quantize(scheme)
+    out, metrics = build(gguf, candidate, tokenizer_dir, tmp_path, eval_ids)
+    manifest = json.loads((out / "modelpress-build.json").read_text())
+    if scheme == "fp8":
+        assert len(manifest["requantized"]) == 14 and manifest["requantize_type"] == "Q8_0"
+        assert all(0 < err < 0.02 for err in manifest["requantized"].values())
+    else:
+        assert manifest["requantized"] == {} and manifest["float_type"] == "F16"
+    assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("scheme", ["int4-g32-sym-rtn", "fp32"])
+def test_genai_generates_the_candidates_greedy_tokens(scheme, quantize, base_model, tokenizer_dir, tmp_path, eval_ids):
+    import onnx
+    from modelpress.deploy.builds import onnxruntime_genai
+
+    candidate = base_model if scheme == "fp32" else quantize(scheme)
+    out, metrics = build(onnxruntime_genai, candidate, tokenizer_dir, tmp_path, eval_ids)
+    assert metrics["greedy_tokens_matched"] == 16.0 and metrics["first_token_argmax_equal"] == 1.0
+    assert metrics["first_token_max_abs_diff"] < 0.05
+    ops = {n.op_type for n in onnx.load(str(out / "model.onnx"), load_external_data=False).graph.node}
+    assert ("MatMulNBits" in ops) == (scheme != "fp32")
+    assert "GatherBlockQuantized" not in ops  # the float embedding stayed float
+
+
+@pytest.mark.parametrize("scheme", ["int4-g32-sym-awq", "int4-g64-sym-gptq-awq", "w8a8-smoothquant"])
+def test_folding_smoothing_factors_keeps_the_outputs(scheme, quantize, eval_ids):
+    from modelpress.deploy.builds import llama
+
+    candidate = quantize(scheme)
+    smoothed = [n for n, m in candidate.named_modules() if getattr(m, "smooth", None) is not None]
+    assert smoothed, "AWQ scaled no layer: the test would not test folding"
+    folded = llama.fold_smoothing(candidate)
+    assert not [n for n, m in folded.named_modules() if getattr(m, "smooth", None) is not None]
+    with torch.inference_mode():
+        np.testing.assert_allclose(folded(input_ids=eval_ids).logits, candidate(input_ids=eval_ids).logits,
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_awq_codes_reach_genai_through_the_folded_gptq_build(quantize, tokenizer_dir, tmp_path, eval_ids):
+    from modelpress.deploy.builds import onnxruntime_genai
+
+    _, metrics = build(onnxruntime_genai, quantize("int4-g64-sym-gptq-awq"), tokenizer_dir, tmp_path, eval_ids)
+    assert metrics["greedy_tokens_matched"] == 16.0 and metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)
