@@ -33,13 +33,22 @@ def register_cnn(root: Path, tracking_uri: str) -> None:
     torch.onnx.export(SmallCNN((1, 28, 28), 10).eval(), (torch.zeros(1, 1, 28, 28),), str(path),
                       input_names=["pixels"], output_names=["logits", "embedding"], opset_version=17,
                       dynamo=False, dynamic_axes={n: {0: "batch"} for n in ("pixels", "logits", "embedding")})
+    leaked = os.environ.get("MLFLOW_REGISTRY_URI")
     mlflow.set_tracking_uri(tracking_uri)
-    experiment = mlflow.create_experiment("serving", artifact_location=str(root / "artifacts"))
-    with mlflow.start_run(experiment_id=experiment):
-        info = mlflow.onnx.log_model(onnx.load(str(path)), name="onnx_model", pip_requirements=["onnxruntime"])
-    version = mlflow.register_model(info.model_uri, MODEL)
-    mlflow.MlflowClient().set_registered_model_alias(MODEL, "champion", version.version)
-    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(tracking_uri)  # explicit: a registry another test left set must not get it
+    try:
+        experiment = mlflow.create_experiment("serving", artifact_location=str(root / "artifacts"))
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.onnx.log_model(onnx.load(str(path)), name="onnx_model", pip_requirements=["onnxruntime"])
+        version = mlflow.register_model(info.model_uri, MODEL)
+        mlflow.MlflowClient(tracking_uri, tracking_uri).set_registered_model_alias(MODEL, "champion", version.version)
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        if leaked is None:  # set_registry_uri exported it; None does not take it back
+            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+        else:
+            os.environ["MLFLOW_REGISTRY_URI"] = leaked
 
 
 def start(serve_python: Path, repository: Path, port: int, log: Path) -> subprocess.Popen:
@@ -64,6 +73,6 @@ def pull_champion(root: Path) -> Path:
     cli = Path(sys.executable).parent / "modelpress"
     done = subprocess.run([str(cli), "pull", f"models:/{MODEL}@champion", "--to", str(root / "models")],
                           capture_output=True, text=True, check=False, timeout=120,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri})
+                          env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri})
     assert done.returncode == 0, done.stderr
     return root / "models"
