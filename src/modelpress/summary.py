@@ -17,9 +17,10 @@ def print_summary(result: Any) -> None:
     width = max([20, *(len(m.label) + 1 for m in shown)])
     click.echo(f"{'':<{width}}{'baseline':>12}{'candidate':>12}{'ratio':>9}")
     for metric in shown:
-        ratio = cand[metric.name] / base[metric.name] if base[metric.name] else float("nan")
+        # no ratio to a zero baseline (a causal LM's KL to itself)
+        ratio = f"{cand[metric.name] / base[metric.name]:>8.2f}x" if base[metric.name] else f"{'-':>9}"
         click.echo(f"{metric.label:<{width}}{metric.fmt.format(base[metric.name]):>12}"
-                   f"{metric.fmt.format(cand[metric.name]):>12}{ratio:>8.2f}x")
+                   f"{metric.fmt.format(cand[metric.name]):>12}{ratio}")
     for note in getattr(result, "notes", ()):
         click.echo(f"note: {note}")
     verdict = "PASSED" if result.verdict.passed else "FAILED"
