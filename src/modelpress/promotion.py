@@ -2,8 +2,8 @@
 
 * promote: move an alias to a version that passed its gate, unless the current holder is
   better beyond a tolerance (the compare-and-set of ``deploy.registry.promote``). Outside a
-  pipeline there is no eval data at hand, so versions are compared on the accuracy recorded
-  at registration, and only when both were scored on the same data (``data_fingerprint``).
+  pipeline there is no eval data at hand, so versions are compared on the task's primary
+  metric recorded at registration (``primary_metric``, ``primary_direction`` tags), and only when both were scored on the same data (``data_fingerprint``).
 * rollback: put the alias back on the version recorded in the holder's ``previous_<alias>``
   tag (written by every promotion), so repeated rollbacks walk back the champion history.
 * copy: one registry to another (staging → production tracking server): the version's ONNX
@@ -51,12 +51,22 @@ def _version(c: MlflowClient, name: str, version: str | None, alias: str | None)
         raise ModelpressError(f"registered model {name!r}: no {what} ({exc.message.splitlines()[0]})") from None
 
 
-def _recorded_accuracy(version: ModelVersion) -> float:
+def _recorded_score(version: ModelVersion, metric: str | None = None) -> float:
+    """The primary metric recorded at registration, oriented so that higher is better.
+
+    Versions registered before the task recorded its primary metric carry ``accuracy`` only.
+    """
+    tags = version.tags or {}
+    recorded = tags.get("primary_metric", "accuracy")
+    if metric is not None and recorded != metric:
+        raise ModelpressError(f"{version.name} v{version.version} was scored on {recorded}, the other "
+                              f"version on {metric}: not comparable; use --force to promote anyway")
     try:
-        return float(version.tags["accuracy"])
+        value = float(tags[recorded])
     except (KeyError, ValueError):
-        raise ModelpressError(f"{version.name} v{version.version} has no recorded accuracy tag "
+        raise ModelpressError(f"{version.name} v{version.version} has no recorded {recorded} tag "
                               "(was it registered by modelpress?); use --force to promote anyway") from None
+    return value if tags.get("primary_direction", "higher") == "higher" else -value
 
 
 def promote_version(name: str, version: str | None = None, source_alias: str = "challenger",
@@ -83,11 +93,11 @@ def promote_version(name: str, version: str | None = None, source_alias: str = "
                 raise ModelpressError(
                     f"@{alias} v{current.version} was scored on other data "
                     f"({current.tags.get('data_fingerprint')} vs {chosen.tags.get('data_fingerprint')}); "
-                    "accuracies are not comparable: re-run the recipe (which re-evaluates the champion "
+                    "scores are not comparable: re-run the recipe (which re-evaluates the champion "
                     "on the same rows) or use --force")
-            return _recorded_accuracy(current)
+            return _recorded_score(current, (chosen.tags or {}).get("primary_metric", "accuracy"))
 
-        candidate = float("inf") if force else _recorded_accuracy(chosen)
+        candidate = float("inf") if force else _recorded_score(chosen)
         result = promote(name, chosen.version, alias, candidate, score_of, tolerance=tolerance, mlflow_client=c)
         c.set_model_version_tag(name, chosen.version, "promotion",
                                 f"{'promoted' if result.promoted else 'not promoted'} (cli): {result.reason}"[:5000])

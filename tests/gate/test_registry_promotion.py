@@ -151,3 +151,22 @@ def test_cli_level_promotion_refuses_failed_gates_and_other_data(registry: str, 
     forced = promote_version(model_name, other, force=True)
     assert forced.promoted and str(alias_version(model_name, "champion").version) == other
     assert rollback(model_name).version == good
+
+
+def test_cli_level_promotion_compares_the_recorded_primary_metric_in_its_direction(
+        registry: str, model_name: str, digits: Any) -> None:
+    """A causal LM is compared on perplexity, where lower is better: the CLI must not read accuracy."""
+    (low, _), (high, _) = register_fast(model_name, digits, 40), register_fast(model_name, digits, 2)
+    client = mlflow.MlflowClient()
+    for version, perplexity in ((low, "12.5"), (high, "19.0")):
+        for key, value in {"primary_metric": "perplexity", "perplexity": perplexity,
+                           "primary_direction": "lower", "accuracy": "0.5"}.items():
+            client.set_model_version_tag(model_name, version, key, value)
+    assert promote_version(model_name, high).promoted  # nothing to beat yet
+    assert promote_version(model_name, low).promoted  # lower perplexity wins
+    refused = promote_version(model_name, high)
+    assert not refused.promoted and "-12.5" in refused.reason
+    assert str(alias_version(model_name, "champion").version) == low
+    client.set_model_version_tag(model_name, high, "primary_metric", "accuracy")
+    with pytest.raises(ModelpressError, match="scored on accuracy, the other version on perplexity|not comparable"):
+        promote_version(model_name, high)
