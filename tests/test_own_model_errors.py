@@ -93,7 +93,8 @@ def test_bad_own_model_input_is_one_line_at_validate(project: Path, modelpress_c
 
 def test_missing_optional_extra_names_the_pip_install(project: Path, modelpress_cli: str) -> None:
     recipe = tabular(SD, stages=[{"finetune": {"lora": {"r": 4}}}, "quantize"])
-    lines = problem_lines(validate(modelpress_cli, project, recipe, python_prelude="import sys; sys.modules['peft'] = None"))
+    without_peft = "import sys; sys.modules['peft'] = None"
+    lines = problem_lines(validate(modelpress_cli, project, recipe, python_prelude=without_peft))
     assert lines == ["stages[0].finetune: needs the Python package 'peft', which is not installed: "
                      'pip install "modelpress[finetune]"']
 

@@ -24,6 +24,7 @@ class TextClassificationConfig(TaskConfig):
 class TextClassification(ClassificationTask):
     name = "text-classification"
     Config = TextClassificationConfig
+    config: TextClassificationConfig
     summary = "class of a text column, tokenized with the model's own tokenizer"
     data_kind: ClassVar[DataKind] = "text"
     input_names = ("input_ids", "attention_mask")
