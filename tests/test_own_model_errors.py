@@ -146,3 +146,15 @@ def test_hf_classifier_validates_and_takes_its_task_from_config(project: Path, m
     result = validate(modelpress_cli, project, text_recipe(three))
     assert result.returncode == 0, result.stderr
     assert "ok (text-classification" in result.stdout
+
+
+def test_init_on_a_state_dict_asks_for_its_class_and_writes_it_when_given(modelpress_cli: str, project: Path) -> None:
+    command = [modelpress_cli, "init", "state.pt", "table.csv", "--label", "answer", "--out", "sd.yaml"]
+    missing = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr + missing.stdout
+    assert "state.pt: a state dict needs the class it fits: pass --class module:Name" in missing.stderr
+    given = subprocess.run([*command, "--class", "tiny_models:TinyMLP"], cwd=project, capture_output=True,
+                           text=True, timeout=120)
+    assert given.returncode == 0, given.stderr
+    model = yaml.safe_load((project / "sd.yaml").read_text())["model"]
+    assert model["source"] == "state-dict" and model["class"] == "tiny_models:TinyMLP"

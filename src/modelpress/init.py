@@ -105,7 +105,7 @@ def _model_block(choices: Choices) -> dict[str, Any]:
         raise ModelpressError(f"{path}: no such file or folder")
     for source in sorted(SOURCES.all().values(), key=lambda s: s.init_order):
         if source.recognizes(path):
-            block = source.starter(path)
+            block = source.starter(path, choices.model_class)
             break
     else:
         if not choices.trust_pickle:
@@ -113,11 +113,6 @@ def _model_block(choices: Choices) -> dict[str, Any]:
                                   "ONNX file; if it is a whole pickled module you trust, pass --trust-pickle")
         block = {"source": "file", "path": str(path), "trust_pickle": True}
     block["path"] = _relative(path, choices.out.parent)
-    if block["source"] == "state-dict":
-        if not choices.model_class:
-            raise ModelpressError(f"{path}: a state dict needs the class it fits: pass --class module:Name "
-                                  "(importable from the recipe's folder)")
-        block["class"] = choices.model_class
     return block
 
 
