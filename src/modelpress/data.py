@@ -14,7 +14,7 @@ import gzip
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from .errors import ModelpressError
 
@@ -117,7 +117,8 @@ def describe(spec: "DataSpec") -> DataSchema:
         info = SHIPPED[spec.source]
         return DataSchema(info.kind, info.labels, info.image_shape, spec.source)
     if spec.source == "text":  # a corpus: documents, no labels
-        return DataSchema("text", None, None, str(spec.path), labelled=False)
+        return DataSchema("text", None, None, str(cast("TextData", spec).path), labelled=False)
+    spec = cast("FileData", spec)  # every other source that is not shipped is a file
     kind = "text" if spec.text else "features"
     labels = tuple(spec.labels) if spec.labels else None
     return DataSchema(kind, labels, spec.image_shape, str(spec.path), labelled=spec.label is not None)
@@ -130,6 +131,7 @@ def declared_labels(spec: "DataSpec") -> tuple[Any, ...] | None:
     schema = describe(spec)
     if schema.labels is not None or not schema.labelled:
         return schema.labels
+    spec = cast("FileData", spec)  # shipped data declares its labels, a corpus has none
     try:
         column = _read(spec, columns=[spec.label])[spec.label]
     except (ModelpressError, KeyError):
@@ -178,8 +180,9 @@ def load_frame(spec: "DataSpec") -> "pd.DataFrame":
 
         from .lm.corpus import read_documents
 
-        return pd.DataFrame({"text": read_documents(spec.path, spec.field)})
-    return _load_user_file(spec)
+        text = cast("TextData", spec)
+        return pd.DataFrame({"text": read_documents(text.path, text.field)})
+    return _load_user_file(cast("FileData", spec))
 
 
 def _read(spec: "FileData", columns: list[str] | None = None) -> "pd.DataFrame":
