@@ -73,7 +73,8 @@ def test_int4_gptq_is_gated_on_perplexity_registered_with_its_builds_and_promote
                      "--to", "pulled", "--tracking-uri", uri)
     assert pulled.returncode == 0, pulled.output[-2000:]
     folder = project / "pulled" / "huggingface"
-    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= {p.name for p in folder.iterdir()}
+    expected = {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"}
+    assert expected <= {p.name for p in folder.iterdir()}
     import mlflow
 
     mlflow.set_tracking_uri(uri)

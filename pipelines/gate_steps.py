@@ -33,7 +33,8 @@ def evaluate_champion(candidate: Any, dataset: pd.DataFrame, task: TaskSpec,
 
 @step
 def gate_report(evaluation: Evaluation, verdict: Verdict, champion: ChampionReport, task: TaskSpec,
-                peers: list[PeerPoint], name: str, notes: list[str] | None = None) -> Annotated[HTMLString, "gate_report"]:
+                peers: list[PeerPoint], name: str,
+                notes: list[str] | None = None) -> Annotated[HTMLString, "gate_report"]:
     """The gate report as a dashboard visualization: table, checks, examples, quality-size-latency plot."""
     from modelpress.registry import get_task
     from modelpress.report import render_gate

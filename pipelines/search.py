@@ -22,7 +22,6 @@ from modelpress.search import Candidate, expand, pareto, techniques
 from modelpress.tracking import point_mlflow_at
 
 
-
 @dataclass
 class SearchResult:
     rows: list[dict[str, Any]]
@@ -108,9 +107,8 @@ def _step_output(result: Any, step: str, output: str) -> Any:
 
 
 def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, Any]:
-    from modelpress.deploy.registry import client, promote
-
     from modelpress.champion import measure_version
+    from modelpress.deploy.registry import client, promote
 
     from .plan import promotion_tolerance, task_spec
 

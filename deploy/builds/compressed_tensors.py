@@ -36,7 +36,8 @@ class Config(LLMBuild):
     """``export: [compressed-tensors]`` options; the build's functions are this module's."""
 
     build_name: ClassVar[str] = NAME
-    summary: ClassVar[str] = "a Hugging Face folder with a compressed-tensors quantization_config (vLLM, Transformers), the candidate's codes"
+    summary: ClassVar[str] = ("a Hugging Face folder with a compressed-tensors quantization_config "
+                              "(vLLM, Transformers), the candidate's codes")
     needs: ClassVar[dict[str, str]] = {'compressed_tensors': 'llm', 'safetensors': 'llm'}
 
     dtype: Literal["auto", "float16", "bfloat16"] = Field(

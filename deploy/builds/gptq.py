@@ -41,7 +41,8 @@ class Config(LLMBuild):
     """``export: [gptq]`` options; the build's functions are this module's."""
 
     build_name: ClassVar[str] = NAME
-    summary: ClassVar[str] = "the GPTQ checkpoint layout (qweight/qzeros/scales/g_idx) vLLM, Transformers and GenAI read"
+    summary: ClassVar[str] = ("the GPTQ checkpoint layout (qweight/qzeros/scales/g_idx) "
+                              "vLLM, Transformers and GenAI read")
     needs: ClassVar[dict[str, str]] = {'safetensors': 'llm'}
 
     dtype: Literal["auto", "float16", "bfloat16"] = Field(

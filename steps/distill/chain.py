@@ -10,7 +10,6 @@ from torch import nn
 
 from modelpress.errors import ModelpressError
 from modelpress.tasks import split_outputs
-
 from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, to_device, validate
 
 from .harness import DistillHarness, FeatureTap, projection

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
-from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, task_loss, validate
 from torch import nn
+
+from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, task_loss, validate
 
 from .lora import attach_lora, mask_lora_deltas, merge_lora, trainable_share
 from .masks import apply_masks, detect_masks, mask_applier, sparsity

@@ -73,7 +73,8 @@ def test_max_length_beyond_the_models_context(project, modelpress_cli):
 
 def test_a_text_file_with_no_usable_lines(project, modelpress_cli):
     line = problem(validate(modelpress_cli, project, recipe(data={"source": "text", "path": "blank.txt"})))
-    assert line.startswith("data.path: ") and line.endswith("blank.txt: no usable lines (every document is empty or blank)")
+    assert line.startswith("data.path: ")
+    assert line.endswith("blank.txt: no usable lines (every document is empty or blank)")
 
 
 def test_a_gate_on_accuracy_names_the_tasks_metrics(project, modelpress_cli):
@@ -95,7 +96,8 @@ def test_a_classifier_recipe_on_a_corpus_needs_labels(project, modelpress_cli):
     ({"export": ["gguf"], "stages": [{"lowrank": {"param_budget": 0.5}}]},
      "export[1].gguf: lowrank factors each Linear into two; a Llama checkpoint has one weight per projection"),
     ({"stages": [{"prune": {"method": "structured", "target": "heads"}}]},
-     "stages[0].prune: target 'heads': head pruning of Llama-style decoders (grouped-query attention) is not supported"),
+     "stages[0].prune: target 'heads': head pruning of Llama-style decoders (grouped-query attention) "
+     "is not supported"),
     ({"stages": [{"distill": {"student": {"width": 0.5}}}]},
      "stages[0].distill: a causal-lm model cannot give a student derived by width"),
 ], ids=["ct-int3", "gguf-lowrank", "llama-heads", "student-width"])

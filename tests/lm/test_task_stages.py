@@ -127,8 +127,8 @@ def test_layer_dropped_student_through_a_teacher_assistant(task, corpus):
 
 def test_lora_on_the_lm_loss_adapts_blocks_not_the_tied_head(task, corpus):
     model = tied_llama()
-    tuned, report = run("finetune", model, {"lora": {"r": 4, "alpha": 8}, "epochs": 2, "batch_size": 4, "max_train_rows": 60,
-                                            "lr": 5e-3, "mixed_precision": "no"}, task, corpus)
+    tuned, report = run("finetune", model, {"lora": {"r": 4, "alpha": 8}, "epochs": 2, "batch_size": 4,
+                                            "max_train_rows": 60, "lr": 5e-3, "mixed_precision": "no"}, task, corpus)
     assert report["method"] == "lora"
     assert report["val_loss_after"] < report["val_loss_before"]
     assert torch.equal(tuned.lm_head.weight, model.lm_head.weight)  # embeddings untouched

@@ -24,7 +24,6 @@ from ..registry import StrictConfig
 
 if TYPE_CHECKING:
     import numpy as np
-    import onnx
     import pandas as pd
     import torch
 

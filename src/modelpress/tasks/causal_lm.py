@@ -207,7 +207,7 @@ class CausalLM(Task):
     def protected_modules(self, model: nn.Module) -> dict[str, str]:
         """The LM head when it is the input embedding table (tied): changing it changes both."""
         head = _output_embeddings(model)
-        embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        embeddings = _input_embeddings(model)
         if head is None or embeddings is None or head.weight.data_ptr() != embeddings.weight.data_ptr():
             return {}
         name = next((n for n, m in model.named_modules() if m is head), "lm_head")
@@ -312,5 +312,11 @@ def context_length(config: Any) -> tuple[int | None, str]:
 
 
 def _output_embeddings(model: nn.Module) -> Any:
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    get = getattr(model, "get_output_embeddings", None)  # a Hugging Face model's; plain modules lack it
+    head = get() if callable(get) else None
     return head if head is not None and hasattr(head, "weight") else None
+
+
+def _input_embeddings(model: nn.Module) -> Any:
+    get = getattr(model, "get_input_embeddings", None)
+    return get() if callable(get) else None
