@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import JsonValue, ValidationInfo
+from pydantic import ValidationInfo
 
 from ..errors import ModelpressError
 from ..registry import StrictConfig
@@ -45,8 +45,10 @@ class SourceFacts:
 
 class Source(StrictConfig):
     source: str
-    #: a task name, or ``{name: ..., options}``; None: the task the model says it was built for
-    task: str | dict[str, JsonValue] | None = None
+    #: a task name, or ``{name: ..., options}``; None: the task the model says it was built for.
+    #: The options are values as written (Any, not JsonValue): the task's own config checks them
+    #: (recipe.resolve_task), so `max_length: .inf` is named as that field, not as a union error.
+    task: str | dict[str, Any] | None = None
 
     artifact: ClassVar[Artifact] = "module"
     summary: ClassVar[str] = ""
