@@ -200,18 +200,25 @@ def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None
 
 @main.command()
 @click.option("--model-repository", "repository", required=True, type=click.Path(file_okay=False),
-              help="A folder written by `modelpress pull` (<name>/config.pbtxt, <name>/<version>/).")
+              help="A folder written by `modelpress pull` (<name>/config.pbtxt, <name>/<version>/), or an "
+                   "onnxruntime-genai build (`pull --build onnxruntime-genai`: DIR/onnxruntime-genai), "
+                   "served over the OpenAI API.")
 @click.option("--http-port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes (each loads every model).")
+              help="Server processes (each loads every model; the LLM server runs one).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 256),
               help="ONNX Runtime intra-op threads per model (0: one per core); scale with --workers.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
 def serve(repository: str, http_port: int, workers: int, threads: int, access_log: bool) -> None:
-    """Serve the repository's ONNX models over the V2 inference protocol (needs the serve extra)."""
+    """Serve ONNX models over the V2 inference protocol, or an LLM build over the OpenAI API
+    (/v1/completions, /v1/chat/completions); needs the serve extra."""
 
+    llm = (Path(repository) / "genai_config.json").is_file()  # an onnxruntime-genai build
     try:
-        from modelpress.deploy.server import serve as run_server
+        if llm:
+            from modelpress.deploy.llm_server import serve as run_server
+        else:
+            from modelpress.deploy.server import serve as run_server
     except ImportError as exc:
         click.echo(f"error: the CPU server needs the serve extra (pip install 'modelpress[serve]'): {exc}",
                    err=True)
