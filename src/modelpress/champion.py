@@ -34,7 +34,7 @@ def measure_champion(name: str, alias: str, candidate: Any, task: Task,
     holder = alias_version(name, alias)
     if holder is None:
         return ChampionReport()
-    return measure_version(name, holder.version, alias, candidate, task, eval_frame)
+    return measure_version(name, str(holder.version), alias, candidate, task, eval_frame)
 
 
 def measure_version(name: str, version: str, alias: str | None, candidate: Any, task: Task,

@@ -167,7 +167,7 @@ def run(recipe: str, no_cache: bool) -> None:
         result = run_recipe(loaded, enable_cache=not no_cache)
         print_summary(result)
         if not result.passed:
-            raise GateFailed(f"gate failed: {result.verdict['reason']}")
+            raise GateFailed(f"gate failed: {result.verdict.reason}")
 
 
 @main.command()

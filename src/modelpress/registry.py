@@ -5,13 +5,18 @@ and a **build** (export format) are each one module that registers its pydantic 
 for stages, its pure ``apply`` function) under the name the YAML uses. The recipe schema, the
 CLI's listings and the pipeline builder read from here, so a new kind touches only its module.
 
+A registry finds its built-in kinds by importing every module of its package
+(``modelpress.tasks``, ``modelpress.sources``, ``modelpress.deploy.builds``, the rooms of
+``modelpress.steps``), and third-party ones through the entry-point group
+``modelpress.<kind>s`` (e.g. ``modelpress.sources``), so adding a kind is adding one module.
 Registering modules must stay cheap to import (pydantic only; heavy imports inside functions):
-recipe validation imports every built-in module.
+recipe validation imports every one of them.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -32,13 +37,23 @@ Spec = TypeVar("Spec")
 
 
 class Registry(Generic[Spec]):
-    """Names → specs of one kind; the built-in modules are imported on first use."""
+    """Names → specs of one kind; the modules that register them are imported on first use."""
 
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...]):
-        self.kind, self._builtin_modules = kind, builtin_modules
+    def __init__(self, kind: str, package: str, group: str):
+        self.kind, self._package, self._group = kind, package, group
         self._entries: dict[str, Spec] = {}
         self._origins: dict[str, str] = {}
         self._loaded = False
+
+    def _import_modules(self) -> None:
+        from importlib.metadata import entry_points
+
+        package = importlib.import_module(self._package)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{self._package}.{info.name}")
+        for entry in entry_points(group=self._group):
+            entry.load()  # a plugin module registers its kinds when imported
 
     def add(self, name: str, spec: Spec, origin: str) -> None:
         known = self._origins.get(name)
@@ -49,8 +64,7 @@ class Registry(Generic[Spec]):
     def all(self) -> dict[str, Spec]:
         if not self._loaded:
             self._loaded = True
-            for module in self._builtin_modules:
-                importlib.import_module(module)
+            self._import_modules()
         return dict(self._entries)
 
     def get(self, name: str) -> Spec:
@@ -110,13 +124,7 @@ class StageSpec:
     summary: str
 
 
-STAGES: Registry[StageSpec] = Registry("stage", (
-    "modelpress.steps.prune",
-    "modelpress.steps.lowrank",
-    "modelpress.steps.quantize",
-    "modelpress.steps.distill",
-    "modelpress.steps.finetune",
-))
+STAGES: Registry[StageSpec] = Registry("stage", "modelpress.steps", "modelpress.stages")
 
 
 def register_stage(name: str, config: type[StageConfig], kind: StageKind,
@@ -141,13 +149,9 @@ def get_stage(name: str) -> StageSpec:
 
 # --- sources, tasks, builds: the config class (or task class) is the registered spec ---------
 
-SOURCES: Registry[type[Source]] = Registry("model source", tuple(
-    f"modelpress.sources.{m}" for m in
-    ("package", "mlflow", "huggingface", "torchscript", "state_dict", "onnx", "pickled")))
-TASKS: Registry[type[Task]] = Registry("task", tuple(
-    f"modelpress.tasks.{m}" for m in ("image", "text", "tabular")))
-BUILDS: Registry[type[Build]] = Registry("build", tuple(
-    f"modelpress.deploy.builds.{m}" for m in ("onnx", "pytorch", "triton_repository", "tensorrt")))
+SOURCES: Registry[type[Source]] = Registry("model source", "modelpress.sources", "modelpress.sources")
+TASKS: Registry[type[Task]] = Registry("task", "modelpress.tasks", "modelpress.tasks")
+BUILDS: Registry[type[Build]] = Registry("build", "modelpress.deploy.builds", "modelpress.builds")
 
 Registered = TypeVar("Registered", bound=type)
 
