@@ -100,11 +100,13 @@ class GenAIEngine:
                                   "`modelpress pull MODEL_URI --build onnxruntime-genai`)")
         try:
             genai_config = json.loads(config_path.read_text())
-            model_section = genai_config["model"]
-            self.context_length = int(model_section["context_length"])
-            eos = model_section.get("eos_token_id", [])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelpressError(f"{config_path}: not a GenAI model configuration ({exc})") from None
+        except (OSError, ValueError) as exc:
+            raise ModelpressError(f"{config_path}: cannot be read as JSON ({exc})") from None
+        model_section = genai_config.get("model") if isinstance(genai_config, dict) else None
+        if not isinstance(model_section, dict) or not isinstance(model_section.get("context_length"), int):
+            raise ModelpressError(f"{config_path}: not a GenAI model configuration (no model.context_length)")
+        self.context_length = model_section["context_length"]
+        eos = model_section.get("eos_token_id", [])
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.bos_id = model_section.get("bos_token_id")
         self.vocab_size = model_section.get("vocab_size")

@@ -73,13 +73,14 @@ class GenAIModel(kserve.Model):
         super().__init__(name)
         self.folder = Path(folder)
         self.intra_op_threads = intra_op_threads
-        self.engine: GenAIEngine | None = None
+        # not ``self.engine``: kserve's Model uses that name to mean "start an engine task"
+        self.llm: GenAIEngine | None = None
         self.load_error: str | None = None
         self.created = int(time.time())
 
     def load(self) -> bool:
         try:
-            self.engine = GenAIEngine(self.folder, self.intra_op_threads)
+            self.llm = GenAIEngine(self.folder, self.intra_op_threads)
         except ModelpressError as exc:
             self.load_error = str(exc)
         except Exception as exc:  # noqa: BLE001 -- GenAI raises RuntimeError/OrtException for bad files
@@ -88,7 +89,7 @@ class GenAIModel(kserve.Model):
             log.error(self.load_error)
             self.ready = False
             return False
-        log.info("model %r ready from %s (context %d tokens)", self.name, self.folder, self.engine.context_length)
+        log.info("model %r ready from %s (context %d tokens)", self.name, self.folder, self.llm.context_length)
         self.ready = True
         return True
 
@@ -122,6 +123,8 @@ async def read_json(request: Request) -> Any:
         return json.loads(b"".join(body), parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
         raise api.OpenAIError(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise api.OpenAIError(400, "the request body nests too deeply to be a request") from None
 
 
 def _no_constants(name: str) -> Any:
@@ -153,7 +156,7 @@ class LLMRoutes:
 
     @property
     def engine(self) -> GenAIEngine:
-        return self.model.engine
+        return self.model.llm
 
     def install(self, app: FastAPI) -> None:
         # Added before kserve adds its own routes, so /v1/models is OpenAI's list here, not

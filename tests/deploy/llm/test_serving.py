@@ -117,6 +117,17 @@ def test_completion_equals_the_builds_greedy_decode(client, expected_greedy):
     assert "".join(chunks) == text and len([c for c in chunks if c]) > 1
 
 
+def test_concurrent_requests_wait_for_a_slot_and_get_their_own_answers(client, expected_greedy):
+    from concurrent.futures import ThreadPoolExecutor
+
+    greedy, encode, _ = expected_greedy
+    prompts = ["the film was", "a dull plot", "great music and a sad ending", "the director"]
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        answers = list(pool.map(lambda p: client.completions.create(
+            model=MODEL, prompt=p, max_tokens=24, temperature=0).choices[0].text, prompts))
+    assert answers == [greedy(encode(p), 24)[0] for p in prompts]
+
+
 def test_chat_and_streamed_chat_give_the_same_text(client, expected_greedy):
     greedy, _, tokenizer = expected_greedy
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "a great movie"}]
@@ -197,6 +208,7 @@ BAD_REQUESTS = [  # (path, body, status, reason)
     ("/v1/completions", b'{"model": "tiny-llm", "prompt": ', 400, "not valid JSON"),
     ("/v1/completions", b'{"model": "tiny-llm", "prompt": "x", "temperature": NaN}', 400, "NaN is not a JSON value"),
     ("/v1/completions", b"[1, 2]", 400, "must be a JSON object"),
+    ("/v1/completions", b"[" * 100_000 + b"]" * 100_000, 400, "nests too deeply"),
     ("/v1/completions", _body(model="gpt-4"), 404, "model 'gpt-4' is not served here"),
     ("/v1/completions", _body(temperature=-1), 400, "temperature: Input should be greater than or equal to 0"),
     ("/v1/completions", _body(max_tokens=0), 400, "max_tokens: Input should be greater than or equal to 1"),
