@@ -1,9 +1,9 @@
 """MLflow model registry: register candidates, move aliases safely.
 
 The registered artifact is the ONNX model (what serving pulls); the run also holds the
-PyTorch model. Promotion is check-then-set: the champion alias is re-read right before it
-moves, and if another run moved it meanwhile the comparison is redone against the new
-champion, so two racing runs cannot leave @champion on the worse model.
+PyTorch model. Promotion is a compare-and-set under a registry lock (``promote`` and
+``deploy/alias_lock.py``): if another run moved the alias while we compared, the comparison
+is redone against the new holder, so racing runs cannot leave @champion on the worse model.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 ONNX_ARTIFACT = "onnx_model"
 TORCH_ARTIFACT = "pytorch_model"
-MAX_PROMOTION_ATTEMPTS = 5
+# Each retry means another promotion won meanwhile, so this bounds how many may race one.
+MAX_PROMOTION_ATTEMPTS = 20
 
 
 def client() -> "MlflowClient":
@@ -65,26 +66,73 @@ class Promotion:
 def promote(name: str, version: str, alias: str, candidate_score: float,
             score_of: Callable[["ModelVersion"], float], tolerance: float = 0.0,
             mlflow_client: "MlflowClient | None" = None) -> Promotion:
-    """Move ``alias`` to ``version`` unless the current holder scores better beyond ``tolerance``."""
+    """Move ``alias`` to ``version`` unless the current holder scores better beyond ``tolerance``.
+
+    Compare-and-set on a registry without one (see ``deploy/alias_lock.py``):
+    1. read the holder and score it *outside* the lock (scoring can mean evaluating a model);
+    2. take the alias lock, re-read the holder: if it moved meanwhile, release and start over
+       from 1 (the comparison was against a stale holder);
+    3. still under the lock, write ``previous_<alias>`` on our version first and then move the
+       alias, so a reader never sees the alias on a version whose history link is missing;
+    4. re-read the alias. If it is not on our version, or the lease ran out while we wrote
+       (a breaker may have let another promoter in), we lost: put the alias back where it was
+       if it still points at us and drop our history tag.
+    """
     c = mlflow_client or client()
+    version = str(version)
     for _ in range(MAX_PROMOTION_ATTEMPTS):
         current = alias_version(name, alias, c)
-        if current is not None and current.version == str(version):
-            return Promotion(True, f"@{alias} already on version {version}", current.version)
+        if current is not None and str(current.version) == version:
+            return Promotion(True, f"@{alias} already on version {version}", str(current.version))
         if current is not None:
             champion_score = score_of(current)
             if candidate_score < champion_score - tolerance:
                 return Promotion(False, f"candidate scores {candidate_score:.4f} < @{alias} v{current.version} "
-                                 f"{champion_score:.4f} - tolerance {tolerance}", current.version)
-        # check-then-set: only move the alias if nobody moved it while we were comparing
-        latest = alias_version(name, alias, c)
-        if _same(latest, current):
-            c.set_registered_model_alias(name, alias, str(version))
-            if current is not None:  # what `modelpress rollback` restores
-                c.set_model_version_tag(name, str(version), previous_tag(alias), current.version)
-            return Promotion(True, f"@{alias} → version {version}",
-                             current.version if current else None)
+                                 f"{champion_score:.4f} - tolerance {tolerance}", str(current.version))
+        outcome = _move_under_lock(c, name, version, alias, current)
+        if outcome is not None:
+            return outcome
     return Promotion(False, f"@{alias} kept moving under us; gave up after {MAX_PROMOTION_ATTEMPTS} attempts", None)
+
+
+def _move_under_lock(c: "MlflowClient", name: str, version: str, alias: str,
+                     compared: "ModelVersion | None") -> Promotion | None:
+    """The set of compare-and-set; None when the holder moved since ``compared`` was read."""
+    from .alias_lock import alias_lock
+
+    with alias_lock(c, name, alias) as lease:
+        if not _same(alias_version(name, alias, c), compared):
+            return None
+        before = str(compared.version) if compared else None
+        if before is not None:  # what `modelpress rollback` restores
+            c.set_model_version_tag(name, version, previous_tag(alias), before)
+        else:
+            _drop_tag(c, name, version, previous_tag(alias))
+        c.set_registered_model_alias(name, alias, version)
+        now = alias_version(name, alias, c)
+        ours = now is not None and str(now.version) == version
+        if ours and lease.valid():
+            return Promotion(True, f"@{alias} → version {version}", before)
+        if ours:  # the lease ran out while we wrote: we cannot tell who else wrote, undo ours
+            _restore(c, name, alias, before)
+        _drop_tag(c, name, version, previous_tag(alias))
+        return None
+
+
+def _restore(c: "MlflowClient", name: str, alias: str, before: str | None) -> None:
+    if before is None:
+        c.delete_registered_model_alias(name, alias)
+    else:
+        c.set_registered_model_alias(name, alias, before)
+
+
+def _drop_tag(c: "MlflowClient", name: str, version: str, key: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.delete_model_version_tag(name, version, key)
+    except MlflowException:
+        pass  # the tag was not there
 
 
 def previous_tag(alias: str) -> str:
@@ -93,7 +141,7 @@ def previous_tag(alias: str) -> str:
 
 
 def _same(a: "ModelVersion | None", b: "ModelVersion | None") -> bool:
-    return (a.version if a else None) == (b.version if b else None)
+    return (str(a.version) if a else None) == (str(b.version) if b else None)
 
 
 def version_tags(version: "ModelVersion") -> dict[str, Any]:

@@ -22,16 +22,41 @@ try:
     import numpy as np
     import onnxruntime as ort
     from kserve.errors import InvalidInput
+    from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 finally:
     sys.argv = _argv
 
+from modelpress.deploy import request_limits
 from modelpress.deploy.triton_repo import latest_version, onnx_models
-from modelpress.deploy.v2_protocol import V2Tensor, request_problems, specs_from_ort
+from modelpress.deploy.v2_protocol import (
+    V2Tensor,
+    data_problems,
+    finite_problems,
+    request_problems,
+    specs_from_ort,
+)
 
 from modelpress.errors import ModelpressError
 
 log = logging.getLogger("modelpress.serve")
+
+# On import, not in serve(): with --workers > 1 kserve spawns processes that import its app
+# afresh and this module again (to unpickle the models), so each gets the limits.
+request_limits.install(kserve.model_server.app)
+
+
+class ClientErrorDecoding(DataPlane):
+    """kserve's data plane, with a request it cannot decode (a binary body whose header and
+    sizes disagree) answered 400 naming the problem instead of a 500."""
+
+    def decode(self, body: Any, headers: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().decode(body, headers, *args, **kwargs)
+        except InvalidInput:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot decode the request: {exc}") from None
 
 
 class OnnxRuntimeModel(kserve.Model):
@@ -95,11 +120,16 @@ class OnnxRuntimeModel(kserve.Model):
             raise InvalidInput("; ".join(problems))
         feeds = {}
         for tensor in payload.inputs:
+            if not _is_binary(tensor):  # JSON data: JSON types must match the datatype
+                problems += data_problems(tensor.name, tensor.datatype, tensor.data)
             try:
                 feeds[tensor.name] = tensor.as_numpy()
-            except (ValueError, TypeError) as exc:  # data length does not match the shape
+            except (ValueError, TypeError, OverflowError) as exc:  # data length does not match the shape
                 raise InvalidInput(f"input {tensor.name!r}: data does not fit shape "
                                    f"{list(tensor.shape)} ({exc})") from None
+            problems += finite_problems(tensor.name, feeds[tensor.name])
+        if problems:
+            raise InvalidInput("; ".join(problems))
         return feeds
 
     def _requested_names(self, payload: InferRequest) -> list[str]:
@@ -116,6 +146,10 @@ class OnnxRuntimeModel(kserve.Model):
         return next(t.datatype for t in self.outputs if t.name == name)
 
 
+def _is_binary(tensor: Any) -> bool:
+    return getattr(tensor, "_raw_data", None) is not None
+
+
 def models_in(repository: Path, intra_op_threads: int = 1) -> list[OnnxRuntimeModel]:
     """One model per ``<name>/config.pbtxt`` with an ONNX platform, at its latest version."""
     repository = Path(repository)
@@ -130,8 +164,12 @@ def models_in(repository: Path, intra_op_threads: int = 1) -> list[OnnxRuntimeMo
 
 
 def serve(repository: Path, http_port: int = 8080, workers: int = 1, intra_op_threads: int = 1,
-          enable_grpc: bool = False, access_log: bool = False) -> None:
+          enable_grpc: bool = False, access_log: bool = False,
+          max_request_bytes: int = request_limits.DEFAULT_LIMIT) -> None:
     """Load every model, then serve until stopped; exits non-zero when no model loads."""
+    import os
+
+    os.environ[request_limits.LIMIT_ENV] = str(max_request_bytes)  # read per request, by every worker
     models = models_in(repository, intra_op_threads)
     for model in models:
         model.load()
@@ -142,6 +180,7 @@ def serve(repository: Path, http_port: int = 8080, workers: int = 1, intra_op_th
     server = kserve.ModelServer(http_port=http_port, workers=workers, enable_grpc=enable_grpc,
                                 # per-request latency log lines cost ~15% throughput (src/modelpress/DESIGN.md §3)
                                 enable_latency_logging=False)
+    server.dataplane.__class__ = ClientErrorDecoding  # same state, stricter decoding (no 5xx for bad bodies)
     quiet_request_logs(access_log)
     _use_uvloop()
     server.start(models)

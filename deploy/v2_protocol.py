@@ -81,3 +81,41 @@ def _tensor_problems(spec: V2Tensor, datatype: str, shape: list[int]) -> list[st
     if shape and 0 in shape:
         problems.append(f"input {spec.name!r}: empty tensor (shape {shape})")
     return problems
+
+
+# The JSON types each V2 datatype's data may hold (JSON has no bool/number mix-ups to allow).
+_FLOAT_TYPES, _INT_TYPES = ("FP16", "FP32", "FP64", "BF16"), ("INT8", "INT16", "INT32", "INT64",
+                                                              "UINT8", "UINT16", "UINT32", "UINT64")
+
+
+def data_problems(name: str, datatype: str, data: Any) -> list[str]:
+    """JSON ``data`` whose element types do not fit ``datatype`` (true for FP32, "a" for INT64)."""
+    allowed: tuple[type, ...] = ((int, float) if datatype in _FLOAT_TYPES else (int,) if datatype in _INT_TYPES
+                                 else (bool,) if datatype == "BOOL" else ())
+    if not allowed:
+        return []
+    kinds = _element_types(data)
+    bad = next((k for k in kinds if not issubclass(k, allowed) or (k is bool and bool not in allowed)), None)
+    if bad is None:
+        return []
+    return [f"input {name!r}: {datatype} data holds {bad.__name__} values"]
+
+
+def _element_types(data: Any) -> set[type]:
+    """The types of the (possibly nested) list's leaves, at C speed for the usual flat list."""
+    if not isinstance(data, list):
+        return {type(data)}
+    kinds = set(map(type, data))
+    while list in kinds:
+        data = [leaf for item in data for leaf in (item if isinstance(item, list) else (item,))]
+        kinds = set(map(type, data))
+    return kinds
+
+
+def finite_problems(name: str, array: Any) -> list[str]:
+    """inf/nan in a float input: the model's answer would be meaningless (NaN logits)."""
+    import numpy as np
+
+    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+        return [f"input {name!r}: holds inf or nan"]
+    return []

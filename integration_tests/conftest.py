@@ -21,9 +21,35 @@ def modelpress_cli() -> str:
 
 @pytest.fixture(autouse=True)
 def _no_leaked_registry_uri():
-    """A test that sets MLflow's global registry URI must not redirect later tests' clients
-    (MLflow's registry URI otherwise falls back to the global tracking URI)."""
+    """A test that sets MLflow's global registry (or tracking) URI must not redirect later tests'
+    clients (MLflow's registry URI otherwise falls back to the global tracking URI); threads that
+    each borrow and restore the global URIs (the promotion race) can leave another's behind."""
+    mlflow = sys.modules.get("mlflow")
+    tracking_before = None
+    if mlflow is not None:
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_before = tracking_utils._tracking_uri
+    # set_registry_uri/set_tracking_uri also export MLFLOW_*_URI, and setting None does not unset them
+    environment = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     yield
     mlflow = sys.modules.get("mlflow")
     if mlflow is not None:
         mlflow.set_registry_uri(None)
+        mlflow.set_tracking_uri(tracking_before)
+    for key, value in environment.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` (sqlite backend, --serve-artifacts) on 127.0.0.1, for the tests of a
+    team's setup (team mode, racing promotions); stopped when the session ends."""
+    from .team_servers import start_mlflow, stop
+
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow-server"))
+    yield server
+    stop(server.proc)

@@ -29,9 +29,10 @@ def project_env(project: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(cli: str, project: Path, *args: str, timeout: int = 600) -> Result:
-    done = subprocess.run([cli, *args], cwd=project, env=project_env(project), capture_output=True,
-                          text=True, timeout=timeout)
+def run_cli(cli: str, project: Path, *args: str, timeout: int = 600, env: dict[str, str] | None = None) -> Result:
+    """``env`` adds to the project's environment (a team's ZENML_CONFIG_PATH, say)."""
+    done = subprocess.run([cli, *args], cwd=project, env={**project_env(project), **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
     return Result(done.returncode, ANSI.sub("", done.stdout), ANSI.sub("", done.stderr))
 
 

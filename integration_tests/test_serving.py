@@ -4,87 +4,33 @@ by a stock tritonclient.http client."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-MODEL = "serve-cnn"
-
-
-def _tooling():
-    spec = importlib.util.spec_from_file_location("deploy_tooling", REPO / "tests" / "deploy" / "tooling.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _register_cnn(root: Path, tracking_uri: str) -> None:
-    """The shipped SmallCNN (random weights: serving, not accuracy, is under test) as @champion."""
-    import mlflow
-    import onnx
-    import torch
-
-    from modelpress.nets import SmallCNN
-
-    torch.manual_seed(0)
-    path = root / "cnn.onnx"
-    torch.onnx.export(SmallCNN((1, 28, 28), 10).eval(), (torch.zeros(1, 1, 28, 28),), str(path),
-                      input_names=["pixels"], output_names=["logits", "embedding"], opset_version=17,
-                      dynamo=False, dynamic_axes={n: {0: "batch"} for n in ("pixels", "logits", "embedding")})
-    mlflow.set_tracking_uri(tracking_uri)
-    experiment = mlflow.create_experiment("serving", artifact_location=str(root / "artifacts"))
-    with mlflow.start_run(experiment_id=experiment):
-        info = mlflow.onnx.log_model(onnx.load(str(path)), name="onnx_model", pip_requirements=["onnxruntime"])
-    version = mlflow.register_model(info.model_uri, MODEL)
-    mlflow.MlflowClient().set_registered_model_alias(MODEL, "champion", version.version)
-    mlflow.set_tracking_uri(None)
-
-
-def _start(serve_python: Path, repository: Path, port: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(serve_python), "-m", "modelpress.cli", "serve", "--model-repository",
-                             str(repository), "--http-port", str(port), "--threads", "1"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+from .serving import MODEL, pull_champion, tooling
+from .serving import start as _start
+from .serving import stop as _stop
 
 
 @pytest.fixture(scope="module")
 def serve_python() -> Path:
-    return _tooling().serve_python()
+    return tooling().serve_python()
 
 
 @pytest.fixture(scope="module")
 def pulled(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("serving")
-    tracking_uri = f"sqlite:///{root}/mlflow.db"
-    _register_cnn(root, tracking_uri)
-    cli = Path(sys.executable).parent / "modelpress"
-    done = subprocess.run([str(cli), "pull", f"models:/{MODEL}@champion", "--to", str(root / "models")],
-                          capture_output=True, text=True, check=False, timeout=120,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri})
-    assert done.returncode == 0, done.stderr
-    return root / "models"
+    return pull_champion(tmp_path_factory.mktemp("serving"))
 
 
 @pytest.fixture(scope="module")
 def server(serve_python, pulled, tmp_path_factory):
     import tritonclient.http as httpclient
 
-    port = _tooling().free_port()
+    port = tooling().free_port()
     log = tmp_path_factory.mktemp("logs") / "server.log"
     proc = _start(serve_python, pulled, port, log)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
@@ -179,7 +125,7 @@ def test_a_corrupt_model_never_turns_ready(serve_python, pulled, tmp_path):
 
     broken = Path(shutil.copytree(pulled, tmp_path / "models"))
     (broken / MODEL / "1" / "model.onnx").write_bytes(b"\x08\x07this is not an onnx graph")
-    port = _tooling().free_port()
+    port = tooling().free_port()
     log = tmp_path / "server.log"
     proc = _start(serve_python, broken, port, log)
     try:

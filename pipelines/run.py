@@ -8,6 +8,7 @@ from typing import Any
 from modelpress.handoffs import Evaluation, Promotion, Registration, Verdict
 from modelpress.recipe import RecipeBase
 from modelpress.stack import Tracking, ensure_experiment, ensure_stack
+from modelpress.stale_runs import settle_killed_runs
 from modelpress.tracking import point_mlflow_at
 
 
@@ -33,6 +34,7 @@ def run_recipe(recipe: RecipeBase, enable_cache: bool = True, run_name: str | No
     tracking = ensure_stack()
     point_mlflow_at(tracking.tracking_uri, export=True)
     ensure_experiment(tracking, recipe.name)
+    settle_killed_runs(tracking.tracking_uri or None, recipe.name)  # a killed attempt's run → FAILED
 
     from .compress import compress
     from .plan import build_plan

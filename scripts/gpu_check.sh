@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU check for modelpress' kernels (issue 7): the benchmark table, then the kernel tests on CUDA.
+# GPU check for modelpress' kernels (issue 7): the benchmark table, then the kernel tests on CUDA,
+# the 2:4 sparse-kernel test and, where TensorRT is installed, the TensorRT engine build.
 #
 #   scripts/gpu_check.sh [OUTPUT_DIR]   (default: $OUT, else benchmarks/results/gpu_check, ignored)
 #
@@ -8,7 +9,8 @@
 # a throw-away shim package (no pip install, so nothing about the GPU box's environment changes).
 # Sized for ~5 minutes on one H100/H200 (mostly Triton compiles: ~190 test variants, ~60 autotune
 # configs); each step has its own time limit (300 s + 240 s worst case) so the other still runs.
-# Writes: kernels.md (benchmark table + acceptance verdicts), pytest.txt, env.txt.
+# Writes: kernels.md (benchmark table + acceptance verdicts), pytest.txt, pytest-2of4.txt,
+# pytest-tensorrt.txt, env.txt.
 # GPU_CHECK_ALLOW_CPU=1 accepts a python without a GPU: a dry run of this script itself (the tests
 # then use Triton's interpreter and the benchmark the CPU smoke shapes).
 set -uo pipefail
@@ -39,12 +41,19 @@ PY=$(find_python) || {
     exit 2
 }
 
-# modelpress.kernels from this checkout, whatever else that python has installed.
+# modelpress.kernels from this checkout, whatever else that python has installed; for the 2:4
+# and TensorRT checks, the few modules they import (torch-only: no pydantic/ZenML needed here).
 SHIM=$(mktemp -d)
 trap 'rm -rf "$SHIM"' EXIT
-mkdir -p "$SHIM/modelpress"
+mkdir -p "$SHIM/modelpress/steps/prune" "$SHIM/modelpress/deploy"
 : >"$SHIM/modelpress/__init__.py"
+: >"$SHIM/modelpress/steps/__init__.py"
+: >"$SHIM/modelpress/steps/prune/__init__.py"
+: >"$SHIM/modelpress/deploy/__init__.py"
 ln -s "$REPO/kernels" "$SHIM/modelpress/kernels"
+ln -s "$REPO/src/modelpress/errors.py" "$SHIM/modelpress/errors.py"
+ln -s "$REPO/steps/prune/masks.py" "$SHIM/modelpress/steps/prune/masks.py"
+ln -s "$REPO/deploy/tensorrt.py" "$SHIM/modelpress/deploy/tensorrt.py"
 export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
 unset MODELPRESS_KERNELS TRITON_INTERPRET  # CUDA tensors -> the Triton backend, compiled
 
@@ -69,6 +78,31 @@ timeout "$TEST_LIMIT_S" "$PY" -m pytest tests/kernels -q -c /dev/null --rootdir 
     2>&1 | tee "$OUT_DIR/pytest.txt"
 TESTS_RC=${PIPESTATUS[0]}
 
-echo "tests rc=$TESTS_RC benchmark rc=$BENCH_RC (124 = time limit); table: $OUT_DIR/kernels.md" \
-    | tee -a "$OUT_DIR/env.txt"
-[ "$TESTS_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ]
+# 2:4 masks on PyTorch's semi-structured sparse kernels: needs sparse tensor cores (sm80+).
+echo "== 2:4 sparse kernels on CUDA (limit 120s)"
+timeout 120 "$PY" -m pytest tests/prune/test_semi_structured_cuda.py -q -c /dev/null --rootdir "$REPO" \
+    --noconftest --import-mode=importlib -p no:cacheprovider -ra 2>&1 | tee "$OUT_DIR/pytest-2of4.txt"
+SPARSE_RC=${PIPESTATUS[0]}
+# A run where the test skipped proved nothing (no usable CUDA after all): a failure, except in
+# a CPU dry run of this script.
+if [ "$SPARSE_RC" -eq 0 ] && ! grep -q "1 passed" "$OUT_DIR/pytest-2of4.txt" \
+    && [ "${GPU_CHECK_ALLOW_CPU:-0}" != "1" ]; then SPARSE_RC=1; fi
+
+# TensorRT engine build: only where the tensorrt and onnx packages are importable (the usual GPU
+# image has neither: DESIGN.md §3). Said plainly either way; REQUIRE_TENSORRT=1 makes absence fail.
+echo "== TensorRT engine build (limit 300s)"
+if "$PY" -c 'import tensorrt, onnx' >/dev/null 2>&1; then
+    timeout 300 "$PY" -m pytest tests/deploy/test_tensorrt_and_logging.py -k "gpu_runner or fill" -q -c /dev/null \
+        --rootdir "$REPO" --confcutdir tests/deploy --import-mode=importlib -p no:cacheprovider -ra \
+        2>&1 | tee "$OUT_DIR/pytest-tensorrt.txt"
+    TRT_RC=${PIPESTATUS[0]}
+    if [ "$TRT_RC" -eq 0 ] && ! grep -q "2 passed" "$OUT_DIR/pytest-tensorrt.txt"; then TRT_RC=1; fi
+else
+    echo "TensorRT: NOT RUN -- tensorrt/onnx are not importable by $PY" | tee "$OUT_DIR/pytest-tensorrt.txt"
+    TRT_RC=0
+    [ "${REQUIRE_TENSORRT:-0}" = "1" ] && TRT_RC=3
+fi
+
+echo "tests rc=$TESTS_RC benchmark rc=$BENCH_RC 2:4 rc=$SPARSE_RC tensorrt rc=$TRT_RC (124 = time limit);" \
+    "table: $OUT_DIR/kernels.md" | tee -a "$OUT_DIR/env.txt"
+[ "$TESTS_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ] && [ "$SPARSE_RC" -eq 0 ] && [ "$TRT_RC" -eq 0 ]

@@ -17,8 +17,17 @@ from .errors import GateFailed
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="modelpress")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show every library's output (and tracebacks); by default it only goes to the run's log.")
+def main(verbose: bool) -> None:
     """Compress PyTorch models in ZenML pipelines, gate them and register them in MLflow."""
+    import os
+
+    from .quiet import VERBOSE_ENV, plain_terminal
+
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    plain_terminal()
 
 
 def _load(recipe_ref: str) -> Any:
@@ -156,18 +165,42 @@ def _describe_type(annotation: Any) -> str:
 @main.command()
 @click.argument("recipe")
 @click.option("--no-cache", is_flag=True, help="Re-run every step instead of reusing ZenML's cache.")
-def run(recipe: str, no_cache: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show every library's output, not only steps and progress.")
+def run(recipe: str, no_cache: bool, verbose: bool) -> None:
     """Run RECIPE end to end: data → validate → baseline → stages → gate → MLflow → promote."""
     with user_errors():
         loaded = _load(recipe)
+
+    def pipeline() -> Any:
         from modelpress.pipelines.run import run_recipe
 
-        from .summary import print_summary
+        return run_recipe(loaded, enable_cache=not no_cache)
 
-        result = run_recipe(loaded, enable_cache=not no_cache)
-        print_summary(result)
-        if not result.passed:
+    result = run_logged(loaded.name, pipeline, verbose)
+    if not result.passed:
+        with user_errors():
             raise GateFailed(f"gate failed: {result.verdict.reason}")
+
+
+def run_logged(label: str, pipeline: Any, verbose: bool = False) -> Any:
+    """Run ``pipeline()`` with its output captured (quiet.py), print the summary, keep the full
+    log as the registered version's MLflow artifact ``logs/``; errors become one line."""
+    import os
+
+    from .quiet import captured, keep_with_run, new_log_path, verbose_requested
+    from .stack import home
+    from .summary import print_summary
+
+    log_path = new_log_path(home() / "logs", label)
+    if not verbose_requested(verbose):  # a bar per downloaded champion file is noise, not progress
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with user_errors(log_hint=str(log_path)):
+        with captured(log_path, verbose_requested(verbose)):
+            result = pipeline()
+        print_summary(result)
+        kept = keep_with_run(log_path, result.tracking.tracking_uri or None, result.registration.run_id)
+        click.echo(f"log: {log_path}" + (" (also in the MLflow run, logs/)" if kept else ""))
+    return result
 
 
 @main.command()
@@ -209,7 +242,11 @@ def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 256),
               help="ONNX Runtime intra-op threads per model (0: one per core); scale with --workers.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
-def serve(repository: str, http_port: int, workers: int, threads: int, access_log: bool) -> None:
+@click.option("--max-request-mb", type=click.IntRange(1, 4096),
+              help="Larger request bodies are refused with 413 before they are read "
+                   "[default: 32, or 4 for an LLM build].")
+def serve(repository: str, http_port: int, workers: int, threads: int, access_log: bool,
+          max_request_mb: int | None) -> None:
     """Serve ONNX models over the V2 inference protocol, or an LLM build over the OpenAI API
     (/v1/completions, /v1/chat/completions); needs the serve extra."""
 
@@ -223,9 +260,10 @@ def serve(repository: str, http_port: int, workers: int, threads: int, access_lo
         click.echo(f"error: the CPU server needs the serve extra (pip install 'modelpress[serve]'): {exc}",
                    err=True)
         sys.exit(1)
+    limit = {} if max_request_mb is None else {"max_request_bytes": max_request_mb * 1024 * 1024}
     with user_errors():
         run_server(Path(repository), http_port=http_port, workers=workers, intra_op_threads=threads,
-                   access_log=access_log)
+                   access_log=access_log, **limit)
 
 
 def _add_lifecycle_commands() -> None:

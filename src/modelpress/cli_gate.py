@@ -88,18 +88,22 @@ def search(recipe: str, no_cache: bool) -> None:
     """Run every candidate of RECIPE's search grid, promote the best passing one, report the Pareto set."""
 
     def act() -> None:
-        import yaml
-
         from modelpress.pipelines.search import run_search
 
+        from .quiet import captured, new_log_path, verbose_requested
         from .recipe import load_recipe, resolve_recipe_path
+        from .safe_yaml import load_recipe_yaml
+        from .stack import home
 
         loaded = load_recipe(recipe)
         if loaded.search is None:
             raise ModelpressError(f"{recipe}: no `search:` block (see `modelpress search --help`)")
-        raw = yaml.safe_load(resolve_recipe_path(recipe).read_text())
-        result = run_search(loaded, raw, enable_cache=not no_cache)
+        raw = load_recipe_yaml(resolve_recipe_path(recipe))
+        log_path = new_log_path(home() / "logs", f"{loaded.name}-search")
+        with captured(log_path, verbose_requested()):
+            result = run_search(loaded, raw, enable_cache=not no_cache)
         _print_search(result)
+        click.echo(f"log: {log_path}")
 
     _guarded(act)
 
@@ -127,18 +131,17 @@ def _print_search(result: Any) -> None:
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fresh data (CSV/Parquet, same columns as the champion's data); default: the recipe's own source.")
 @click.option("--alias", default="champion", show_default=True, help="Whose recipe and data profile to use.")
-def retrain(name: str, data: Path | None, alias: str) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show every library's output, not only steps and progress.")
+def retrain(name: str, data: Path | None, alias: str, verbose: bool) -> None:
     """Retrain registered model NAME: check fresh data for drift, re-run its champion's recipe, gate, promote."""
+    from .cli import run_logged
 
-    def act() -> None:
+    def pipeline() -> Any:
         from modelpress.pipelines.retrain import retrain as run_retrain
 
-        from .summary import print_summary
+        return run_retrain(name, data, alias)
 
-        result = run_retrain(name, data, alias)
-        print_summary(result)
-
-    _guarded(act)
+    run_logged(f"{name}-retrain", pipeline, verbose)
 
 
 @click.command()

@@ -9,7 +9,7 @@ the names the task declares (``Task.metrics``), never by a list kept here.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -148,7 +148,7 @@ class Plan(Record):
     """Everything the pipeline is built from: the recipe resolved against the registries."""
 
     name: str
-    recipe: dict[str, Any]  # the validated recipe as JSON: logged, hashed, re-run by retraining
+    recipe: dict[str, JsonValue]  # the validated recipe as JSON: logged, hashed, re-run by retraining
     source: Ref
     task: TaskSpec
     data: DataSource
@@ -166,7 +166,7 @@ class Plan(Record):
     experiment: str
     tags: dict[str, str] = {}
     peers: list[PeerPoint] = []
-    reference_profile: dict[str, Any] | None = None  # retraining: the champion's data profile
+    reference_profile: dict[str, JsonValue] | None = None  # retraining: the champion's data profile
 
     @property
     def has_module_stages(self) -> bool:

@@ -1,7 +1,7 @@
 """Registry operations behind ``modelpress promote`` / ``rollback``: outside a pipeline run.
 
 * promote: move an alias to a version that passed its gate, unless the current holder is
-  better beyond a tolerance (the check-then-set of ``deploy.registry.promote``). Outside a
+  better beyond a tolerance (the compare-and-set of ``deploy.registry.promote``). Outside a
   pipeline there is no eval data at hand, so versions are compared on the accuracy recorded
   at registration, and only when both were scored on the same data (``data_fingerprint``).
 * rollback: put the alias back on the version recorded in the holder's ``previous_<alias>``
@@ -67,6 +67,9 @@ def promote_version(name: str, version: str | None = None, source_alias: str = "
 
     with tracking(tracking_uri) as c:
         chosen = _version(c, name, version, source_alias if version is None else None)
+        incomplete = (chosen.tags or {}).get("incomplete")
+        if incomplete and not force:
+            raise ModelpressError(f"{name} v{chosen.version} is incomplete: {incomplete}")
         gate = (chosen.tags or {}).get("gate")
         if gate != "passed" and not force:
             raise ModelpressError(f"{name} v{chosen.version}: gate {gate or 'not recorded'} "
@@ -93,9 +96,10 @@ def promote_version(name: str, version: str | None = None, source_alias: str = "
 
 def rollback(name: str, alias: str = "champion", tracking_uri: str | None = None) -> Outcome:
     """Restore the version that held ``alias`` before the current holder."""
+    from modelpress.deploy.alias_lock import alias_lock
     from modelpress.deploy.registry import alias_version, previous_tag
 
-    with tracking(tracking_uri) as c:
+    with tracking(tracking_uri) as c, alias_lock(c, name, alias):  # the lock promotions take
         current = alias_version(name, alias, c)
         if current is None:
             raise ModelpressError(f"registered model {name!r} has no @{alias} to roll back")
@@ -103,9 +107,6 @@ def rollback(name: str, alias: str = "champion", tracking_uri: str | None = None
         if not previous:
             raise ModelpressError(f"{name} @{alias} v{current.version} records no previous @{alias} "
                                   f"(tag {previous_tag(alias)!r}): it was the first one")
-        latest = alias_version(name, alias, c)  # check-then-set, as in promotion
-        if latest is None or latest.version != current.version:
-            raise ModelpressError(f"@{alias} moved while rolling back (now v{latest.version if latest else '-'}); retry")
         c.set_registered_model_alias(name, alias, previous)
         c.set_model_version_tag(name, current.version, "rolled_back", f"@{alias} returned to v{previous}")
         return Outcome(True, f"@{alias}: v{current.version} → v{previous} (rollback)", name, previous, alias,

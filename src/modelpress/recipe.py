@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -31,6 +30,7 @@ from pydantic import (
 from .errors import ModelpressError, RecipeError
 from .search import SearchSpec
 from .sources.package import BaselineTraining
+from .strict_fields import StrictModel
 
 PIPELINE_STEPS = ("load_data", "validate_data", "load_model", "evaluate_baseline",
                   "export_onnx", "evaluate_candidate")
@@ -38,8 +38,8 @@ SHIPPED_RECIPES_PACKAGE = "modelpress.recipes"
 __all__ = ["BaselineTraining", "RecipeBase", "load_recipe", "validate_recipe"]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Strict(StrictModel):
+    """extra="forbid", frozen; booleans are never numbers, inf/nan never pass (strict_fields.py)."""
 
 
 def _existing_path(value: Path | None, info: ValidationInfo) -> Path | None:
@@ -123,7 +123,8 @@ class Threshold(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Threshold:
-        if not self.model_fields_set:
+        # `max_drop: null` is set but bounds nothing: count the bounds that have a value
+        if all(getattr(self, bound) is None for bound in type(self).model_fields):
             raise ValueError("a threshold needs at least one of min, max, max_drop, "
                              "max_relative_drop, max_ratio, max_champion_drop, max_champion_ratio")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -257,7 +258,8 @@ def _unions() -> tuple[Any, Any, Any]:
 def _source_tag(value: Any) -> str | None:
     if isinstance(value, BaseModel):
         return getattr(value, "source", None)
-    return value.get("source") if isinstance(value, dict) else None
+    tag = value.get("source") if isinstance(value, dict) else None
+    return tag if tag is None or isinstance(tag, str) else repr(tag)  # a list is no name (nor hashable)
 
 
 # --- the recipe ----------------------------------------------------------------------------
@@ -349,7 +351,7 @@ def resolve_task(model: Any) -> Any:
                                   f"(one of {', '.join(TASKS)})")
     raw = {"name": chosen} if isinstance(chosen, str) else dict(chosen)
     name = raw.get("name")
-    if name not in TASKS.all():
+    if not isinstance(name, str) or name not in TASKS.all():
         raise ModelpressError(f"model.task: unknown task {name!r}; known tasks: {', '.join(TASKS)}")
     try:
         return TASKS.get(str(name)).Config.model_validate(raw)
@@ -495,15 +497,10 @@ def resolve_recipe_path(ref: str | Path) -> Path:
 
 def load_recipe(ref: str | Path) -> RecipeBase:
     """Read and validate a recipe; raise :class:`RecipeError` listing every problem."""
-    import yaml
+    from .safe_yaml import load_recipe_yaml
 
     path = resolve_recipe_path(ref)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RecipeError(str(path), [f"not valid YAML: {exc}".replace("\n", " ")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(str(path), [f"cannot read: {exc}"]) from None
+    raw = load_recipe_yaml(path)  # plain data only; size, depth and alias bombs refused
     if not isinstance(raw, dict):
         raise RecipeError(str(path), [f"a recipe is a YAML mapping, got {type(raw).__name__}"])
     return validate_recipe(raw, source=str(path), base=path.resolve().parent)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from .strict_fields import StrictModel
 
 if TYPE_CHECKING:
     from .builds import Build
@@ -77,10 +77,9 @@ class Registry(Generic[Spec]):
         return iter(sorted(self.all()))
 
 
-class StrictConfig(BaseModel):
-    """Base of every registered config: unknown keys are errors, never silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class StrictConfig(StrictModel):
+    """Base of every registered config: unknown keys are errors, never silently ignored;
+    booleans are never numbers and inf/nan never pass a bound (strict_fields.py)."""
 
 
 # --- stages ----------------------------------------------------------------------------------

@@ -74,6 +74,11 @@ class PruneConfig(StageConfig):
         4, ge=1, description="taylor/wanda: calibration batches scored"
     )
     calibration_batch_size: int = Field(32, ge=1)
+    calibration_device: str | None = Field(
+        None,
+        description="wanda: run the model's blocks on this device (e.g. cuda) one at a time, the "
+        "other blocks' weights staying on the host; None: where the model is",
+    )
     schedule: Schedule = Schedule()
     recovery: Recovery | None = Field(None, description="a short fine-tune after each round")
     report_latency: bool = Field(True, description="time the eager model before/after on one batch")

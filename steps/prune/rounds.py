@@ -34,9 +34,11 @@ class Round:
         if self.config.score in ("l1", "l2"):
             return None
         if self._calibration is None:
-            self._calibration = classification_calibration(
+            calibration = classification_calibration(
                 self.context, self.config.calibration_batches, self.config.calibration_batch_size
             )
+            calibration.device = self.config.calibration_device
+            self._calibration = calibration
         return self._calibration
 
     def scores(self, modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:

@@ -9,13 +9,19 @@ it over the rows/columns a unit owns. Keeping one definition means a scorer is t
   (Molchanov et al. 2019), gradients summed over calibration batches;
 * ``wanda``: |w| · ‖x_j‖, weight times the L2 norm of its input feature over calibration
   tokens (Sun et al. 2023); for a convolution the norm is taken per input channel.
+
+Memory: Wanda needs only forward passes without autograd (one block's activations at a time);
+with ``Calibration.device`` set, the model's repeated blocks are run there one at a time (the
+block-by-block walk of ``quantize/sequential.py``), the other blocks' weights staying on the
+host. Taylor needs a backward pass through the whole model; it allocates gradients for the
+scored weights only (every other parameter is frozen while scoring) and sums them in place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from collections.abc import Callable, Sequence
 
 from modelpress.errors import ModelpressError
 
@@ -32,10 +38,13 @@ class Calibration:
 
     batches: Sequence[tuple[dict[str, torch.Tensor], Any]]
     loss: Callable[[nn.Module, dict[str, torch.Tensor], Any], torch.Tensor]
+    #: wanda: run the model's blocks on this device one at a time (None: where the model is)
+    device: str | None = None
+    progress: bool = True
 
 
 def classification_calibration(context: StageContext, batches: int, batch_size: int) -> Calibration:
-    """Calibration rows (else training rows) of a classification task, with cross-entropy."""
+    """Calibration rows (else training rows) as the task batches them, with the task's loss."""
     import torch
 
     frame = context.calibration if len(context.calibration) else context.train
@@ -48,16 +57,12 @@ def classification_calibration(context: StageContext, batches: int, batch_size: 
         out.append(({k: torch.from_numpy(v) for k, v in batch.items()}, torch.from_numpy(labels)))
         if len(out) == batches:
             break
-    return Calibration(out, _cross_entropy)
+    task = context.task
 
+    def loss(model: nn.Module, inputs: dict[str, torch.Tensor], labels: Any) -> torch.Tensor:
+        return task.loss(task.outputs(model(**inputs))[0], labels)  # cross-entropy for classifiers
 
-def _cross_entropy(model: nn.Module, inputs: dict[str, torch.Tensor], labels: Any) -> torch.Tensor:
-    import torch.nn.functional as F
-
-    from modelpress.tasks import split_outputs
-
-    logits, _ = split_outputs(model(**inputs))
-    return F.cross_entropy(logits, labels)
+    return Calibration(out, loss)
 
 
 def element_scores(
@@ -90,24 +95,27 @@ def _summed_gradients(
 ) -> dict[str, torch.Tensor]:
     import torch
 
+    from ..quantize.calibration import progress
+
     was_training = model.training
     model.eval()  # dropout off: scores should not depend on a dropout draw
-    saved = {name: m.weight.requires_grad for name, m in modules.items()}
-    grads = {name: torch.zeros_like(m.weight) for name, m in modules.items()}
+    saved = [(p, p.requires_grad) for p in model.parameters()]
+    scored = {id(m.weight) for m in modules.values()}
     try:
+        model.zero_grad(set_to_none=True)
+        for p, _ in saved:  # gradients of the scored weights only: no model-sized .grad buffers
+            p.requires_grad_(id(p) in scored)
         for m in modules.values():
             m.weight.requires_grad_(True)
-        for inputs, target in calibration.batches:
-            model.zero_grad(set_to_none=True)
-            with torch.enable_grad():
+        for inputs, target in progress(list(calibration.batches), calibration.progress, "taylor scores"):
+            with torch.enable_grad():  # .grad sums over the batches in place
                 calibration.loss(model, inputs, target).backward()
-            for name, m in modules.items():
-                if m.weight.grad is not None:
-                    grads[name] += m.weight.grad.detach()
+        grads = {name: m.weight.grad.detach() if m.weight.grad is not None  # kept: zero_grad drops .grad only
+                 else torch.zeros_like(m.weight) for name, m in modules.items()}
     finally:
         model.zero_grad(set_to_none=True)
-        for name, m in modules.items():
-            m.weight.requires_grad_(saved[name])
+        for p, requires_grad in saved:
+            p.requires_grad_(requires_grad)
         model.train(was_training)
     return grads
 
@@ -131,13 +139,18 @@ def _input_norms(
 
         return record
 
-    handles = [m.register_forward_pre_hook(hook(name)) for name, m in modules.items()]
     was_training = model.training
     model.eval()
+    with torch.no_grad():  # before the hooks: the chained-blocks check runs one forward pass
+        blocks = _offload_blocks(model, modules, calibration)
+    handles = [m.register_forward_pre_hook(hook(name)) for name, m in modules.items()]
     try:
         with torch.no_grad():
-            for inputs, _ in calibration.batches:
-                model(**inputs)
+            if blocks is not None:
+                _blockwise_pass(model, blocks, calibration)
+            else:
+                for inputs, _ in _progress(calibration, "wanda scores"):
+                    model(**inputs)
     finally:
         for h in handles:
             h.remove()
@@ -145,7 +158,48 @@ def _input_norms(
     missing = [name for name in modules if name not in sums]
     if missing:
         raise ModelpressError(f"prune: score 'wanda' saw no input reach module(s) {missing}")
-    return {name: s.sqrt() for name, s in sums.items()}
+    return {name: s.sqrt().to(modules[name].weight.device) for name, s in sums.items()}
+
+
+def _progress(calibration: Calibration, desc: str) -> Any:
+    from ..quantize.calibration import progress
+
+    return progress(list(calibration.batches), calibration.progress, desc)
+
+
+def _forward(model: nn.Module, batch: tuple[dict[str, torch.Tensor], Any]) -> Any:
+    return model(**batch[0])
+
+
+def _offload_blocks(model: nn.Module, modules: dict[str, nn.Module],
+                    calibration: Calibration) -> tuple[str, nn.ModuleList] | None:
+    """The chained blocks to run one at a time on ``calibration.device``, if one is set."""
+    from ..quantize.sequential import chained_blocks
+
+    if calibration.device is None or not calibration.batches:
+        return None
+    blocks = chained_blocks(model, list(modules), calibration.batches[0], _forward)
+    if blocks is None or not all(name.startswith(blocks[0] + ".") for name in modules):
+        return None  # a scored layer outside the blocks: one pass of the whole model instead
+    return blocks
+
+
+def _blockwise_pass(model: nn.Module, blocks: tuple[str, nn.ModuleList], calibration: Calibration) -> None:
+    """The float model's forward, block by block on ``calibration.device``: the hooks of the
+    scored modules see exactly their inputs of a whole-model pass. Layers after the blocks (a
+    head) are not reached; the pruners score block layers only."""
+    import torch
+
+    from ..quantize.calibration import progress
+    from ..quantize.sequential import BlockInputs, onloaded, outside_on
+
+    prefix, stack = blocks
+    device = torch.device(calibration.device)
+    with outside_on(model, stack, device):
+        inputs = BlockInputs.capture(model, stack[0], list(calibration.batches), _forward)
+    for block in progress(list(stack), calibration.progress, f"wanda {prefix} ({len(stack)} blocks)"):
+        with onloaded(block, device):
+            inputs.advance(inputs.run(block))
 
 
 def _broadcast(norms: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

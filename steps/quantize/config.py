@@ -34,6 +34,9 @@ class Calibration(StageConfig):
     batch_size: int = Field(16, ge=1)
     percentile: float = Field(99.999, gt=90.0, le=100.0, description="for method: percentile")
     progress: bool = True
+    device: str | None = Field(None, description="weight-quantize: where the model's blocks are calibrated "
+                               "(e.g. cuda); each block is moved there in turn and back, so the other "
+                               "blocks' weights stay off the accelerator. None: where the model is")
 
 
 class SmoothQuant(StageConfig):

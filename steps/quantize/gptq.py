@@ -22,23 +22,39 @@ class HessianAccumulator:
     """Running ``H = 2/n * sum x x^T`` over a layer's input rows (fp64 for long sums)."""
 
     def __init__(self, features: int):
-        import torch
-
-        self.h = torch.zeros(features, features, dtype=torch.float64)
+        self.features = features
+        self.h: torch.Tensor | None = None  # allocated on the device of the first rows
         self.rows = 0
 
     def add(self, x: torch.Tensor) -> None:
+        import torch
+
         x = x.reshape(-1, x.shape[-1]).float()
+        if self.h is None:  # a normal tensor even under inference mode: GPTQ may reuse it in place
+            with torch.inference_mode(False):
+                self.h = torch.zeros(self.features, self.features, dtype=torch.float64, device=x.device)
         self.h += (x.T @ x).double()  # one batch in fp32 (fast), the running sum in fp64
         self.rows += x.shape[0]
 
     def value(self) -> torch.Tensor:
+        import torch
+
+        if self.h is None:
+            return torch.zeros(self.features, self.features, dtype=torch.float64)
         return (2.0 / max(self.rows, 1)) * self.h
+
+    def take(self) -> torch.Tensor:
+        """``value()`` in the accumulator's own memory, which it gives up (no in x in copy)."""
+        if self.h is None:
+            return self.value()
+        h, self.h = self.h.mul_(2.0 / max(self.rows, 1)), None
+        return h
 
 
 def gptq_quantize(w: torch.Tensor, hessian: torch.Tensor, grid: Grid, group_size: int | None,
                   per_tensor: bool = False, block_size: int = 128, damp: float = 0.01,
-                  act_order: bool = False, clip: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  act_order: bool = False, clip: bool = False,
+                  overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(codes [N, K], scales [N, G], zeros [N, G]) like ``qmath.quantize_rtn``, error-compensated.
 
     ``act_order`` quantizes the columns with the largest Hessian diagonal (the most active inputs)
@@ -46,35 +62,45 @@ def gptq_quantize(w: torch.Tensor, hessian: torch.Tensor, grid: Grid, group_size
     in the *original* column order ("static groups": their ranges are taken from the weights
     before any update), so the storage layout and kernels are those of plain per-group weights.
     ``clip`` searches a clipped range per group (``qmath.searched_group_params``).
+    ``overwrite``: ``hessian`` (fp64, on ``w``'s device) may be used as scratch, saving a copy.
+
+    Memory: the in x in fp64 temporaries are freed as soon as the next one exists (at most two
+    live at a time besides the caller's ``hessian``): for a 5632-wide layer each is 254 MB.
     """
     import torch
 
     w = w.detach().float().clone()
     n, k = w.shape
+    device = w.device
     g = k if group_size is None else group_size
     params = params_for(clip)
-    h = hessian.double().clone()
+    h = hessian.to(device=device, dtype=torch.float64, copy=not overwrite)
     dead = torch.diag(h) == 0  # inputs that never fire carry no information: zero their weights
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
-    h += damp * torch.diag(h).mean() * torch.eye(k, dtype=h.dtype)
+    h += damp * torch.diag(h).mean() * torch.eye(k, dtype=h.dtype, device=device)
 
     static = act_order or g == k  # per-channel/tensor ranges always come from the whole original row
-    scales, zeros = torch.zeros(n, k // g), torch.zeros(n, k // g)
+    scales, zeros = torch.zeros(n, k // g, device=device), torch.zeros(n, k // g, device=device)
     if static:
         for j in range(k // g):
             scales[:, j], zeros[:, j] = params(w[:, j * g:(j + 1) * g], grid, per_tensor)
-    perm = torch.argsort(torch.diag(h), descending=True) if act_order else torch.arange(k)
-    w, h = w[:, perm], h[perm][:, perm]
+    perm = torch.argsort(torch.diag(h), descending=True) if act_order else torch.arange(k, device=device)
+    w, h = w[:, perm], h[perm[:, None], perm[None, :]]  # one gather (h[perm][:, perm] makes two)
     group_of = perm // g  # the (original-order) group of each permuted column
-    h_inv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True).float()
+    factor = torch.linalg.cholesky(h)
+    del h
+    inverse = torch.cholesky_inverse(factor)
+    del factor
+    h_inv = torch.linalg.cholesky(inverse, upper=True).float()
+    del inverse
 
     codes = torch.zeros_like(w)
     if not static:  # the lazy block must not split a group whose range is taken when it starts
         block_size = max(block_size - block_size % g, g)
     for i1 in range(0, k, block_size):
         i2 = min(i1 + block_size, k)
-        w1, err1, hinv1 = w[:, i1:i2].clone(), torch.zeros(n, i2 - i1), h_inv[i1:i2, i1:i2]
+        w1, err1, hinv1 = w[:, i1:i2].clone(), torch.zeros(n, i2 - i1, device=device), h_inv[i1:i2, i1:i2]
         for i in range(i2 - i1):
             col = i1 + i
             group = int(group_of[col])

@@ -3,16 +3,22 @@
 ``quantize_module(model, config, calibration, forward)`` is the pure core, usable without ZenML or a
 Task (the SmolLM2 benchmark calls it with token batches); the ``weight-quantize`` stage feeds it
 the recipe's calibration rows. Calibration statistics (GPTQ Hessians, SmoothQuant channel maxima,
-input samples for sensitivity) come from one pass of the *float* model, except that GPTQ, by
-default, calibrates the layers inside the model's repeated blocks block by block
-(``sequential.py``), each on the outputs of the already-quantized layers before it.
+input samples for sensitivity) are those of the *float* model, except that GPTQ, by default,
+calibrates each layer on the outputs of the already-quantized layers before it. Either way the
+layers inside the model's repeated blocks are calibrated block by block (``sequential.py``):
+memory holds one block's activations and statistics, never every layer's at once.
+
+The input model is left untouched without being deep-copied: the working copy shares the
+input's tensors (quantized layers replace modules, they never write into weights), and tensors
+still shared at the end are cloned — only what stays float costs memory twice. ``inplace=True``
+quantizes the model itself and frees each float weight once its layer is replaced.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,10 +63,14 @@ class LayerStats:
         if self.hessian is not None:
             self.hessian.add(x2d)
         if self.absmax is not None:
-            self.absmax = torch.maximum(self.absmax, x2d.abs().amax(0))
+            self.absmax = torch.maximum(self.absmax.to(x2d.device), x2d.abs().amax(0))
         kept = sum(len(s) for s in self.samples)
-        if kept < SAMPLE_ROWS:
-            self.samples.append(x2d[: SAMPLE_ROWS - kept].clone())
+        if kept < SAMPLE_ROWS:  # kept on the host: sensitivity is measured on the finished model
+            self.samples.append(x2d[: SAMPLE_ROWS - kept].to("cpu", copy=True))
+
+    def release(self) -> None:
+        """Drop what only quantizing the layer needed (the Hessian: in x in fp64)."""
+        self.hessian = None
 
 
 def new_stats(layer: nn.Module, config: WeightQuantizeConfig) -> LayerStats:
@@ -165,8 +175,9 @@ def _group_factor(linears: list[nn.Module], stats: LayerStats, config: WeightQua
 
 
 def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: LayerStats | None,
-                   smooth: torch.Tensor | None = None) -> nn.Module:
-    """The quantized replacement of ``linear``; ``smooth`` from :func:`input_factors`."""
+                   smooth: torch.Tensor | None = None, release: bool = False) -> nn.Module:
+    """The quantized replacement of ``linear``; ``smooth`` from :func:`input_factors`; ``release``:
+    ``stats`` gives up its Hessian (its memory becomes GPTQ's scratch instead of being copied)."""
     if config.dtype == "fp8":
         act = "fp8" if config.activations == "dynamic" else "none"
         return Fp8Linear.build(linear, config.granularity == "per-channel", act, smooth)
@@ -177,12 +188,15 @@ def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: Layer
     if smooth is not None:
         w = w / smooth
     if config.algorithm == "gptq" and stats is not None and stats.hessian is not None:
-        h = stats.hessian.value()
+        h = stats.hessian.take() if release else stats.hessian.value()  # a tensor of our own either way
+        if release:
+            stats.release()
         if smooth is not None:  # inputs are x * smooth, so H scales by smooth on both sides
             h = h * smooth.double()[:, None] * smooth.double()[None, :]
         options = config.gptq_options
         storage = to_storage(*gptq_quantize(w, h, grid, group, per_tensor, damp=options.damp,
-                                            act_order=options.act_order, clip=config.clip_range), grid)
+                                            act_order=options.act_order, clip=config.clip_range,
+                                            overwrite=True), grid)
     else:
         storage = quantize_weight(w, grid, group, per_tensor, config.clip_range)
     act = "int8" if config.activations == "dynamic" else "none"
@@ -225,20 +239,70 @@ def tensor_bytes(model: nn.Module) -> int:
 
 
 def quantize_module(model: nn.Module, config: WeightQuantizeConfig, calibration: list | None,
-                    forward: Forward, report: dict[str, Any] | None = None) -> nn.Module:
-    """A quantized copy of ``model`` (the input is left untouched)."""
+                    forward: Forward, report: dict[str, Any] | None = None,
+                    inplace: bool = False) -> nn.Module:
+    """A quantized copy of ``model`` (the input is left untouched), or ``model`` itself quantized
+    when ``inplace`` (for callers that own it: the float weights are freed as layers are replaced)."""
     report = {} if report is None else report
     size_before = tensor_bytes(model)
-    model = copy.deepcopy(model).eval()
+    original = None if inplace else model
     if config.dtype in ("fp16", "bf16"):
+        model = model.eval() if inplace else copy.deepcopy(model).eval()  # casting writes into weights
         _cast(model, config)
         precisions = {name: config.dtype for name in select_layers(model, config.exclude)}
     else:
+        model = model.eval() if inplace else sharing_copy(model).eval()
         precisions = _quantize_linears(model, config, calibration, forward, report)
+        if original is not None:
+            unshare(model, original)
     report.update(size_mb_before=size_before / 1e6, size_mb_after=tensor_bytes(model) / 1e6,
                   layer_precision=precisions, layers_quantized=sum(p != "fp32" for p in precisions.values()),
                   layers_float=sum(p == "fp32" for p in precisions.values()))
     return model
+
+
+def _tensors(model: nn.Module) -> Iterator[tuple[nn.Module, str, torch.Tensor, bool]]:
+    for module in model.modules():
+        for name, p in module._parameters.items():
+            if p is not None:
+                yield module, name, p, True
+        for name, b in module._buffers.items():
+            if b is not None:
+                yield module, name, b, False
+
+
+def sharing_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose tensors share the original's storage (no weight copied).
+
+    Each parameter gets a parameter object of its own (so moving the copy's blocks between
+    devices leaves the original where it is) over the same data; ties inside the model survive.
+    """
+    memo: dict[int, Any] = {}
+    for _, _, tensor, is_param in _tensors(model):
+        if id(tensor) not in memo:
+            memo[id(tensor)] = (nn.Parameter(tensor.data, requires_grad=tensor.requires_grad)
+                                if is_param else tensor.detach())
+    return copy.deepcopy(model, memo)
+
+
+def unshare(model: nn.Module, original: nn.Module) -> None:
+    """Clone every tensor of ``model`` that still shares storage with ``original``'s."""
+    shared = {_storage(t) for _, _, t, _ in _tensors(original) if t.numel()}
+    clones: dict[int, torch.Tensor] = {}
+    for module, name, tensor, is_param in list(_tensors(model)):
+        if not tensor.numel() or _storage(tensor) not in shared:
+            continue
+        if is_param:
+            if id(tensor) not in clones:  # tied parameters: one clone, still tied
+                tensor.data = tensor.data.clone()
+                clones[id(tensor)] = tensor
+        else:
+            module._buffers[name] = clones.setdefault(id(tensor), tensor.clone())
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    """Where a tensor's memory lives (views of one storage share it)."""
+    return tensor.untyped_storage().data_ptr()
 
 
 def _cast(model: nn.Module, config: WeightQuantizeConfig) -> None:
@@ -251,67 +315,71 @@ def _cast(model: nn.Module, config: WeightQuantizeConfig) -> None:
 def _quantize_linears(model: nn.Module, config: WeightQuantizeConfig, calibration: list | None,
                       forward: Forward, report: dict[str, Any]) -> dict[str, str]:
     layers = select_layers(model, config.exclude)
+    widths = {name: m.in_features for name, m in layers.items()}
+    # Mixed precision may put float layers back; otherwise no reference to them is kept, so an
+    # in-place run frees each float weight as soon as its layer is replaced.
+    float_layers = layers if config.mixed_precision is not None else {}
+    del layers
     stats: dict[str, LayerStats] = {}
     reference: list[torch.Tensor] = []
-    quantized: dict[str, nn.Module] = {}  # filled block by block when GPTQ runs sequentially
+    quantized: dict[str, nn.Module] = {}  # filled block by block when blocks are calibrated in turn
     if config.needs_calibration:
         if not calibration:
             raise CalibrationError("weight-quantize.calibration: this scheme needs calibration rows")
-        stats, reference = _calibrate(model, layers, calibration, forward, config, quantized, report)
-    rest = [(n, m) for n, m in layers.items() if n not in quantized]
-    factors = input_factors(dict(rest), stats, config)
-    for name, m in progress(rest, config.calibration.progress, "quantize layers"):
-        quantized[name] = quantize_layer(m, config, stats.get(name), factors.get(name))
+        stats, reference = _calibrate(model, list(widths), calibration, forward, config, quantized, report)
+    rest = {n: model.get_submodule(n) for n in widths if n not in quantized}
+    factors = input_factors(rest, stats, config)
+    for name in progress(list(rest), config.calibration.progress, "quantize layers"):
+        quantized[name] = quantize_layer(rest.pop(name), config, stats.get(name), factors.get(name),
+                                         release=True)
         set_module(model, name, quantized[name])
-    quantized = {name: quantized[name] for name in layers}  # model order, for reports
+    quantized = {name: quantized[name] for name in widths}  # model order, for reports
     precisions = {name: "fp32" for name in _all_linears(model)} | {
-        n: precision_label(config, layers[n].in_features) for n in quantized}
+        n: precision_label(config, widths[n]) for n in quantized}
     if config.mixed_precision is not None:
-        kept = _keep_sensitive_float(model, layers, quantized, stats, calibration or [], reference,
+        kept = _keep_sensitive_float(model, float_layers, quantized, stats, calibration or [], reference,
                                      forward, config, report)
         precisions.update({name: "fp32" for name in kept})
     return precisions
 
 
-def _calibrate(model: nn.Module, layers: dict[str, nn.Module], calibration: list, forward: Forward,
+def _calibrate(model: nn.Module, names: list[str], calibration: list, forward: Forward,
                config: WeightQuantizeConfig, quantized: dict[str, nn.Module],
                report: dict[str, Any]) -> tuple[dict[str, LayerStats], list[torch.Tensor]]:
     """Statistics per layer and the float reference outputs (kept for mixed precision only).
 
-    Layers inside chained blocks are quantized here already, block by block (sequential GPTQ).
+    Layers inside chained blocks are quantized here already, block by block: on the outputs of
+    the quantized blocks before them (sequential GPTQ) or on the float ones (everything else).
     """
-    blocks = _sequential_blocks(model, layers, calibration, forward, config)
-    in_blocks = {n: m for n, m in layers.items() if blocks and n.startswith(blocks[0] + ".")}
-    outside = {n: m for n, m in layers.items() if n not in in_blocks}
+    blocks = chained_blocks(model, dict.fromkeys(names), calibration[0], forward)
+    in_blocks = [n for n in names if blocks and n.startswith(blocks[0] + ".")]
+    outside = {n: model.get_submodule(n) for n in names if n not in in_blocks}
     stats: dict[str, LayerStats] = {}
     reference: list[torch.Tensor] = []
     # The float pass runs before any block is quantized in place: the reference stays float.
     if outside or config.mixed_precision is not None:
         stats, reference = collect_stats(model, outside, calibration, forward, config,
                                          keep_outputs=config.mixed_precision is not None)
+    sequential = config.algorithm == "gptq" and config.gptq_options.sequential
     if config.algorithm == "gptq":
-        report["gptq_calibration"] = (f"sequential over {blocks[0]} ({len(blocks[1])} blocks)" if blocks
-                                      else "one float pass")
+        report["gptq_calibration"] = (f"sequential over {blocks[0]} ({len(blocks[1])} blocks)"
+                                      if blocks and sequential else "one float pass")
+    if config.calibration.device is not None and not blocks:
+        report["calibration_device"] = "not used: the model has no chained repeated blocks to onload"
     if blocks:
+        report["calibration_blocks"] = f"{blocks[0]} ({len(blocks[1])} blocks, one at a time)"
         stats |= quantize_sequentially(model, blocks, in_blocks, calibration, forward,
                                        lambda name, layer: new_stats(layer, config),
-                                       _quantize_into(quantized, config), config.calibration.progress)
+                                       _quantize_into(quantized, config), config.calibration.progress,
+                                       sequential=sequential, device=config.calibration.device)
     return stats, reference
-
-
-def _sequential_blocks(model: nn.Module, layers: dict[str, nn.Module], calibration: list, forward: Forward,
-                       config: WeightQuantizeConfig) -> tuple[str, nn.ModuleList] | None:
-    """The chained blocks GPTQ calibrates one by one, or None (one float pass instead)."""
-    if config.algorithm != "gptq" or not config.gptq_options.sequential:
-        return None
-    return chained_blocks(model, layers, calibration[0], forward)
 
 
 def _quantize_into(quantized: dict[str, nn.Module], config: WeightQuantizeConfig) -> Callable:
     def quantize(layers: dict[str, nn.Module], stats: dict[str, LayerStats]) -> dict[str, nn.Module]:
         factors = input_factors(layers, stats, config)
         for name, layer in layers.items():
-            quantized[name] = quantize_layer(layer, config, stats[name], factors.get(name))
+            quantized[name] = quantize_layer(layer, config, stats[name], factors.get(name), release=True)
         return {name: quantized[name] for name in layers}
 
     return quantize

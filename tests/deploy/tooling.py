@@ -71,16 +71,22 @@ def serve_python() -> Path:
     modelpress package under test, so the side venv always runs the code being tested (and
     never drags in torch or ZenML, exactly like the image's ``pip install --no-deps``).
     """
-    lock = SERVE_LOCK.read_text()
+    return pinned_venv("serve", SERVE_LOCK)
+
+
+def pinned_venv(name: str, lock_file: Path) -> Path:
+    """Python of a side venv installed from the exact pins of ``lock_file`` (--no-deps), cached
+    by the lock's hash, with the modelpress package under test linked in (see ``serve_python``)."""
+    lock = lock_file.read_text()
     key = hashlib.sha256(f"{sys.version_info[:2]}{lock}".encode()).hexdigest()[:12]
-    venv = cache_dir() / f"venv-serve-{key}"
+    venv = cache_dir() / f"venv-{name}-{key}"
     python = venv / "bin" / "python"
-    with _locked("venv-serve"):
+    with _locked(f"venv-{name}"):
         if not (venv / ".complete").exists():
             subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(venv)], check=True)
             subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
                             "--disable-pip-version-check", "--no-deps", "--no-compile",
-                            "-r", str(SERVE_LOCK)], check=True)
+                            "-r", str(lock_file)], check=True)
             # Bytecode in parallel, once: where PYTHONDONTWRITEBYTECODE is set (CI, here) every
             # server start would otherwise recompile kserve & co. (~8 s of a 12 s start-up).
             site = next((venv / "lib").glob("python3*/site-packages"))

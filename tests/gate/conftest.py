@@ -26,6 +26,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
     before = tracking_utils._tracking_uri, registry_utils._registry_uri
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", uri)  # set_registry_uri exports it; the patch takes it back
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         mlflow.create_experiment("gate-tests", artifact_location=(folder / "artifacts").as_uri())

@@ -40,12 +40,31 @@ def test_group_aligned_heuristic():
     assert not group_aligned({"group_size": 32, "BLOCK_K": 64})
 
 
-def test_split_k_only_when_the_output_cannot_fill_the_device():
-    # The interpreter pretends to have 4 SMs.
+def test_split_k_only_when_the_output_cannot_fill_the_device(monkeypatch):
+    """The decision for a device of 4 SMs (what the interpreter reports) and one of 132 (an
+    H100/H200), whatever device this test runs on."""
+    from modelpress.kernels import _triton_common
+
+    monkeypatch.setattr(_triton_common, "sm_count", lambda device_index: 4)
     assert choose_split_k(1, 8192, 8192, 0) == 1
     assert choose_split_k(1, 16, 8192, 0) == 4  # one 16-column program: split K four ways
     assert choose_split_k(1, 16, 1024, 0) == 2  # but keep >= 512 K-elements per split
     assert choose_split_k(1, 16, 512, 0) == 1
+    assert choose_split_k(1, 256, 8192, 0) == 1  # 16 programs already fill 4 SMs
+    monkeypatch.setattr(_triton_common, "sm_count", lambda device_index: 132)
+    assert choose_split_k(1, 8192, 8192, 0) == 1  # 512 programs fill 132 SMs
+    assert choose_split_k(1, 256, 8192, 0) == 16  # 16 programs: split until 256 >= 132
+    assert choose_split_k(1, 16, 8192, 0) == 16  # capped by 512 K-elements per split
+    assert choose_split_k(1, 16, 1024, 0) == 2
+
+
+def test_sm_count_is_the_devices_own():
+    import torch
+    from modelpress.kernels._triton_common import interpreting, sm_count
+
+    expected = 4 if interpreting() or not torch.cuda.is_available() else \
+        torch.cuda.get_device_properties(0).multi_processor_count
+    assert sm_count(0) == expected
 
 
 def test_configs_are_valid_tiles():

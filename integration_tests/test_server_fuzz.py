@@ -1,0 +1,89 @@
+"""1,000 malformed requests to the CPU server (kserve V2 + ONNX Runtime, serving side venv):
+bad JSON, wrong datatypes and data, negative and huge shapes, 100 MB bodies (with and without
+Content-Length), unknown models and versions, broken binary-protocol headers. Every one must get
+a 4xx with a reason, the server must stay ready and its memory bounded.
+
+The probes come from tests/deploy/request_fuzz.py, one generator per endpoint set; a server
+mode with other routes (the LLM server's OpenAI endpoints) adds its generator there and a
+parameter here."""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import random
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .serving import MODEL, pull_champion, start, stop, tooling
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+REQUESTS = 1000
+RSS_GROWTH_LIMIT_MB = 64  # a 100 MB body must never be held in memory
+
+
+def fuzz_module():
+    spec = importlib.util.spec_from_file_location("request_fuzz", REPO / "tests" / "deploy" / "request_fuzz.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def ready(port: int, path: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def v2_server(tmp_path_factory):
+    repository = pull_champion(tmp_path_factory.mktemp("fuzz"))
+    port = tooling().free_port()
+    log = tmp_path_factory.mktemp("fuzz-logs") / "server.log"
+    proc = start(tooling().serve_python(), repository, port, log)
+    deadline = time.monotonic() + 90
+    while not ready(port, "/v2/health/ready"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            pytest.fail(f"server did not turn ready:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield port, proc
+    stop(proc)
+
+
+@pytest.mark.parametrize("endpoints", ["v2"])
+def test_malformed_requests_get_4xx_with_a_reason_and_the_server_stays_up(v2_server, endpoints: str) -> None:
+    port, proc = v2_server
+    fuzz = fuzz_module()
+    generate, ready_path = fuzz.ENDPOINT_SETS[endpoints]
+    inputs = [fuzz.Tensor("pixels", "FP32", (-1, 1, 28, 28))]
+    probes = list(generate(random.Random(0), MODEL, inputs, REQUESTS))
+    assert len(probes) == REQUESTS
+
+    before = rss_mb(proc.pid)
+    answers = fuzz.send_all("127.0.0.1", port, probes)
+    after = rss_mb(proc.pid)
+
+    wrong = [a for a in answers if not (400 <= a.status < 500 and a.reason)]
+    kinds = collections.Counter(f"{a.probe.kind}:{a.status}" for a in answers)
+    assert not wrong, [(a.probe.kind, a.status, a.body[:200], a.probe.body[:120]) for a in wrong[:10]]
+    assert {a.status for a in answers if a.probe.kind.startswith("huge")} == {413}, kinds
+    assert ready(port, ready_path) and proc.poll() is None
+    assert after - before < RSS_GROWTH_LIMIT_MB, f"server RSS {before:.0f} -> {after:.0f} MB"
+    good = fuzz.send("127.0.0.1", port, fuzz.valid_v2_probe(random.Random(1), MODEL, inputs))
+    assert good.status == 200, good.body[:300]
