@@ -7,7 +7,7 @@ are this module's own FastAPI routes on kserve's app, with request types from
 deploy/openai_protocol.py, because kserve's own OpenAI support imports vLLM (see there).
 
 Every refused request gets a 4xx with one line naming the field; bodies over the size limit are
-refused while they are read. Generations run one at a time by default (``max_parallel``): on
+refused before or while they are read (deploy/request_limits.py, as for the V2 server). Generations run one at a time by default (``max_parallel``): on
 a CPU pod, parallel decodes share the cores, so they finish no sooner; scale with replicas.
 """
 
@@ -36,14 +36,24 @@ finally:
     sys.argv = _argv
 
 from modelpress.deploy import openai_protocol as api
+from modelpress.deploy import request_limits
 from modelpress.deploy.llm_engine import CONFIG_FILE, GenAIEngine, Generation, PromptError, Sampling
 
 from modelpress.errors import ModelpressError
 
 log = logging.getLogger("modelpress.serve")
 
-LIMIT_ENV = "MODELPRESS_MAX_REQUEST_BYTES"  # the V2 server's variable, so one setting serves both
 DEFAULT_LIMIT = 4 * 1024 * 1024  # a 128k-token chat history is ~0.5 MB of JSON
+
+
+def openai_error_body(status: int, reason: str) -> dict[str, Any]:
+    return api.OpenAIError(status, reason).body()
+
+
+# The V2 server's body limit (refused from Content-Length, or while a chunked body is read),
+# answering in the OpenAI error envelope; installed before deploy/server.py, whose own install
+# (on its import) then leaves it be.
+request_limits.install(kserve.model_server.app, error_body=openai_error_body)
 COMPLETION_DEFAULT_TOKENS = 16  # the OpenAI completions API's default max_tokens
 
 REQUESTS = Counter("modelpress_llm_requests_total", "OpenAI API requests by endpoint and status",
@@ -100,27 +110,12 @@ class GenAIModel(kserve.Model):
 
 # --- request plumbing -------------------------------------------------------------------------
 
-def limit_bytes() -> int:
-    try:
-        return max(1024, int(os.environ.get(LIMIT_ENV, DEFAULT_LIMIT)))
-    except ValueError:
-        return DEFAULT_LIMIT
-
-
 async def read_json(request: Request) -> Any:
-    """The body as JSON; 413 past the size limit (checked while reading), 400 when not JSON."""
-    limit = limit_bytes()
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise api.OpenAIError(413, f"a body of {int(declared):,} bytes; this server accepts at most {limit:,}")
-    body, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise api.OpenAIError(413, f"the request body passed {limit:,} bytes, this server's limit")
-        body.append(chunk)
+    """The body as JSON (400 when it is not); request_limits' middleware has refused an
+    oversized one before it was read."""
+    body = await request.body()
     try:
-        return json.loads(b"".join(body), parse_constant=_no_constants)
+        return json.loads(body, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
         raise api.OpenAIError(400, f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -332,8 +327,7 @@ def serve(folder: Path, http_port: int = 8080, intra_op_threads: int = 0, max_pa
     if workers != 1:
         raise ModelpressError(f"--workers {workers}: the LLM server runs one process (its generations "
                               "share the cores anyway); scale with replicas")
-    if max_request_bytes is not None:
-        os.environ[LIMIT_ENV] = str(max_request_bytes)
+    os.environ[request_limits.LIMIT_ENV] = str(max_request_bytes or DEFAULT_LIMIT)  # read per request
     model = GenAIModel(model_name_of(folder), folder, intra_op_threads)
     if not model.load():
         raise ModelpressError(f"not serving: {model.load_error}")  # a pod with a broken model never turns ready

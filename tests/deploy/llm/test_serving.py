@@ -5,11 +5,15 @@ port, and driven by the stock `openai` client; bad requests go over plain HTTP."
 
 from __future__ import annotations
 
+import collections
+import importlib.util
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -66,7 +70,7 @@ def server(serve_python, pulled, tooling, tmp_path_factory):
     if not _ready(port):
         _stop(proc)
         pytest.fail(f"the LLM server did not turn ready:\n{log.read_text()[-3000:]}")
-    yield port, log
+    yield port, log, proc
     _stop(proc)
 
 
@@ -233,7 +237,7 @@ HUGE = b'{"model": "tiny-llm", "prompt": "' + b"a" * (6 << 20) + b'"}'
 def test_bad_requests_get_4xx_with_a_reason_and_the_server_keeps_serving(server, client):
     import openai
 
-    port, log = server
+    port, log, _ = server
     for path, body, status, reason in BAD_REQUESTS:
         got, answer = _post(port, path, body)
         assert (got, reason in answer["error"]["message"]) == (status, True), (path, body[:80], answer)
@@ -248,6 +252,51 @@ def test_bad_requests_get_4xx_with_a_reason_and_the_server_keeps_serving(server,
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=10_000)
     assert _ready(port)
     assert client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4, temperature=0).choices[0].text
+    assert "Traceback" not in log.read_text()
+
+
+def _fuzz_module():
+    spec = importlib.util.spec_from_file_location("request_fuzz", Path(__file__).parents[1] / "request_fuzz.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+FUZZ_REQUESTS = 1000
+RSS_GROWTH_LIMIT_MB = 64  # a 100 MB body must never be held in memory
+
+
+def test_1000_malformed_requests_get_4xx_with_a_reason_and_the_server_stays_up(server, tokenizer):
+    """Bad JSON, wrong types, negative and huge max_tokens, prompts past the context, 100 MB
+    bodies (with and without Content-Length), unknown models and routes (request_fuzz.py)."""
+    port, log, proc = server
+    fuzz = _fuzz_module()
+    generate, ready_path = fuzz.ENDPOINT_SETS["openai"]
+    probes = list(generate(random.Random(0), MODEL, fuzz.LLMSpec(context=256, vocab=len(tokenizer)), FUZZ_REQUESTS))
+    assert len(probes) == FUZZ_REQUESTS
+
+    before = _rss_mb(proc.pid)
+    answers = fuzz.send_all("127.0.0.1", port, probes)
+    after = _rss_mb(proc.pid)
+
+    wrong = [a for a in answers if not (400 <= a.status < 500 and a.reason)]
+    kinds = collections.Counter(f"{a.probe.kind}:{a.status}" for a in answers)
+    assert not wrong, [(a.probe.kind, a.status, a.body[:200], a.probe.body[:120]) for a in wrong[:10]]
+    assert {a.status for a in answers if a.probe.kind.startswith("huge")} == {413}, kinds
+    assert all(a.status == 404 for a in answers if a.probe.kind == "unknown-model"), kinds
+    assert fuzz.send("127.0.0.1", port, fuzz.Probe("ready", "GET", ready_path)).status == 200
+    assert proc.poll() is None
+    assert after - before < RSS_GROWTH_LIMIT_MB, f"server RSS {before:.0f} -> {after:.0f} MB"
+    good = fuzz.send("127.0.0.1", port, fuzz.valid_openai_probe(MODEL))
+    assert good.status == 200 and json.loads(good.body)["choices"][0]["text"], good.body[:300]
     assert "Traceback" not in log.read_text()
 
 
