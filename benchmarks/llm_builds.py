@@ -9,8 +9,8 @@ the GGUF builds' perplexity through Transformers' GGUF loader (Q4_0 from the GPT
 Q8_0 from int8 per-channel codes). Columns: perplexity on held-out Rotten Tomatoes text, folder
 size, time to first token (64-token prompt) and decode tokens/s (128 new tokens, greedy).
 
-Every variant is built and its perplexity measured first; then the speed of all of them is
-measured in interleaved rounds (each round times every variant once, in a rotating order), and
+Every timed variant is built and its perplexity measured first; then the speed of all of them is
+measured in interleaved rounds (before the GGUF rows, which are not timed) (each round times every variant once, in a rotating order), and
 the table reports medians over rounds, the speed ratio being the median of the per-round ratios
 to Transformers: on a shared machine, load that drifts during the run hits all rows alike.
 
@@ -236,6 +236,11 @@ def main() -> None:
     for name, options in peers.items():
         add_genai(name, peer_rtn(fp32_dir, work / f"peer{len(rows)}", options))
 
+    print(f"[{time.time() - t0:.0f}s] speed: {args.rounds} interleaved rounds of {len(timers)} variants", flush=True)
+    for name, speed in interleaved_speeds(timers, args.rounds).items():
+        rows[name].update(speed)
+    timers.clear()  # the GenAI sessions go before the GGUF models load
+
     int8 = quantized(model, [], bits=8)
     for name, candidate in {"GGUF Q4_0 (GPTQ+AWQ g64 codes)": awq, "GGUF Q8_0 (int8 per-channel codes)": int8}.items():
         folder = gguf.write(candidate, tok_dir, work / name.split()[1], gguf.Config())
@@ -246,9 +251,6 @@ def main() -> None:
         del loaded
         print(f"[{time.time() - t0:.0f}s] {label}: {rows[label]}", flush=True)
 
-    print(f"[{time.time() - t0:.0f}s] speed: {args.rounds} interleaved rounds of {len(timers)} variants", flush=True)
-    for name, speed in interleaved_speeds(timers, args.rounds).items():
-        rows[name].update(speed)
     tokens = args.eval_seqs * (args.seq_len - 1)
     print(f"\nSmolLM2-135M builds: perplexity on {tokens} held-out Rotten Tomatoes tokens (seq {args.seq_len}), "
           f"calibration {args.cal_seqs} x {args.seq_len}; batch 1, {THREADS} threads, prompt {PROMPT_TOKENS} "
