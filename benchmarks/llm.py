@@ -101,10 +101,10 @@ SCHEMES: dict[str, dict[str, Any]] = {
 
 def modelpress_rows(model: Any, tokens: dict[str, Any], only: str | None) -> list[dict[str, Any]]:
     import torch
-    from modelpress.steps.quantize import WeightQuantizeConfig
-    from modelpress.steps.quantize.torch_backend import quantize_module
 
     from modelpress.lm.metrics import PeakMemory, compare, perplexity
+    from modelpress.steps.quantize import WeightQuantizeConfig
+    from modelpress.steps.quantize.torch_backend import quantize_module
 
     calibration = list(tokens["calibration"].split(4))
     rows = []
@@ -244,10 +244,10 @@ def random_tinyllama() -> Any:
 def scale_probe(which: str, inplace: bool, seq_len: int, n_cal: int) -> dict[str, Any]:
     """One GPTQ calibration in this (fresh) process: RSS after building the model and peak."""
     import torch
-    from modelpress.steps.quantize import WeightQuantizeConfig
-    from modelpress.steps.quantize.torch_backend import quantize_module
 
     from modelpress.lm.metrics import rss_peak_mb
+    from modelpress.steps.quantize import WeightQuantizeConfig
+    from modelpress.steps.quantize.torch_backend import quantize_module
 
     torch.set_num_threads(THREADS)
     if which == "tinyllama-1.1b":

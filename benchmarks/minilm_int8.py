@@ -18,8 +18,8 @@ import io
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -64,7 +64,8 @@ def optimum_avx512_vnni(proto) -> bytes | None:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "model.onnx").write_bytes(proto.SerializeToString())
         config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True)
-        ORTQuantizer.from_pretrained(tmp, file_name="model.onnx").quantize(save_dir=Path(tmp, "out"), quantization_config=config)
+        quantizer = ORTQuantizer.from_pretrained(tmp, file_name="model.onnx")
+        quantizer.quantize(save_dir=Path(tmp, "out"), quantization_config=config)
         return next(Path(tmp, "out").glob("*.onnx")).read_bytes()
 
 
@@ -97,7 +98,7 @@ def variants(model, task, frame, threads: int) -> dict[str, tuple[float, Runner]
 
 def latency(runs: dict[str, Runner], batch: dict, rounds: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in runs}
-    for name, run in runs.items():
+    for _name, run in runs.items():
         run(batch)  # warm-up
     for _ in range(rounds):
         for name, run in runs.items():
@@ -126,7 +127,7 @@ def main() -> None:
     base = "torch fp32 eager"
     print(f"\nMiniLM-L6 + Rotten Tomatoes ({len(evaluation)} eval rows, {args.threads} threads, "
           f"seq 128 for latency; speedup = torch fp32 time / variant time)")
-    print(f"| variant | MB | size vs fp32 | b1 speedup | b32 speedup | cosine mean / min | accuracy |")
+    print("| variant | MB | size vs fp32 | b1 speedup | b32 speedup | cosine mean / min | accuracy |")
     print("|---|---|---|---|---|---|---|")
     for name, (size, run) in table.items():
         logits, emb, _ = predict(run, task, evaluation)

@@ -44,7 +44,8 @@ from modelpress.evaluate import interleaved_latency, onnx_runner, onnx_session, 
 from modelpress.recipe import BaselineTraining, Split  # noqa: E402
 from modelpress.registry import get_stage  # noqa: E402
 from modelpress.tasks import Task, TaskSpec  # noqa: E402
-from modelpress.training import plain_settings, train as train_model  # noqa: E402
+from modelpress.training import plain_settings  # noqa: E402
+from modelpress.training import train as train_model
 
 
 @dataclass
@@ -146,7 +147,7 @@ def cnn_part(seeds: list[int], recovery_epochs: int, recovery_lr: float) -> dict
         base = SmallCNN((1, 28, 28), 10)
         train_model(base, task, train, plain_settings(4, 2e-3, 64), seed=seed, desc="baseline")
 
-        def fine(model: nn.Module) -> nn.Module:
+        def fine(model: nn.Module, train: Any = train, seed: int = seed) -> nn.Module:
             return recover(model, task, train, recovery_epochs, recovery_lr, seed)
 
         variants = [Variant("fp32", base)]

@@ -54,13 +54,9 @@ def minilm_setup(limit: int) -> tuple[Any, Any, Any]:
 
 def minilm_part(limit: int, repeats: int) -> str:
     import torch
-    from modelpress.deploy.onnx_export import export_onnx
-    from modelpress.steps.quantize import (
-        QuantizeConfig,
-        quantize,
-    )
 
     from modelpress.context import StageContext
+    from modelpress.deploy.onnx_export import export_onnx
     from modelpress.evaluate import (
         fidelity,
         interleaved_latency,
@@ -69,6 +65,10 @@ def minilm_part(limit: int, repeats: int) -> str:
         predict,
         quality,
         torch_runner,
+    )
+    from modelpress.steps.quantize import (
+        QuantizeConfig,
+        quantize,
     )
 
     torch.set_num_threads(THREADS)
@@ -112,7 +112,8 @@ def minilm_part(limit: int, repeats: int) -> str:
         fid = fidelity(logits, emb, ref_logits, ref_emb)
         rows.append({"variant": name, "MB": sizes[name], "size ratio": sizes[name] / sizes["ORT fp32"],
                      "32x128 ms": timing[name]["latency_ms"],
-                     "vs ORT dyn per-channel": timing[name]["latency_ms"] / timing["ORT dynamic per-channel (peer)"]["latency_ms"],
+                     "vs ORT dyn per-channel": timing[name]["latency_ms"]
+                     / timing["ORT dynamic per-channel (peer)"]["latency_ms"],
                      "cosine mean": fid["cosine"], "cosine min": fid["cosine_min"],
                      "accuracy": quality(logits, labels)["accuracy"]})
     mixed = reports["mp static QDQ + SQ + mixed(0.99)"]
@@ -128,6 +129,7 @@ def _minilm_torch_variants(model: Any, context: Any, sizes: dict[str, float]) ->
     import io
 
     import torch
+
     from modelpress.steps.quantize import WeightQuantizeConfig, weight_quantize
 
     def size(m: Any) -> float:
@@ -210,6 +212,7 @@ def perplexity(model: Any, batches: list) -> float:
 
 def smollm_part(seq_len: int, n_eval: int, n_cal: int, only: str | None = None) -> str:
     import torch
+
     from modelpress.steps.quantize import WeightQuantizeConfig
     from modelpress.steps.quantize.torch_backend import quantize_module, tensor_bytes
 

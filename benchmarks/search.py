@@ -19,8 +19,8 @@ def main(recipe_ref: str = "digits-search") -> None:
     os.environ.setdefault("MODELPRESS_HOME", tempfile.mkdtemp(prefix="modelpress-search-bench-"))
     os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
     import yaml
-    from modelpress.pipelines.search import run_search
 
+    from modelpress.pipelines.search import run_search
     from modelpress.recipe import load_recipe, resolve_recipe_path
 
     recipe = load_recipe(recipe_ref)

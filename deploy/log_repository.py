@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from modelpress.deploy.pull import REPOSITORY_ARTIFACT
 from modelpress.deploy.triton_repo import write_onnx_model, write_tensorrt_model
-
 from modelpress.errors import ModelpressError
 
 if TYPE_CHECKING:
@@ -23,6 +22,7 @@ def log_model_repository(model: onnx.ModelProto, name: str, version: str | int,
     """Build ``<name>/<version>/model.onnx`` (+ a TensorRT plan when asked for and possible)
     and log it as the run's ``model_repository`` artifact; returns what was built."""
     import mlflow
+
     from modelpress.deploy.tensorrt import TensorRTUnavailable, build_engine
 
     built: dict[str, Any] = {"artifact": REPOSITORY_ARTIFACT, "version": str(version), "formats": []}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch  # this module is only imported by steps that export, never at CLI start-up
 
@@ -31,7 +31,7 @@ PARITY_MIN_AGREEMENT = 0.99
 PARITY_MIN_COSINE = 0.999
 
 
-def export_onnx(model: "torch.nn.Module", task: "Task", sample: "pd.DataFrame") -> "onnx.ModelProto":
+def export_onnx(model: torch.nn.Module, task: Task, sample: pd.DataFrame) -> onnx.ModelProto:
     """Export ``model`` with the task's input names and dynamic batch (and sequence) axes."""
     import onnx
 
@@ -49,7 +49,8 @@ def export_onnx(model: "torch.nn.Module", task: "Task", sample: "pd.DataFrame") 
     # these models, and yields the plain MatMul graphs ORT's quantizer expects.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(exported, tuple(inputs.values()), buffer, input_names=list(inputs),
+        torch.onnx.export(exported, tuple(inputs.values()), buffer,  # type: ignore[arg-type]  # a file object works too
+                          input_names=list(inputs),
                           output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     return onnx.load_from_string(buffer.getvalue())
 
@@ -62,7 +63,8 @@ def _exportable(model: torch.nn.Module, example: dict[str, torch.Tensor],
     inside a wrapper), with the task's inputs in the order of its ``forward`` arguments.
     """
     if isinstance(model, torch.jit.ScriptModule):
-        names = [argument.name for argument in model.forward.schema.arguments[1:]]
+        schema = cast(Any, model.forward).schema  # a ScriptMethod's, not a plain function's
+        names = [argument.name for argument in schema.arguments[1:]]
         missing = [n for n in names if n not in example]
         if missing:
             raise ModelpressError(f"the TorchScript model's forward takes {', '.join(names)}; the task gives "
@@ -83,8 +85,8 @@ class _PositionalInputs(torch.nn.Module):
         return (logits, embedding) if self.with_embedding else logits
 
 
-def check_parity(model: "torch.nn.Module", exported: "onnx.ModelProto", task: "Task",
-                 frame: "pd.DataFrame") -> Parity:
+def check_parity(model: torch.nn.Module, exported: onnx.ModelProto, task: Task,
+                 frame: pd.DataFrame) -> Parity:
     """Compare PyTorch and ONNX Runtime on ``frame``; raise if the export changed the model."""
     from modelpress.evaluate import fidelity, onnx_runner, onnx_session, predict, torch_runner
 

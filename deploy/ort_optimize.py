@@ -60,7 +60,7 @@ def _sample_feeds(inputs: list[Any]) -> dict[str, np.ndarray]:
     """Deterministic inputs: batch 2, dynamic non-batch axes 8, small non-negative integers
     (valid token ids and masks for text models)."""
     rng = np.random.default_rng(0)
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     for node in inputs:
         shape = [2 if i == 0 and not isinstance(d, int) else d if isinstance(d, int) else 8
                  for i, d in enumerate(node.shape)]

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpress.deploy.triton_repo import TENSORRT_SUFFIX, InstanceKind, write_onnx_model
-
 from modelpress.errors import ModelpressError
 
 if TYPE_CHECKING:
@@ -60,6 +59,7 @@ def pull(model_uri: str, dest: Path, instance_kind: InstanceKind = "KIND_CPU",
 
 def _resolve(model_uri: str, mlflow_client: MlflowClient) -> ModelVersion:
     from mlflow.exceptions import MlflowException
+
     from modelpress.deploy.registry import resolve_version
 
     try:
@@ -131,7 +131,7 @@ def pull_build(model_uri: str, build: str, dest: Path, tracking_uri: str | None 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".pull-") as scratch:
-        local = Path(mlflow_client.download_artifacts(version.run_id, f"{BUILDS_ARTIFACT}/{build}", scratch))
+        local = Path(mlflow_client.download_artifacts(str(version.run_id), f"{BUILDS_ARTIFACT}/{build}", scratch))
         metadata = _provenance(model_uri, version, mlflow_client)
         (local / "modelpress.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
         target = dest / build

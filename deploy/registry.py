@@ -8,8 +8,9 @@ is redone against the new holder, so racing runs cannot leave @champion on the w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -21,13 +22,13 @@ TORCH_ARTIFACT = "pytorch_model"
 MAX_PROMOTION_ATTEMPTS = 20
 
 
-def client() -> "MlflowClient":
+def client() -> MlflowClient:
     from mlflow import MlflowClient
 
     return MlflowClient()
 
 
-def alias_version(name: str, alias: str, mlflow_client: "MlflowClient | None" = None) -> "ModelVersion | None":
+def alias_version(name: str, alias: str, mlflow_client: MlflowClient | None = None) -> ModelVersion | None:
     from mlflow.exceptions import MlflowException
 
     c = mlflow_client or client()
@@ -37,7 +38,7 @@ def alias_version(name: str, alias: str, mlflow_client: "MlflowClient | None" = 
         return None
 
 
-def resolve_version(model_uri: str, mlflow_client: "MlflowClient | None" = None) -> "ModelVersion":
+def resolve_version(model_uri: str, mlflow_client: MlflowClient | None = None) -> ModelVersion:
     """The version behind ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
     c = mlflow_client or client()
     body = model_uri.removeprefix("models:/")
@@ -48,7 +49,7 @@ def resolve_version(model_uri: str, mlflow_client: "MlflowClient | None" = None)
     return c.get_model_version(name, version)
 
 
-def register(model_uri: str, name: str, tags: dict[str, str]) -> "ModelVersion":
+def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
     """Register ``model_uri`` as a new version of ``name`` carrying ``tags``."""
     import mlflow
 
@@ -64,8 +65,8 @@ class Promotion:
 
 
 def promote(name: str, version: str, alias: str, candidate_score: float,
-            score_of: Callable[["ModelVersion"], float], tolerance: float = 0.0,
-            mlflow_client: "MlflowClient | None" = None) -> Promotion:
+            score_of: Callable[[ModelVersion], float], tolerance: float = 0.0,
+            mlflow_client: MlflowClient | None = None) -> Promotion:
     """Move ``alias`` to ``version`` unless the current holder scores better beyond ``tolerance``.
 
     Compare-and-set on a registry without one (see ``deploy/alias_lock.py``):
@@ -95,8 +96,8 @@ def promote(name: str, version: str, alias: str, candidate_score: float,
     return Promotion(False, f"@{alias} kept moving under us; gave up after {MAX_PROMOTION_ATTEMPTS} attempts", None)
 
 
-def _move_under_lock(c: "MlflowClient", name: str, version: str, alias: str,
-                     compared: "ModelVersion | None") -> Promotion | None:
+def _move_under_lock(c: MlflowClient, name: str, version: str, alias: str,
+                     compared: ModelVersion | None) -> Promotion | None:
     """The set of compare-and-set; None when the holder moved since ``compared`` was read."""
     from .alias_lock import alias_lock
 
@@ -119,14 +120,14 @@ def _move_under_lock(c: "MlflowClient", name: str, version: str, alias: str,
         return None
 
 
-def _restore(c: "MlflowClient", name: str, alias: str, before: str | None) -> None:
+def _restore(c: MlflowClient, name: str, alias: str, before: str | None) -> None:
     if before is None:
         c.delete_registered_model_alias(name, alias)
     else:
         c.set_registered_model_alias(name, alias, before)
 
 
-def _drop_tag(c: "MlflowClient", name: str, version: str, key: str) -> None:
+def _drop_tag(c: MlflowClient, name: str, version: str, key: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -140,9 +141,9 @@ def previous_tag(alias: str) -> str:
     return f"previous_{alias}"
 
 
-def _same(a: "ModelVersion | None", b: "ModelVersion | None") -> bool:
+def _same(a: ModelVersion | None, b: ModelVersion | None) -> bool:
     return (str(a.version) if a else None) == (str(b.version) if b else None)
 
 
-def version_tags(version: "ModelVersion") -> dict[str, Any]:
+def version_tags(version: ModelVersion) -> dict[str, Any]:
     return dict(version.tags or {})

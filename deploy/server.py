@@ -36,7 +36,6 @@ from modelpress.deploy.v2_protocol import (
     request_problems,
     specs_from_ort,
 )
-
 from modelpress.errors import ModelpressError
 
 log = logging.getLogger("modelpress.serve")
@@ -98,6 +97,8 @@ class OnnxRuntimeModel(kserve.Model):
 
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> InferResponse:
+        if self.session is None:  # kserve routes only to ready models; this is the type checker's guard
+            raise InvalidInput(f"model {self.name} is not loaded")
         feeds = self._feeds(payload)
         wanted = self._requested_names(payload)
         results = self.session.run(wanted, feeds)

@@ -9,7 +9,7 @@ the Q/DQ nodes (explicit quantization), so no calibrator is needed and none is o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelpress.errors import ModelpressError
 
@@ -68,7 +68,7 @@ def build_engine(model: onnx.ModelProto, precision: Precision = "fp16",
     return bytes(engine)
 
 
-def _set_precision(trt: object, builder: object, config: object, model: onnx.ModelProto,
+def _set_precision(trt: Any, builder: Any, config: Any, model: onnx.ModelProto,
                    precision: Precision) -> None:
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
@@ -81,7 +81,7 @@ def _set_precision(trt: object, builder: object, config: object, model: onnx.Mod
         config.set_flag(trt.BuilderFlag.FP16)
 
 
-def _profile(builder: object, network: object, profile: EngineProfile) -> object:
+def _profile(builder: Any, network: Any, profile: EngineProfile) -> Any:
     shapes = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)

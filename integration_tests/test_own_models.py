@@ -39,7 +39,8 @@ def champion_run(project: Path, name: str) -> tuple[dict[str, str], dict[str, fl
 def test_init_then_run_a_torchscript_mlp_on_named_columns(project: Path, modelpress_cli: str) -> None:
     """`modelpress init` writes a recipe that validates and runs: TorchScript → int8 → @champion."""
     made = run_cli(modelpress_cli, project, "init", "mlp_scripted.pt", "patients.csv", "--task",
-                   "tabular-classification", "--labels", "malignant,benign", "--name", "patients-ts", "--out", "ts.yaml")
+                   "tabular-classification", "--labels", "malignant,benign", "--name", "patients-ts",
+                   "--out", "ts.yaml")
     assert made.returncode == 0, made.output[-3000:]
     recipe = yaml.safe_load((project / "ts.yaml").read_text())
     assert recipe["model"] == {"source": "torchscript", "path": "mlp_scripted.pt", "task": "tabular-classification"}

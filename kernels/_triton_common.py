@@ -17,8 +17,8 @@ try:
 
     HAS_TRITON = True
 except ImportError:  # the [kernels] extra is not installed: references still work
-    triton = None  # type: ignore[assignment]
-    tl = None  # type: ignore[assignment]
+    triton = None
+    tl = None
     HAS_TRITON = False
 
 # Rows up to this count take the GEMV path: no tl.dot (whose tiles need M >= 16), one program

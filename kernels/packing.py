@@ -160,9 +160,9 @@ def dequantize_weight_groupwise(
     _check_group_size(k, group_size, bits)
     if tuple(scales.shape) != (n, k // group_size):
         raise ValueError(f"scales must be {(n, k // group_size)}, got {tuple(scales.shape)}")
-    zero = float(implied_zero_point(bits)) if zeros is None else zeros.float()
+    zero: float | torch.Tensor = float(implied_zero_point(bits))
     if zeros is not None:
-        zero = zero.repeat_interleave(group_size, dim=1)
+        zero = zeros.float().repeat_interleave(group_size, dim=1)
     w = (codes.float() - zero) * scales.float().repeat_interleave(group_size, dim=1)
     return w.to(dtype or torch.float32)
 

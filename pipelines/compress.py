@@ -68,7 +68,8 @@ def compress(plan: Plan) -> None:
     profile, _ = profile_data(dataset, reference=plan.reference_profile, drift=plan.drift)
 
     in_onnx = task.build().evaluated_in == "onnx"
-    model, parity, reports, baseline_onnx, candidate_onnx = None, None, [], None, None
+    model, parity, baseline_onnx, candidate_onnx = None, None, None, None
+    reports: list[Any] = []  # the stages' step outputs
     if _is_graph_source(plan):
         baseline_onnx = _configured(load_graph, plan, "load_model")(source=plan.source,
                                                                     fingerprint=plan.model_fingerprint,

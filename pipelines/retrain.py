@@ -13,7 +13,6 @@ rows) and promoted through the same check-then-set.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from modelpress.tracking import point_mlflow_at
 def champion_material(name: str, alias: str = "champion") -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(version, recipe, data profile, report) recorded with the version holding ``alias``."""
     import mlflow
+
     from modelpress.deploy.registry import alias_version
 
     holder = alias_version(name, alias)
@@ -34,9 +34,12 @@ def champion_material(name: str, alias: str = "champion") -> tuple[str, dict[str
     run_id = (holder.tags or {}).get("mlflow_run_id") or holder.run_id
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            recipe = _json(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="recipe/recipe.json", dst_path=tmp))
-            profile = _json(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="data/profile.json", dst_path=tmp))
-            report = _json(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report/report.json", dst_path=tmp))
+            recipe = _json(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="recipe/recipe.json",
+                                                            dst_path=tmp))
+            profile = _json(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="data/profile.json",
+                                                            dst_path=tmp))
+            report = _json(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report/report.json",
+                                                            dst_path=tmp))
         except Exception as exc:  # noqa: BLE001 -- MLflow raises several types for a missing artifact
             raise ModelpressError(f"{name} v{holder.version} (run {run_id}) lacks the recipe/profile that "
                                   f"retraining needs (registered by an older modelpress?): {exc}") from None
@@ -107,7 +110,8 @@ def schedule_retraining(recipe: RecipeBase) -> dict[str, Any]:
     reference = _reference_profile(recipe.registry.name)
     plan = build_plan(recipe, tracking.tracker, experiment=recipe.name, reference_profile=reference)
     # Caching off: each scheduled run must reload the (changed) data and re-train.
-    compress.with_options(schedule=schedule, enable_cache=False, run_name=f"{recipe.name}_scheduled_{{date}}_{{time}}")(plan=plan)
+    run_name = f"{recipe.name}_scheduled_{{date}}_{{time}}"
+    compress.with_options(schedule=schedule, enable_cache=False, run_name=run_name)(plan=plan)
     return {"orchestrator": orchestrator.name, "flavor": orchestrator.flavor, "cron": schedule.cron_expression,
             "name": schedule.name, "drift_reference": bool(reference)}
 

@@ -133,7 +133,7 @@ def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, A
                       tolerance=promotion_tolerance(recipe))
     client().set_model_version_tag(best["name"], best["version"], "promotion",
                                    f"{'promoted' if outcome.promoted else 'not promoted'} (search best on "
-                                   f"{recipe.search.objective}): {outcome.reason}"[:5000])
+                                   f"{recipe.search.objective if recipe.search else '?'}): {outcome.reason}"[:5000])
     return {"promoted": outcome.promoted, "reason": outcome.reason, "previous": outcome.previous,
             "alias": alias, "version": best["version"]}
 

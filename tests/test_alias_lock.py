@@ -11,6 +11,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+
 from modelpress.deploy.alias_lock import (
     LockTimeout,
     _break_if_expired,

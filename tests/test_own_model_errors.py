@@ -93,7 +93,8 @@ def test_bad_own_model_input_is_one_line_at_validate(project: Path, modelpress_c
 
 def test_missing_optional_extra_names_the_pip_install(project: Path, modelpress_cli: str) -> None:
     recipe = tabular(SD, stages=[{"finetune": {"lora": {"r": 4}}}, "quantize"])
-    lines = problem_lines(validate(modelpress_cli, project, recipe, python_prelude="import sys; sys.modules['peft'] = None"))
+    without_peft = "import sys; sys.modules['peft'] = None"
+    lines = problem_lines(validate(modelpress_cli, project, recipe, python_prelude=without_peft))
     assert lines == ["stages[0].finetune: needs the Python package 'peft', which is not installed: "
                      'pip install "modelpress[finetune]"']
 
@@ -145,3 +146,15 @@ def test_hf_classifier_validates_and_takes_its_task_from_config(project: Path, m
     result = validate(modelpress_cli, project, text_recipe(three))
     assert result.returncode == 0, result.stderr
     assert "ok (text-classification" in result.stdout
+
+
+def test_init_on_a_state_dict_asks_for_its_class_and_writes_it_when_given(modelpress_cli: str, project: Path) -> None:
+    command = [modelpress_cli, "init", "state.pt", "table.csv", "--label", "answer", "--out", "sd.yaml"]
+    missing = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr + missing.stdout
+    assert "state.pt: a state dict needs the class it fits: pass --class module:Name" in missing.stderr
+    given = subprocess.run([*command, "--class", "tiny_models:TinyMLP"], cwd=project, capture_output=True,
+                           text=True, timeout=120)
+    assert given.returncode == 0, given.stderr
+    model = yaml.safe_load((project / "sd.yaml").read_text())["model"]
+    assert model["source"] == "state-dict" and model["class"] == "tiny_models:TinyMLP"

@@ -79,6 +79,7 @@ def quantized_layers(model: nn.Module) -> dict[str, nn.Module]:
 def describe(model: nn.Module) -> Scheme:
     """The single scheme of ``model``'s quantized layers; mixed schemes are refused."""
     import torch
+
     from modelpress.steps.quantize.modules import Fp8Linear
 
     require_llama(model)
@@ -150,6 +151,7 @@ def llama_shapes(config: Any) -> dict[str, tuple[int, int]]:
 def int_weight(module: nn.Module) -> IntWeight:
     """A QuantLinear's codes (unpacked), explicit zero points and fp32 scales."""
     import torch
+
     from modelpress.kernels.packing import unpack_int4
 
     grid = module.grid
@@ -190,9 +192,12 @@ def fold_smoothing(model: nn.Module) -> nn.Module:
         for i, block in enumerate(model.model.layers):
             attn, mlp = block.self_attn, block.mlp
             where = f"model.layers.{i}"
-            _into_norm(block.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj], f"{where}.self_attn.q/k/v_proj", problems)
-            _into_norm(block.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj], f"{where}.mlp.gate/up_proj", problems)
-            _into_rows(attn.v_proj, attn.o_proj, model.config.num_key_value_heads, f"{where}.self_attn.o_proj", problems)
+            qkv = [attn.q_proj, attn.k_proj, attn.v_proj]
+            _into_norm(block.input_layernorm, qkv, f"{where}.self_attn.q/k/v_proj", problems)
+            _into_norm(block.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj], f"{where}.mlp.gate/up_proj",
+                       problems)
+            _into_rows(attn.v_proj, attn.o_proj, model.config.num_key_value_heads, f"{where}.self_attn.o_proj",
+                       problems)
             _into_rows(mlp.up_proj, mlp.down_proj, 0, f"{where}.mlp.down_proj", problems)
         if getattr(model.lm_head, "smooth", None) is not None:
             _into_norm(model.model.norm, [model.lm_head], "lm_head", problems)
@@ -317,7 +322,8 @@ def _smoothing_problems(stage: Any, hf_config: Any, build: str) -> list[str]:
         found.append(f"{build}: {field}.shared is false: per-layer factors cannot be folded into the "
                      "norm that q/k/v (gate/up) share")
     heads, kv = _get(hf_config, "num_attention_heads"), _get(hf_config, "num_key_value_heads")
-    if heads and kv and kv < heads and not any(re.search(p, "model.layers.0.self_attn.o_proj") for p in options.exclude):
+    o_proj_excluded = any(re.search(p, "model.layers.0.self_attn.o_proj") for p in options.exclude)
+    if heads and kv and kv < heads and not o_proj_excluded:
         found.append(f"{build}: {field} would scale o_proj, whose input repeats each KV head for "
                      f"{heads // kv} query heads (grouped-query attention), so v_proj cannot absorb the "
                      f"factor; add 'o_proj' to {field}.exclude")

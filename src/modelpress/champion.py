@@ -4,8 +4,9 @@ Gate thresholds relative to the champion (``max_champion_drop``/``max_champion_r
 the promotion decision need the champion's numbers on *this* run's eval data and machine,
 not the numbers recorded when it was promoted (other data, other load on the machine), so
 the champion is loaded from the registry (by the build that registered it: its ONNX graph, or
-its PyTorch module) and evaluated by the task beside the candidate, exactly like the baseline. Promotion reuses this measurement; it measures again
-only if the alias moved to another version in the meantime.
+its PyTorch module) and evaluated by the task beside the candidate, exactly like the baseline.
+Promotion reuses this measurement; it measures again only if the alias moved to another
+version in the meantime.
 """
 
 from __future__ import annotations

@@ -225,9 +225,11 @@ def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None
 
             folder = pull_build(model_uri, build, Path(dest), tracking_uri)
         else:
+            from modelpress.deploy.pull import InstanceKind
             from modelpress.deploy.pull import pull as pull_model
 
-            folder = pull_model(model_uri, Path(dest), f"KIND_{instance_kind.upper()}", tracking_uri, optimize)
+            kind: InstanceKind = "KIND_GPU" if instance_kind.lower() == "gpu" else "KIND_CPU"  # click.Choice keeps it to these
+            folder = pull_model(model_uri, Path(dest), kind, tracking_uri, optimize)
     click.echo(f"{model_uri} → {folder}")
 
 

@@ -156,7 +156,8 @@ def schedule(recipe: str) -> None:
 
         info = schedule_retraining(load_recipe(recipe))
         click.echo(f"scheduled {info['name']} ({info['cron']}) on orchestrator {info['orchestrator']} "
-                   f"({info['flavor']}); drift reference: {'champion profile' if info['drift_reference'] else 'none yet'}")
+                   f"({info['flavor']}); drift reference: "
+                   f"{'champion profile' if info['drift_reference'] else 'none yet'}")
 
     _guarded(act)
 

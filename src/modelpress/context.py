@@ -13,19 +13,19 @@ if TYPE_CHECKING:
 
 @dataclass
 class StageContext:
-    task: "Task"
-    data: "pd.DataFrame"  # every split, marked by the 'split' column
+    task: Task
+    data: pd.DataFrame  # every split, marked by the 'split' column
     seed: int = 0
     #: Facts a stage wants reported (logged to MLflow by the pipeline as ``<stage>.<key>``).
     report: dict[str, Any] = field(default_factory=dict)
 
-    def split(self, name: str) -> "pd.DataFrame":
+    def split(self, name: str) -> pd.DataFrame:
         return self.data[self.data["split"] == name]
 
     @property
-    def train(self) -> "pd.DataFrame":
+    def train(self) -> pd.DataFrame:
         return self.split("train")
 
     @property
-    def calibration(self) -> "pd.DataFrame":
+    def calibration(self) -> pd.DataFrame:
         return self.split("calibration")

@@ -13,7 +13,7 @@ import gzip
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from .errors import ModelpressError
 
@@ -112,6 +112,7 @@ def describe(spec: "ShippedData | FileData") -> DataSchema:
     if spec.source in SHIPPED:
         info = SHIPPED[spec.source]
         return DataSchema(info.kind, info.labels, info.image_shape, spec.source)
+    spec = cast("FileData", spec)  # every source that is not shipped is a file
     kind = "text" if spec.text else "features"
     labels = tuple(spec.labels) if spec.labels else None
     return DataSchema(kind, labels, spec.image_shape, str(spec.path))
@@ -124,6 +125,7 @@ def declared_labels(spec: "ShippedData | FileData") -> tuple[Any, ...] | None:
     schema = describe(spec)
     if schema.labels is not None:
         return schema.labels
+    spec = cast("FileData", spec)  # shipped data always declares its labels
     try:
         column = _read(spec, columns=[spec.label])[spec.label]
     except (ModelpressError, KeyError):
@@ -167,7 +169,7 @@ def load_frame(spec: "ShippedData | FileData") -> "pd.DataFrame":
     """Load the raw frame (renamed to text/f*/label) without splitting or validating it."""
     if spec.source in SHIPPED:
         return SHIPPED[spec.source].load()
-    return _load_user_file(spec)
+    return _load_user_file(cast("FileData", spec))
 
 
 def _read(spec: "FileData", columns: list[str] | None = None) -> "pd.DataFrame":

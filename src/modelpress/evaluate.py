@@ -7,7 +7,8 @@ and the candidate timed interleaved in one process so machine noise hits both al
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 Outputs = tuple["np.ndarray", "np.ndarray"]  # logits, embeddings
 
 
-def onnx_session(model: "onnx.ModelProto | bytes", threads: int | None = None) -> "ort.InferenceSession":
+def onnx_session(model: onnx.ModelProto | bytes, threads: int | None = None) -> ort.InferenceSession:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -32,24 +33,24 @@ def onnx_session(model: "onnx.ModelProto | bytes", threads: int | None = None) -
     return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
 
 
-def onnx_runner(session: "ort.InferenceSession") -> Callable[["Batch"], Outputs]:
+def onnx_runner(session: ort.InferenceSession) -> Callable[[Batch], Outputs]:
     wanted = {i.name for i in session.get_inputs()}
 
-    def run(batch: "Batch") -> Outputs:
+    def run(batch: Batch) -> Outputs:
         outputs = session.run(None, {k: v for k, v in batch.items() if k in wanted})
         return outputs[0], outputs[1] if len(outputs) > 1 else outputs[0]
 
     return run
 
 
-def torch_runner(model: "torch.nn.Module") -> Callable[["Batch"], Outputs]:
+def torch_runner(model: torch.nn.Module) -> Callable[[Batch], Outputs]:
     import torch
 
     from .tasks import torch_forward
 
     model.eval()
 
-    def run(batch: "Batch") -> Outputs:
+    def run(batch: Batch) -> Outputs:
         with torch.inference_mode():
             logits, embedding = torch_forward(model, batch)
         return logits.float().numpy(), embedding.float().numpy()
@@ -57,8 +58,8 @@ def torch_runner(model: "torch.nn.Module") -> Callable[["Batch"], Outputs]:
     return run
 
 
-def predict(run: Callable[["Batch"], Outputs], task: "Task", frame: "pd.DataFrame",
-            batch_size: int = 64) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+def predict(run: Callable[[Batch], Outputs], task: Task, frame: pd.DataFrame,
+            batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits, embeddings and labels over ``frame``."""
     import numpy as np
 
@@ -71,7 +72,7 @@ def predict(run: Callable[["Batch"], Outputs], task: "Task", frame: "pd.DataFram
     return np.concatenate(logits), np.concatenate(embeddings), np.concatenate(labels)
 
 
-def quality(logits: "np.ndarray", labels: "np.ndarray") -> dict[str, float]:
+def quality(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import f1_score
 
     predicted = logits.argmax(-1)
@@ -79,8 +80,8 @@ def quality(logits: "np.ndarray", labels: "np.ndarray") -> dict[str, float]:
             "f1": float(f1_score(labels, predicted, average="macro"))}
 
 
-def fidelity(logits: "np.ndarray", embeddings: "np.ndarray", ref_logits: "np.ndarray",
-             ref_embeddings: "np.ndarray") -> dict[str, float]:
+def fidelity(logits: np.ndarray, embeddings: np.ndarray, ref_logits: np.ndarray,
+             ref_embeddings: np.ndarray) -> dict[str, float]:
     """Agreement of top-1 predictions and cosine of embeddings versus a reference model."""
     import numpy as np
 
@@ -92,7 +93,7 @@ def fidelity(logits: "np.ndarray", embeddings: "np.ndarray", ref_logits: "np.nda
             "max_abs_diff": float(np.abs(logits - ref_logits).max())}
 
 
-def interleaved_latency(runs: dict[str, Callable[["Batch"], Any]], batch: "Batch",
+def interleaved_latency(runs: dict[str, Callable[[Batch], Any]], batch: Batch,
                         repeats: int = 20, warmup: int = 3) -> dict[str, dict[str, float]]:
     """p50/p95 milliseconds per runner, alternating runners each round."""
     import numpy as np
@@ -110,12 +111,12 @@ def interleaved_latency(runs: dict[str, Callable[["Batch"], Any]], batch: "Batch
             for name, s in samples.items()}
 
 
-def model_size_mb(model: "onnx.ModelProto") -> float:
+def model_size_mb(model: onnx.ModelProto) -> float:
     return model.ByteSize() / 1e6
 
 
-def compare_onnx(baseline: "onnx.ModelProto", candidate: "onnx.ModelProto", task: "Task",
-                 eval_frame: "pd.DataFrame", timing_batch_size: int = 32,
+def compare_onnx(baseline: onnx.ModelProto, candidate: onnx.ModelProto, task: Task,
+                 eval_frame: pd.DataFrame, timing_batch_size: int = 32,
                  repeats: int = 20) -> dict[str, dict[str, float]]:
     """Every gate metric for baseline and candidate, both run in ONNX Runtime."""
     runs = {"baseline": onnx_runner(onnx_session(baseline)),

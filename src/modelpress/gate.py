@@ -13,7 +13,7 @@ Cheap to import: the recipe loader calls :func:`contradictions` at validation ti
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .handoffs import ChampionReport, Check, Evaluation, Verdict

@@ -44,6 +44,8 @@ def starter_recipe(choices: Choices) -> dict[str, Any]:
     """The recipe as a dict (validated by :func:`write_starter`)."""
     import pandas as pd
 
+    from .registry import get_task
+
     frame = _read(choices.data, pd)
     label = choices.label or _guess(frame.columns, LABEL_NAMES) or str(frame.columns[-1])
     if label not in frame.columns:
@@ -55,7 +57,7 @@ def starter_recipe(choices: Choices) -> dict[str, Any]:
         model["task"] = task
     data: dict[str, Any] = {"source": "parquet" if choices.data.suffix in (".parquet", ".pq") else "csv",
                             "path": _relative(choices.data, choices.out.parent), "label": label}
-    if task == "text-classification":
+    if get_task(task).data_kind == "text":
         data["text"] = choices.text or _text_column(frame, label)
     else:
         data["features"] = "*"
@@ -103,7 +105,7 @@ def _model_block(choices: Choices) -> dict[str, Any]:
         raise ModelpressError(f"{path}: no such file or folder")
     for source in sorted(SOURCES.all().values(), key=lambda s: s.init_order):
         if source.recognizes(path):
-            block = source.starter(path)
+            block = source.starter(path, choices.model_class)
             break
     else:
         if not choices.trust_pickle:
@@ -111,11 +113,6 @@ def _model_block(choices: Choices) -> dict[str, Any]:
                                   "ONNX file; if it is a whole pickled module you trust, pass --trust-pickle")
         block = {"source": "file", "path": str(path), "trust_pickle": True}
     block["path"] = _relative(path, choices.out.parent)
-    if block["source"] == "state-dict":
-        if not choices.model_class:
-            raise ModelpressError(f"{path}: a state dict needs the class it fits: pass --class module:Name "
-                                  "(importable from the recipe's folder)")
-        block["class"] = choices.model_class
     return block
 
 
@@ -127,10 +124,12 @@ def _facts(model: dict[str, Any], path: Path) -> Any:
 
 
 def _data_task(frame: Any, label: str, text: str | None) -> str:
+    """The task registered for this data's kind (a text column → text, else features)."""
+    from .registry import TASKS
+
     inputs = frame.drop(columns=[label])
-    if text is not None or any(_is_text(inputs[c]) for c in inputs.columns):
-        return "text-classification"
-    return "tabular-classification"
+    kind = "text" if text is not None or any(_is_text(inputs[c]) for c in inputs.columns) else "features"
+    return next(name for name, task in sorted(TASKS.all().items()) if task.init_for == kind)
 
 
 def _is_text(column: Any) -> bool:

@@ -53,7 +53,7 @@ def peak_memory_mb(model: onnx.ModelProto, batch: Batch, timeout_s: float = 120)
     with tempfile.TemporaryDirectory() as tmp:
         model_path, batch_path = Path(tmp, "model.onnx"), Path(tmp, "batch.npz")
         model_path.write_bytes(model.SerializeToString())
-        np.savez(batch_path, **batch)
+        np.savez(batch_path, **batch)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         done = subprocess.run([sys.executable, "-c", _PROBE, str(model_path), str(batch_path)],
                               capture_output=True, text=True, timeout=timeout_s, check=False)
     if done.returncode != 0:

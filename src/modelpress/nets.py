@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,7 +18,7 @@ class TextClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, num_classes: int, tokenizer: str):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+        self.head = nn.Linear(int(cast(Any, encoder).config.hidden_size), num_classes)  # a transformers model
         self.tokenizer = tokenizer
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

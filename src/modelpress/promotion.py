@@ -2,8 +2,9 @@
 
 * promote: move an alias to a version that passed its gate, unless the current holder is
   better beyond a tolerance (the compare-and-set of ``deploy.registry.promote``). Outside a
-  pipeline there is no eval data at hand, so versions are compared on the accuracy recorded
-  at registration, and only when both were scored on the same data (``data_fingerprint``).
+  pipeline there is no eval data at hand, so versions are compared on the task's primary
+  metric recorded at registration (``primary_metric``, ``primary_direction`` tags), and only
+  when both were scored on the same data (``data_fingerprint``).
 * rollback: put the alias back on the version recorded in the holder's ``previous_<alias>``
   tag (written by every promotion), so repeated rollbacks walk back the champion history.
 * copy: one registry to another (staging → production tracking server): the version's ONNX
@@ -45,18 +46,30 @@ def _version(c: MlflowClient, name: str, version: str | None, alias: str | None)
     from mlflow.exceptions import MlflowException
 
     try:
-        return c.get_model_version_by_alias(name, alias) if version is None else c.get_model_version(name, version)
+        if version is None:
+            return c.get_model_version_by_alias(name, alias or "champion")
+        return c.get_model_version(name, version)
     except MlflowException as exc:
         what = f"version {version}" if version is not None else f"@{alias}"
         raise ModelpressError(f"registered model {name!r}: no {what} ({exc.message.splitlines()[0]})") from None
 
 
-def _recorded_accuracy(version: ModelVersion) -> float:
+def _recorded_score(version: ModelVersion, metric: str | None = None) -> float:
+    """The primary metric recorded at registration, oriented so that higher is better.
+
+    Versions registered before the task recorded its primary metric carry ``accuracy`` only.
+    """
+    tags = version.tags or {}
+    recorded = tags.get("primary_metric", "accuracy")
+    if metric is not None and recorded != metric:
+        raise ModelpressError(f"{version.name} v{version.version} was scored on {recorded}, the other "
+                              f"version on {metric}: not comparable; use --force to promote anyway")
     try:
-        return float(version.tags["accuracy"])
+        value = float(tags[recorded])
     except (KeyError, ValueError):
-        raise ModelpressError(f"{version.name} v{version.version} has no recorded accuracy tag "
+        raise ModelpressError(f"{version.name} v{version.version} has no recorded {recorded} tag "
                               "(was it registered by modelpress?); use --force to promote anyway") from None
+    return value if tags.get("primary_direction", "higher") == "higher" else -value
 
 
 def promote_version(name: str, version: str | None = None, source_alias: str = "challenger",
@@ -83,11 +96,11 @@ def promote_version(name: str, version: str | None = None, source_alias: str = "
                 raise ModelpressError(
                     f"@{alias} v{current.version} was scored on other data "
                     f"({current.tags.get('data_fingerprint')} vs {chosen.tags.get('data_fingerprint')}); "
-                    "accuracies are not comparable: re-run the recipe (which re-evaluates the champion "
+                    "scores are not comparable: re-run the recipe (which re-evaluates the champion "
                     "on the same rows) or use --force")
-            return _recorded_accuracy(current)
+            return _recorded_score(current, (chosen.tags or {}).get("primary_metric", "accuracy"))
 
-        candidate = float("inf") if force else _recorded_accuracy(chosen)
+        candidate = float("inf") if force else _recorded_score(chosen)
         result = promote(name, chosen.version, alias, candidate, score_of, tolerance=tolerance, mlflow_client=c)
         c.set_model_version_tag(name, chosen.version, "promotion",
                                 f"{'promoted' if result.promoted else 'not promoted'} (cli): {result.reason}"[:5000])
@@ -113,7 +126,7 @@ def rollback(name: str, alias: str = "champion", tracking_uri: str | None = None
                        current.version, tracking_uri)
 
 
-def copy_version(name: str, version: str | None, source_uri: str, target_uri: str,
+def copy_version(name: str, version: str | None, source_uri: str | None, target_uri: str,
                  source_alias: str = "challenger", target_name: str | None = None) -> tuple[str, str]:
     """Copy one version's ONNX model and tags into another registry; (target name, version)."""
     import mlflow
@@ -123,7 +136,8 @@ def copy_version(name: str, version: str | None, source_uri: str, target_uri: st
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(f"models:/{name}/{chosen.version}", dst_path=tmp)
             model = _load_onnx(Path(local))
-    tags = {**(chosen.tags or {}), "promoted_from": f"{_safe(source_uri)}#{name}/{chosen.version}"}
+    origin = _safe(source_uri or mlflow.get_tracking_uri())
+    tags = {**(chosen.tags or {}), "promoted_from": f"{origin}#{name}/{chosen.version}"}
     tags = {k: v for k, v in tags.items() if not k.startswith("previous_")}  # history is per registry
     target_name = target_name or name
     with tracking(target_uri):
@@ -166,13 +180,14 @@ def _promotions_experiment(uri: str) -> str:
     return mlflow.create_experiment(PROMOTIONS_EXPERIMENT, artifact_location=location)
 
 
-def promote_across(name: str, version: str | None, source_uri: str, target_uri: str, alias: str = "champion",
+def promote_across(name: str, version: str | None, source_uri: str | None, target_uri: str, alias: str = "champion",
                    source_alias: str = "challenger", tolerance: float = 0.0, force: bool = False) -> Outcome:
     """Copy a version from one registry to another and promote it there, in one call."""
     with tracking(source_uri) as src:
         chosen = _version(src, name, version, source_alias if version is None else None)
         if (chosen.tags or {}).get("gate") != "passed" and not force:
-            raise ModelpressError(f"{name} v{chosen.version} did not pass its gate; not copying it to {_safe(target_uri)}")
+            raise ModelpressError(f"{name} v{chosen.version} did not pass its gate; "
+                                  f"not copying it to {_safe(target_uri)}")
     target_name, target_version = copy_version(name, chosen.version, source_uri, target_uri)
     return promote_version(target_name, target_version, alias=alias, tolerance=tolerance, force=force,
                            tracking_uri=target_uri)

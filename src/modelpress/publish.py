@@ -78,6 +78,7 @@ def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, ve
         "registered_build": registered.name,
         **plan.tags, "gate": "passed" if verdict.passed else "failed", "gate_reason": verdict.reason[:5000],
         "primary_metric": primary, primary: f"{evaluation.candidate[primary]:.6f}",
+        "primary_direction": "higher" if build.task.metric(primary).higher_is_better else "lower",
         "mlflow_run_id": run.info.run_id,
         **({TOKENIZER_TAG: plan.task.tokenizer} if plan.task.tokenizer else {}),
     })

@@ -40,6 +40,8 @@ def plain_terminal() -> None:
     is imported, which reads this once."""
     if not sys.stdout.isatty():
         os.environ.setdefault("ZENML_LOGGING_COLORS_DISABLED", "true")
+        # A log file keeps every redraw of a progress bar: one every 30 s, not one per batch.
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
 
 
 @dataclass

@@ -206,7 +206,8 @@ def _entry_tag(value: Any) -> str | None:
 
 @functools.cache
 def _entry_class(name: str, config: type[BaseModel]) -> type[Entry]:
-    return create_model(f"{name.title().replace('-', '')}Entry", __base__=Entry, **{name: (config, ...)})
+    fields: dict[str, Any] = {name: (config, ...)}
+    return create_model(f"{name.title().replace('-', '')}Entry", __base__=Entry, **fields)
 
 
 def _entry_union(configs: dict[str, type[BaseModel]]) -> Any:
@@ -249,7 +250,7 @@ def _unions() -> tuple[Any, Any, Any]:
     build_union = _entry_union(dict(BUILDS.all()))
     sources = SOURCES.all()
     members = tuple(Annotated[cls, Tag(name)] for name, cls in sorted(sources.items()))
-    source_union = Annotated[Union[members], Discriminator(
+    source_union = Annotated[Union[members], Discriminator(  # type: ignore[valid-type]  # built at runtime
         _source_tag, custom_error_type="unknown_source",
         custom_error_message="expected model.source to be one of " + ", ".join(sorted(sources)))]
     return stage_union, build_union, source_union
@@ -271,7 +272,7 @@ class RecipeBase(Strict):
     data: DataSource
     stages: list[Entry] = Field(min_length=1)
     gate: dict[str, Threshold] = {}
-    export: list[Entry] = Field(["onnx"], validate_default=True)  # type: ignore[arg-type]  # names → entries
+    export: list[Entry] = Field(["onnx"], validate_default=True)  # names → entries
     registry: Registry
     resources: dict[str, Resources] = {}
     schedule: Schedule | None = None
@@ -467,8 +468,8 @@ def recipe_model() -> type[RecipeBase]:
     """The concrete Recipe class, typed by the current stage, build and source registries."""
     stage_union, build_union, source_union = _unions()
     return create_model("Recipe", __base__=RecipeBase, model=(source_union, ...),
-                        stages=(list[stage_union], Field(min_length=1)),
-                        export=(list[build_union], Field(["onnx"], validate_default=True)))
+                        stages=(list[stage_union], Field(min_length=1)),  # type: ignore[valid-type]  # runtime unions
+                        export=(list[build_union], Field(["onnx"], validate_default=True)))  # type: ignore[valid-type]
 
 
 Recipe = RecipeBase  # for type hints: every recipe is a RecipeBase
@@ -518,7 +519,7 @@ def format_errors(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = _readable_loc(err["loc"])
-        msg = _unknown_entry(err["loc"], err) or err["msg"].removeprefix("Value error, ")
+        msg = _unknown_entry(err["loc"], dict(err)) or err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not allowed here)"
         if "\n" in msg or (not loc and ":" in msg.split(" ")[0]):  # cross rules carry their own paths

@@ -126,7 +126,7 @@ def gate_html(task: Any, evaluation: Evaluation, verdict: Verdict, champion: Cha
             continue
         row: list[Any] = [metric, base, cand, cand / base if base else None]
         if champ:
-            row += [champ.get(metric), (champion.candidate or {}).get(metric)]
+            row += [champ.get(metric), ((champion.candidate if champion else None) or {}).get(metric)]
         rows.append(row)
     checks = [[f"{c.metric}.{c.rule}", c.value, c.limit, c.note or ("pass" if c.passed else "FAIL")]
               for c in verdict.checks]

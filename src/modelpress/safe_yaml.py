@@ -28,10 +28,10 @@ MAX_NODES = 100_000  # after alias expansion: what pydantic would walk
 _CORE = "tag:yaml.org,2002:"
 ALLOWED_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge")}
 
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when built
 
 
-class _PlainLoader(_Loader):  # type: ignore[misc, valid-type]
+class _PlainLoader(_Loader):
     """SafeLoader that leaves unquoted dates as strings (a recipe holds no timestamps)."""
 
 

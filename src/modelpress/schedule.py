@@ -51,7 +51,8 @@ def active_orchestrator() -> OrchestratorInfo:
     flavor_model = client.get_flavor_by_name_and_type(component.flavor_name, StackComponentType.ORCHESTRATOR)
     flavor = Flavor.from_model(flavor_model)
     config = flavor.config_class(**component.configuration)
-    return OrchestratorInfo(component.name, component.flavor_name, bool(config.is_schedulable))
+    schedulable = bool(getattr(config, "is_schedulable", False))  # an orchestrator config's property
+    return OrchestratorInfo(component.name, component.flavor_name, schedulable)
 
 
 def unschedulable_message(recipe: RecipeBase, orchestrator: OrchestratorInfo, registered_name: str) -> str:

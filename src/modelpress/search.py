@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-PATH = re.compile(r"^(?:stages\[(?P<index>\d+)\]\.)?(?P<stage>[A-Za-z_][\w-]*)\.(?P<param>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
+PATH = re.compile(r"^(?:stages\[(?P<index>\d+)\]\.)?(?P<stage>[A-Za-z_][\w-]*)"
+                  r"\.(?P<param>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
 ENABLED = "enabled"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ModelpressError
 
@@ -64,7 +65,7 @@ def ensure_stack() -> Tracking:
     return _create_embedded(client)
 
 
-def _create_embedded(client: "object") -> Tracking:
+def _create_embedded(client: Any) -> Tracking:
     from zenml.enums import StackComponentType
 
     folder = home()

@@ -62,5 +62,5 @@ def use_tracking(uri: str | None) -> Iterator[MlflowClient]:
     try:
         yield mlflow.MlflowClient(uri, uri)
     finally:
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
+        mlflow.set_tracking_uri(before[0])  # type: ignore[arg-type]  # None unsets it (MLflow's own default)
+        mlflow.set_registry_uri(before[1])  # type: ignore[arg-type]

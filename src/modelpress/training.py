@@ -162,7 +162,7 @@ def _checkpoint_folder(settings: TrainSettings, accelerator: Accelerator) -> Ite
     from accelerate.utils import broadcast_object_list
 
     temporary = settings.checkpoint_dir is None
-    chosen = [tempfile.mkdtemp(prefix="modelpress-ckpt-") if temporary else settings.checkpoint_dir]
+    chosen: list[str] = [tempfile.mkdtemp(prefix="modelpress-ckpt-") if temporary else str(settings.checkpoint_dir)]
     if accelerator.num_processes > 1:
         if temporary and not accelerator.is_main_process:
             shutil.rmtree(chosen[0], ignore_errors=True)

@@ -172,7 +172,7 @@ def check_against_profile(frame: "pd.DataFrame", profile: dict[str, Any],
     results = _run_suite(context, "schema", schema_suite, data.head(5))
     if all(r.success for r in results):  # per-row drift needs the reference's columns
         results += _run_suite(context, "drift", drift_suite_, _drift_view(data, profile))
-    report = {"success": all(r.success for r in results), "expectations": len(results), "rows": len(data),
+    report: dict[str, Any] = {"success": all(r.success for r in results), "expectations": len(results), "rows": len(data),
               "suites": [schema_suite.to_json_dict(), drift_suite_.to_json_dict()],
               "checks": [_summary(r) for r in results]}
     if not report["success"]:

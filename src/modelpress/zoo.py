@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from .errors import ModelpressError
 
@@ -87,7 +87,7 @@ def _train_minilm_head(model: "torch.nn.Module", task: "Task", train: "pd.DataFr
 
     # A linear probe wants a larger lr and many short epochs over the cached embeddings.
     settings = plain_settings(cfg.epochs * 20, cfg.lr * 10, cfg.batch_size)
-    fit(model.head, loss, Batches(epoch, -(-len(x) // cfg.batch_size)), settings, seed=0,
+    fit(cast("torch.nn.Module", model.head), loss, Batches(epoch, -(-len(x) // cfg.batch_size)), settings, seed=0,
         desc="baseline head")
 
 

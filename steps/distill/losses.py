@@ -43,6 +43,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
                                labels.reshape(-1), ignore_index=ignore_index)
         if alpha == 0.0:
             return hard
+    if teacher_logits is None:
+        raise ValueError("distillation with alpha > 0 needs the teacher's logits")
     soft = soft_kl(student_logits, teacher_logits, temperature, mask)
     return soft if hard is None else alpha * soft + (1 - alpha) * hard
 

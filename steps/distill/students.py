@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,7 +80,8 @@ def drop_layers(teacher: nn.Module, layers: int) -> Student:
     owner.config.num_hidden_layers = layers
     if isinstance(getattr(owner.config, "layer_types", None), list):
         owner.config.layer_types = [owner.config.layer_types[i] for i in kept]
-    for index, layer in enumerate(owner.get_submodule(attr)):
+    blocks: Any = owner.get_submodule(attr)  # a ModuleList (iterable), typed as a plain Module
+    for index, layer in enumerate(blocks):
         for sub in layer.modules():  # decoder caches are indexed by layer
             if hasattr(sub, "layer_idx"):
                 sub.layer_idx = index

@@ -86,7 +86,7 @@ def mask_lora_deltas(peft_model: nn.Module, masks: dict[str, torch.Tensor]) -> i
     for name, module in peft_model.named_modules():
         key = f"{name.removeprefix(prefix)}.weight"
         if isinstance(module, LoraLayer) and key in masks and isinstance(module.base_layer, ADAPTABLE):
-            module.forward = types.MethodType(_masked_forward(masks[key]), module)
+            setattr(module, "forward", types.MethodType(_masked_forward(masks[key]), module))  # noqa: B010  # mypy: LoraLayer is a mixin
             patched += 1
     return patched
 

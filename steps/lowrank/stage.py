@@ -84,9 +84,10 @@ def choose_rank(weight: torch.Tensor, config: LowRankConfig) -> int | None:
             config.param_budget * out_features * in_features / (out_features + in_features)
         )
         return max(rank, config.min_rank) if rank >= 1 else None
+    target = config.energy if config.energy is not None else 1.0  # the config requires one of the two
     energy = torch.linalg.svdvals(weight.double()).pow(2)
     share = energy.cumsum(0) / energy.sum().clamp(min=1e-300)
-    rank = int((share < config.energy - 1e-12).sum()) + 1
+    rank = int((share < target - 1e-12).sum()) + 1
     return max(min(rank, len(energy)), config.min_rank)
 
 

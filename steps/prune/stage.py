@@ -74,7 +74,8 @@ def recover(
     step: int,
 ) -> None:
     """Short supervised fine-tune; masked weights are re-zeroed after every optimiser step."""
-    from modelpress.training import keep_masks, recover as fine_tune
+    from modelpress.training import keep_masks
+    from modelpress.training import recover as fine_tune
 
     assert config.recovery is not None
     fine_tune(model, context.task, context.train, config.recovery, seed=context.seed + step,

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from modelpress.kernels import dispatch
 from torch import nn
+
+from modelpress.kernels import dispatch
 
 from .qmath import Grid, dequantize_storage
 
@@ -28,6 +29,13 @@ FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 
 class QuantLinear(nn.Module):
+    # Buffers, declared so that type checkers see tensors (nn.Module.__getattr__ says Tensor | Module).
+    qweight: torch.Tensor
+    scales: torch.Tensor
+    zeros: torch.Tensor | None
+    bias: torch.Tensor | None
+    smooth: torch.Tensor | None
+
     def __init__(self, in_features: int, out_features: int, bits: int, symmetric: bool,
                  group_size: int | None, act: str = "none", has_bias: bool = True,
                  has_zeros: bool = False, has_smooth: bool = False):
@@ -53,11 +61,11 @@ class QuantLinear(nn.Module):
                      linear.bias is not None, zeros is not None, smooth is not None)
         module.qweight.copy_(qweight)
         module.scales.copy_(scales)
-        if zeros is not None:
+        if zeros is not None and module.zeros is not None:  # the buffer exists exactly when zeros do
             module.zeros.copy_(zeros)
-        if linear.bias is not None:
+        if linear.bias is not None and module.bias is not None:
             module.bias.copy_(linear.bias.detach())
-        if smooth is not None:
+        if smooth is not None and module.smooth is not None:
             module.smooth.copy_(smooth)
         return module.to(linear.weight.device)
 
@@ -128,14 +136,14 @@ class _QDQPayload:
 
 class _QDQLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, key: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, key: int) -> torch.Tensor:
         p = _EXPORT_PAYLOADS[key]
         if p.smooth is not None:
             x = x * p.smooth
         return F.linear(x, p.weight, p.bias)
 
     @staticmethod
-    def symbolic(g, x, key: int):  # type: ignore[no-untyped-def]
+    def symbolic(g, x, key: int):
         p = _EXPORT_PAYLOADS.pop(key)
         def const(t: torch.Tensor):
             return g.op("Constant", value_t=t)
@@ -149,6 +157,11 @@ class _QDQLinear(torch.autograd.Function):
 
 
 class Fp8Linear(nn.Module):
+    weight_fp8: torch.Tensor
+    weight_scale: torch.Tensor
+    bias: torch.Tensor | None
+    smooth: torch.Tensor | None
+
     def __init__(self, in_features: int, out_features: int, per_row: bool, act: str,
                  has_bias: bool = True, has_smooth: bool = False):
         super().__init__()
@@ -169,9 +182,9 @@ class Fp8Linear(nn.Module):
         w_fp8, scale = to_fp8(w, per_row)
         module.weight_fp8.copy_(w_fp8)
         module.weight_scale.copy_(scale)
-        if linear.bias is not None:
+        if linear.bias is not None and module.bias is not None:
             module.bias.copy_(linear.bias.detach())
-        if smooth is not None:
+        if smooth is not None and module.smooth is not None:
             module.smooth.copy_(smooth)
         return module.to(linear.weight.device)
 

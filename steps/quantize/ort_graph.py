@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,7 +34,7 @@ class WeightMatMul:
         inits[self.weight].CopyFrom(numpy_helper.from_array(w.astype("float32"), self.weight))
 
 
-def weight_matmuls(model: onnx.ModelProto, exclude: set[str] = frozenset()) -> list[WeightMatMul]:
+def weight_matmuls(model: onnx.ModelProto, exclude: Collection[str] = frozenset()) -> list[WeightMatMul]:
     """MatMul/Gemm nodes whose second input is a 2-D float initializer (a Linear layer's weight).
 
     2-D activations export Linear as Gemm (transB=1), 3-D ones as MatMul; both count.

@@ -67,7 +67,7 @@ def sensitivity(model: onnx.ModelProto, config: QuantizeConfig, batches: list[Ba
         w_q = np.clip(np.round(w / w_scale), -127, 127) * w_scale
         x_q = _fake_quant(x, min(float(x.min()), 0.0), max(float(x.max()), 0.0), 255)
         ref = x @ w
-        scores[mm.node] = float(np.linalg.norm(x_q @ w_q - ref) / max(np.linalg.norm(ref), 1e-12))
+        scores[mm.node] = float(np.linalg.norm(x_q @ w_q - ref)) / max(float(np.linalg.norm(ref)), 1e-12)
     return scores
 
 
@@ -93,7 +93,7 @@ def keep_sensitive_float(float_model: onnx.ModelProto, source: onnx.ModelProto, 
     assert config.mixed_precision is not None
     target = config.mixed_precision.min_cosine
     scores = sensitivity(source, config, batches, exclude)
-    ranked = sorted(scores, key=scores.get, reverse=True)
+    ranked = sorted(scores, key=lambda node: scores[node], reverse=True)
     limit = int(config.mixed_precision.max_float_share * len(ranked))
     kept: list[str] = []
     cosine = output_cosine(float_model, quantized, batches)

@@ -148,6 +148,7 @@ def to_storage(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
     kernels would otherwise assume zero-point 8.
     """
     import torch
+
     from modelpress.kernels.packing import pack_int4
 
     if grid.bits == 8:
@@ -173,6 +174,7 @@ def dequantize_storage(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch
                        grid: Grid) -> torch.Tensor:
     """Float [N, K] weight back from storage (any bit width)."""
     import torch
+
     from modelpress.kernels.packing import unpack_int4
 
     codes = qweight.float() if grid.bits == 8 else unpack_int4(qweight).float()

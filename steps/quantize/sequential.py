@@ -118,7 +118,7 @@ def _raise_stop(module: nn.Module, args: tuple, output: Any) -> None:
 
 def blocks_are_chained(model: nn.Module, blocks: nn.ModuleList, batch: Any, forward: Forward) -> bool:
     """On one batch: is each block's output exactly the next block's hidden-state input?"""
-    seen: dict[int, dict[str, torch.Tensor]] = {}
+    seen: dict[int, dict[str, Any]] = {}
 
     def record(i: int) -> Callable:
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
@@ -173,12 +173,13 @@ def chained_blocks(model: nn.Module, layers: Collection[str], batch: Any,
     return found if found is not None and blocks_are_chained(model, found[1], batch, forward) else None
 
 
-def quantize_sequentially(model: nn.Module, blocks: tuple[str, nn.ModuleList], layers: Collection[str],
+def quantize_sequentially(model: nn.Module, chain: tuple[str, nn.ModuleList], layers: Collection[str],
                           batches: list, forward: Forward, make_stats: Callable[[str, nn.Module], Any],
                           quantize: Callable[[str, nn.Module, Any], nn.Module],
                           show_progress: bool, sequential: bool = True,
                           device: str | torch.device | None = None) -> dict[str, Any]:
-    """Quantize ``layers`` (all inside ``blocks``, from ``chained_blocks``) in place, block by block.
+    """Quantize ``layers`` in place, block by block; all are inside the blocks of ``chain``
+    ((prefix, blocks), from ``chained_blocks``).
 
     ``make_stats(name, layer)`` gives a fresh statistics collector (with ``add(x, name)``);
     ``quantize(layers, stats)`` takes layers (name -> layer, name -> statistics: one group reading
@@ -187,7 +188,7 @@ def quantize_sequentially(model: nn.Module, blocks: tuple[str, nn.ModuleList], l
     block is calibrated on the float block. ``device``: where each block is calibrated (moved there one
     at a time, and back after); None = where the model is. Returns the statistics per layer.
     """
-    prefix, blocks = blocks
+    prefix, blocks = chain
     target = torch.device(device) if device is not None else None
     with outside_on(model, blocks, target):
         inputs = BlockInputs.capture(model, blocks[0], batches, forward)
@@ -303,7 +304,7 @@ def _moved(modules: list[nn.Module], device: torch.device) -> Iterator[None]:
     finally:
         for m, name, is_param, original in saved:
             if is_param:
-                m._parameters[name].data = original
+                m._parameters[name].data = original  # type: ignore[union-attr]  # saved only when present
             else:
                 m._buffers[name] = original
 

@@ -249,7 +249,7 @@ def quantize_module(model: nn.Module, config: WeightQuantizeConfig, calibration:
     if config.dtype in ("fp16", "bf16"):
         model = model.eval() if inplace else copy.deepcopy(model).eval()  # casting writes into weights
         _cast(model, config)
-        precisions = {name: config.dtype for name in select_layers(model, config.exclude)}
+        precisions: dict[str, str] = {name: config.dtype for name in select_layers(model, config.exclude)}
     else:
         model = model.eval() if inplace else sharing_copy(model).eval()
         precisions = _quantize_linears(model, config, calibration, forward, report)

@@ -113,6 +113,7 @@ def mlflow_registry(tmp_path_factory):
 
 def _log_tensorrt_repository(folder: Path, model, version: int) -> None:
     import mlflow
+
     from modelpress.deploy.pull import REPOSITORY_ARTIFACT
     from modelpress.deploy.triton_repo import write_onnx_model, write_tensorrt_model
 

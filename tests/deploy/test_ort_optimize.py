@@ -6,9 +6,9 @@ import json
 
 import onnx
 import pytest
+
 from modelpress.deploy.ort_optimize import optimize_offline
 from modelpress.deploy.pull import pull
-
 from modelpress.errors import ModelpressError
 
 

@@ -8,8 +8,8 @@ import subprocess
 import numpy as np
 import onnx
 import pytest
-from modelpress.deploy.pull import pull
 
+from modelpress.deploy.pull import pull
 from modelpress.errors import ModelpressError
 
 

@@ -4,6 +4,7 @@ ONNX model repository with the registered version (what `modelpress pull` reads 
 from __future__ import annotations
 
 import pytest
+
 from modelpress.deploy.tensorrt import TensorRTUnavailable, _fill, build_engine, tensorrt_available
 
 needs_no_tensorrt = pytest.mark.skipif(tensorrt_available(), reason="TensorRT is installed here")
@@ -28,6 +29,7 @@ def test_profile_shapes_fill_dynamic_axes():
 
 def test_publish_logs_the_repository_and_records_the_missing_engine(tmp_path, cnn_onnx):
     import mlflow
+
     from modelpress.deploy.log_repository import log_model_repository
     from modelpress.deploy.pull import REPOSITORY_ARTIFACT
 

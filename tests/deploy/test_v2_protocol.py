@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+
 from modelpress.deploy.v2_protocol import MAX_BATCH, V2Tensor, request_problems, specs_from_ort
 
 PIXELS = [V2Tensor("pixels", "FP32", (-1, 1, 28, 28))]

@@ -10,10 +10,10 @@ from typing import Any
 
 import mlflow
 import pytest
-from modelpress.deploy.onnx_export import export_onnx
-from modelpress.deploy.registry import alias_version, previous_tag, promote
 
 from modelpress.builds import BuildContext
+from modelpress.deploy.onnx_export import export_onnx
+from modelpress.deploy.registry import alias_version, previous_tag, promote
 from modelpress.errors import ModelpressError
 from modelpress.gate import run_gate
 from modelpress.handoffs import ChampionReport, DataReport
@@ -61,7 +61,8 @@ def version_tags(name: str, version: str) -> dict[str, str]:
     return dict(mlflow.MlflowClient().get_model_version(name, version).tags)
 
 
-def test_pass_moves_champion_and_fail_does_not_with_reason_in_tags(registry: str, model_name: str, digits: Any, baseline: Any) -> None:
+def test_pass_moves_champion_and_fail_does_not_with_reason_in_tags(registry: str, model_name: str, digits: Any,
+                                                                   baseline: Any) -> None:
     passed, verdict, outcome = publish_candidate(model_name, digits, baseline, steps=40)
     assert verdict.passed and outcome.promoted
     assert str(alias_version(model_name, "champion").version) == passed.version
@@ -76,7 +77,8 @@ def test_pass_moves_champion_and_fail_does_not_with_reason_in_tags(registry: str
     assert str(alias_version(model_name, "challenger").version) == passed.version  # a failure gets no alias
 
 
-def test_worse_than_champion_beyond_tolerance_is_not_promoted(registry: str, model_name: str, digits: Any, baseline: Any) -> None:
+def test_worse_than_champion_beyond_tolerance_is_not_promoted(registry: str, model_name: str, digits: Any,
+                                                              baseline: Any) -> None:
     good, _, _ = publish_candidate(model_name, digits, baseline, steps=40)
     worse, verdict, outcome = publish_candidate(model_name, digits, baseline, steps=3)  # passes the loose gate
     assert verdict.passed and not outcome.promoted
@@ -120,7 +122,8 @@ def test_rollback_restores_the_previous_champion_and_walks_back(registry: str, m
 def test_interleaved_promotions_end_on_the_better_model(registry: str, model_name: str, digits: Any) -> None:
     """Run A (worse) reads the champion, then run B (better) promotes before A sets the alias:
     A's check-then-set sees the move, re-compares against B's model and gives up."""
-    (base, base_acc), (worse, worse_acc), (better, better_acc) = (register_fast(model_name, digits, s) for s in (1, 5, 60))
+    registered = (register_fast(model_name, digits, steps) for steps in (1, 5, 60))
+    (base, base_acc), (worse, worse_acc), (better, better_acc) = registered
     assert base_acc < worse_acc < better_acc
     assert promote(model_name, base, "champion", base_acc, scorer(digits)).promoted
     raced = []
@@ -151,3 +154,22 @@ def test_cli_level_promotion_refuses_failed_gates_and_other_data(registry: str, 
     forced = promote_version(model_name, other, force=True)
     assert forced.promoted and str(alias_version(model_name, "champion").version) == other
     assert rollback(model_name).version == good
+
+
+def test_cli_level_promotion_compares_the_recorded_primary_metric_in_its_direction(
+        registry: str, model_name: str, digits: Any) -> None:
+    """A causal LM is compared on perplexity, where lower is better: the CLI must not read accuracy."""
+    (low, _), (high, _) = register_fast(model_name, digits, 40), register_fast(model_name, digits, 2)
+    client = mlflow.MlflowClient()
+    for version, perplexity in ((low, "12.5"), (high, "19.0")):
+        for key, value in {"primary_metric": "perplexity", "perplexity": perplexity,
+                           "primary_direction": "lower", "accuracy": "0.5"}.items():
+            client.set_model_version_tag(model_name, version, key, value)
+    assert promote_version(model_name, high).promoted  # nothing to beat yet
+    assert promote_version(model_name, low).promoted  # lower perplexity wins
+    refused = promote_version(model_name, high)
+    assert not refused.promoted and "-12.5" in refused.reason
+    assert str(alias_version(model_name, "champion").version) == low
+    client.set_model_version_tag(model_name, high, "primary_metric", "accuracy")
+    with pytest.raises(ModelpressError, match="scored on accuracy, the other version on perplexity|not comparable"):
+        promote_version(model_name, high)

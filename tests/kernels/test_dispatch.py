@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+
 from modelpress.kernels import dispatch
 from modelpress.kernels.packing import quantize_weight_groupwise
 from modelpress.kernels.w4a16 import w4a16_reference

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from modelpress.kernels import w4a16, w8a8, w8a16
 from modelpress.kernels.packing import quantize_weight_groupwise
 from modelpress.kernels.w8a8 import quantize_per_token_reference

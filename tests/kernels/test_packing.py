@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from modelpress.kernels.packing import (
     code_range,
     dequantize_weight_groupwise,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import triton
+
 from modelpress.kernels import w4a16
 from modelpress.kernels._triton_common import (
     NO_GROUP_TILE,
@@ -60,6 +61,7 @@ def test_split_k_only_when_the_output_cannot_fill_the_device(monkeypatch):
 
 def test_sm_count_is_the_devices_own():
     import torch
+
     from modelpress.kernels._triton_common import interpreting, sm_count
 
     expected = 4 if interpreting() or not torch.cuda.is_available() else \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from modelpress.kernels.packing import pack_int4, quantize_weight_groupwise, unpack_int4
 from modelpress.kernels.w4a16 import w4a16_matmul_triton, w4a16_reference
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from modelpress.kernels.packing import quantize_weight_groupwise
 from modelpress.kernels.w8a16 import w8a16_matmul_triton, w8a16_reference
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from modelpress.kernels.packing import quantize_weight_groupwise
 from modelpress.kernels.w8a8 import (
     quantize_per_token_reference,

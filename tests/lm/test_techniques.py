@@ -10,13 +10,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from modelpress.steps.quantize import WeightQuantizeConfig
-from modelpress.steps.quantize.modules import Fp8Linear, QuantLinear
-from modelpress.steps.quantize.torch_backend import quantize_module
 from torch import nn
 
 from modelpress.context import StageContext
 from modelpress.lm.metrics import compare, greedy_decode, next_token_loss
+from modelpress.steps.quantize import WeightQuantizeConfig
+from modelpress.steps.quantize.modules import Fp8Linear, QuantLinear
+from modelpress.steps.quantize.torch_backend import quantize_module
 
 from .conftest import tiny_llama
 
@@ -88,7 +88,8 @@ def test_calibration_device_walk_gives_the_same_model(name, llama, calibration, 
 def test_blocks_calibrate_on_the_gpu_and_return_to_the_host(llama, calibration, sequences):
     seen = []
     hook = llama.model.layers[1].register_forward_pre_hook(
-        lambda m, a: seen.append((next(m.parameters()).device.type, next(llama.model.layers[0].parameters()).device.type)))
+        lambda m, a: seen.append((next(m.parameters()).device.type,
+                                  next(llama.model.layers[0].parameters()).device.type)))
     config = WeightQuantizeConfig(exclude=["lm_head"], calibration={"progress": False, "device": "cuda"},
                                   **SCHEMES["int4 g32 GPTQ"])
     try:
@@ -198,7 +199,8 @@ def test_layer_dropped_student_through_a_teacher_assistant_learns_token_level_kd
     student = build_student(StudentSpec(layers=2), assistant.model, teacher)
     assert len(assistant.model.model.layers) == 3 and student.model.config.num_hidden_layers == 2
     assert [layer.self_attn.layer_idx for layer in student.model.model.layers] == [0, 1]
-    assert student.pairs == [("model.layers.0", "model.layers.1"), ("model.layers.1", "model.layers.2")]  # 3 -> 2 keeps 1, 2
+    # 3 -> 2 keeps layers 1 and 2
+    assert student.pairs == [("model.layers.0", "model.layers.1"), ("model.layers.1", "model.layers.2")]
     # the KV cache is indexed by the new layer numbers: cached decode = recomputed decode
     prompt = sequences[:1, :5]
     ids = prompt

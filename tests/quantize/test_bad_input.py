@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
+
 from modelpress.steps.quantize import (
     QuantizeConfig,
     WeightQuantizeConfig,
@@ -12,11 +14,11 @@ from modelpress.steps.quantize import (
     weight_quantize,
 )
 from modelpress.steps.quantize.calibration import CalibrationError
-from pydantic import ValidationError
 
 
 def test_exclude_pattern_matching_nothing_lists_layers(trained_net, exported, context):
-    with pytest.raises(ValueError, match=r"weight-quantize.exclude: 'attn' matches no layer; layers: inp, up, down, head"):
+    message = r"weight-quantize.exclude: 'attn' matches no layer; layers: inp, up, down, head"
+    with pytest.raises(ValueError, match=message):
         weight_quantize(trained_net, WeightQuantizeConfig(exclude=["attn"]), context)
     with pytest.raises(ValueError, match=r"quantize.exclude: 'attn' matches no node; quantizable nodes: .*MatMul"):
         quantize(exported, QuantizeConfig(exclude=["attn"]), context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from modelpress.kernels.packing import dequantize_weight_groupwise, quantize_weight_groupwise
 from modelpress.steps.quantize.gptq import HessianAccumulator, gptq_quantize
 from modelpress.steps.quantize.qmath import (
@@ -137,7 +138,8 @@ def test_searched_range_never_rounds_worse_than_min_max(trained_net, bits, symme
         scale, zero = params
         return ((dequantize_codes(quantize_codes(w, scale, zero, grid), scale, zero) - w).abs() ** 2.4).sum(1)
 
-    minmax, searched = row_error(group_params(w, grid, per_tensor)), row_error(searched_group_params(w, grid, per_tensor))
+    minmax = row_error(group_params(w, grid, per_tensor))
+    searched = row_error(searched_group_params(w, grid, per_tensor))
     if per_tensor:  # one range for the whole tensor: compared on the total
         assert searched.sum() <= minmax.sum() and searched_group_params(w, grid, True)[0].unique().numel() == 1
     else:

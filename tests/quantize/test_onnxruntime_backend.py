@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from modelpress.steps.quantize import QuantizeConfig, quantize
 
 from modelpress.evaluate import onnx_session
+from modelpress.steps.quantize import QuantizeConfig, quantize
 
 SCHEMES = {
     "dynamic-per-channel": {},

@@ -6,11 +6,12 @@ import io
 
 import pytest
 import torch
+from torch import nn
+
 from modelpress.steps.quantize import WeightQuantizeConfig
 from modelpress.steps.quantize.gptq import HessianAccumulator
 from modelpress.steps.quantize.sequential import BlockInputs, call_groups, chained_blocks
 from modelpress.steps.quantize.torch_backend import LayerStats, quantize_layer, quantize_module
-from torch import nn
 
 
 class Block(nn.Module):

@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
+
 from modelpress.steps.quantize import WeightQuantizeConfig, weight_quantize
 from modelpress.steps.quantize.modules import Fp8Linear, QuantLinear
 
@@ -15,7 +16,8 @@ SCHEMES = {
     "int8-tensor-asym": {"bits": 8, "granularity": "per-tensor", "symmetric": False},
     "int8-g32": {"bits": 8, "granularity": "per-group", "group_size": 32},
     "int4-g32": {"bits": 4, "granularity": "per-group", "group_size": 32},
-    "int4-g64-asym-gptq": {"bits": 4, "granularity": "per-group", "group_size": 64, "symmetric": False, "algorithm": "gptq"},
+    "int4-g64-asym-gptq": {"bits": 4, "granularity": "per-group", "group_size": 64, "symmetric": False,
+                           "algorithm": "gptq"},
     "int3-g32-gptq": {"bits": 3, "granularity": "per-group", "group_size": 32, "algorithm": "gptq"},
     "int4-g32-asym-gptq-awq-one-pass": {"bits": 4, "granularity": "per-group", "group_size": 32, "symmetric": False,
                                         "algorithm": "gptq", "awq": {}, "gptq": {"sequential": False}},
@@ -82,7 +84,6 @@ def test_fp8_weights_are_e4m3(trained_net, context):
                                   "int4-g32-awq-rtn-mse"])
 def test_onnx_export_carries_qdq(name, trained_net, context, digits_frame, task):
     from modelpress.deploy.onnx_export import check_parity, export_onnx
-
     from modelpress.evaluate import onnx_session
 
     quantized = weight_quantize(trained_net, WeightQuantizeConfig(

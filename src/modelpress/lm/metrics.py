@@ -193,7 +193,7 @@ def size_mb(model: nn.Module) -> float:
 def _device_of(model: nn.Module) -> torch.device:
     import torch
 
-    first = next(iter(model.parameters()), None)
+    first: torch.Tensor | None = next(iter(model.parameters()), None)
     if first is None:
         first = next(iter(model.buffers()), None)
     return first.device if first is not None else torch.device("cpu")

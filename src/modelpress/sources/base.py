@@ -69,8 +69,9 @@ class Source(StrictConfig):
         return False
 
     @classmethod
-    def starter(cls, path: Path) -> dict[str, Any]:
-        """For ``modelpress init``: the ``model:`` block for ``path``."""
+    def starter(cls, path: Path, model_class: str | None = None) -> dict[str, Any]:
+        """For ``modelpress init``: the ``model:`` block for ``path`` (``--class``, where the kind
+        needs one)."""
         return {"source": cls.model_fields["source"].default, "path": str(path)}
 
 

@@ -148,5 +148,8 @@ class StateDictModel(Source):
         return isinstance(loaded, dict) and all(hasattr(v, "shape") for v in loaded.values())
 
     @classmethod
-    def starter(cls, path: Path) -> dict[str, Any]:
-        return {"source": "state-dict", "path": str(path), "class": "my_model:MyModel", "kwargs": {}}
+    def starter(cls, path: Path, model_class: str | None = None) -> dict[str, Any]:
+        if not model_class:
+            raise ModelpressError(f"{path}: a state dict needs the class it fits: pass --class module:Name "
+                                  "(importable from the recipe's folder)")
+        return {"source": "state-dict", "path": str(path), "class": model_class, "kwargs": {}}

@@ -103,6 +103,9 @@ class Task:
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     summary: ClassVar[str] = ""
     data_kind: ClassVar[DataKind]
+    #: the kind of data for which ``modelpress init`` proposes this task when neither the model
+    #: nor the user names one (one task per kind)
+    init_for: ClassVar[DataKind | None] = None
     input_names: ClassVar[tuple[str, ...]] = ()
     metrics: ClassVar[tuple[Metric, ...]] = ()
     #: the metric promotion compares a candidate and the current champion on

@@ -28,6 +28,7 @@ class TabularClassification(ClassificationTask):
     Config = TabularClassificationConfig
     summary = "class of a row of numeric feature columns (a float vector, column order kept)"
     data_kind: ClassVar[DataKind] = "features"
+    init_for: ClassVar[DataKind | None] = "features"
     input_names = ("features",)
 
     def encode(self, frame: pd.DataFrame) -> Batch:

@@ -24,8 +24,10 @@ class TextClassificationConfig(TaskConfig):
 class TextClassification(ClassificationTask):
     name = "text-classification"
     Config = TextClassificationConfig
+    config: TextClassificationConfig
     summary = "class of a text column, tokenized with the model's own tokenizer"
     data_kind: ClassVar[DataKind] = "text"
+    init_for: ClassVar[DataKind | None] = "text"
     input_names = ("input_ids", "attention_mask")
     hf_architectures = ("ForSequenceClassification",)
     hf_auto_class = "AutoModelForSequenceClassification"

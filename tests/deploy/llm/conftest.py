@@ -11,7 +11,8 @@ import random
 
 import pytest
 
-WORDS = ["the", "a", "film", "movie", "plot", "actor", "story", "good", "bad", "great", "dull", "funny", "sad", "long", "short", "scene", "music", "director", "script", "camera", "ending", "character", "heart", "love", "time", "world", "night", "day", "light", "dark"]
+WORDS = ("the a film movie plot actor story good bad great dull funny sad long short scene music director script "
+         "camera ending character heart love time world night day light dark").split()
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
                  "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -127,6 +128,7 @@ def llm_registry(tmp_path_factory, quantize, tokenizer_dir, text_onnx):
     """A real MLflow sqlite registry: tiny-llm version 1 (@champion), whose run logged the int4
     candidate's onnxruntime-genai and gguf builds under builds/ (as the publish step does)."""
     import mlflow
+
     from modelpress.deploy.builds import gguf, log_build, onnxruntime_genai
 
     root = tmp_path_factory.mktemp("llm-registry")

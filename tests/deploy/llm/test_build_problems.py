@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelpress.deploy.builds import compressed_tensors, gguf, gptq, onnxruntime_genai
 from modelpress.steps.lowrank.config import LowRankConfig
 from modelpress.steps.prune.config import PruneConfig

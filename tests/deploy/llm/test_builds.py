@@ -57,8 +57,9 @@ def test_gptq_layout_holds_the_candidates_codes(scheme, quantize, tokenizer_dir,
 
 
 def test_gptq_check_catches_a_changed_code(quantize, tokenizer_dir, tmp_path, eval_ids):
-    from modelpress.deploy.builds import gptq
     from safetensors.numpy import load_file, save_file
+
+    from modelpress.deploy.builds import gptq
 
     candidate = quantize("int4-g32-sym-rtn")
     out = gptq.write(candidate, tokenizer_dir, tmp_path / "g")
@@ -74,6 +75,7 @@ def test_gptq_check_catches_a_changed_code(quantize, tokenizer_dir, tmp_path, ev
     ("int4-g64-sym-gptq", "Q4_0")])
 def test_gguf_blocks_hold_the_exact_codes(scheme, qtype, quantize, tokenizer_dir, tmp_path, eval_ids):
     import gguf as gguf_lib
+
     from modelpress.deploy.builds import gguf
 
     out, metrics = build(gguf, quantize(scheme), tokenizer_dir, tmp_path, eval_ids)
@@ -119,7 +121,8 @@ def test_gguf_takes_a_tokenizer_read_from_gguf_and_refuses_a_non_byte_level_one(
 
 
 @pytest.mark.parametrize("scheme", ["fp8", "fp32"])
-def test_gguf_requantizes_what_fits_no_block_type_and_says_so(scheme, quantize, base_model, tokenizer_dir, tmp_path, eval_ids):
+def test_gguf_requantizes_what_fits_no_block_type_and_says_so(scheme, quantize, base_model, tokenizer_dir, tmp_path,
+                                                              eval_ids):
     from modelpress.deploy.builds import gguf
 
     candidate = base_model if scheme == "fp32" else quantize(scheme)
@@ -136,6 +139,7 @@ def test_gguf_requantizes_what_fits_no_block_type_and_says_so(scheme, quantize, 
 @pytest.mark.parametrize("scheme", ["int4-g32-sym-rtn", "fp32"])
 def test_genai_generates_the_candidates_greedy_tokens(scheme, quantize, base_model, tokenizer_dir, tmp_path, eval_ids):
     import onnx
+
     from modelpress.deploy.builds import onnxruntime_genai
 
     candidate = base_model if scheme == "fp32" else quantize(scheme)

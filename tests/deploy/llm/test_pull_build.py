@@ -6,8 +6,8 @@ import json
 import subprocess
 
 import pytest
-from modelpress.deploy.pull import pull_build
 
+from modelpress.deploy.pull import pull_build
 from modelpress.errors import ModelpressError
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from modelpress.steps.distill import DistillConfig
 from pydantic import ValidationError
 
 from modelpress.context import StageContext
@@ -12,6 +11,7 @@ from modelpress.errors import ModelpressError
 from modelpress.evaluate import predict, quality, torch_runner
 from modelpress.nets import SmallCNN
 from modelpress.registry import get_stage
+from modelpress.steps.distill import DistillConfig
 
 
 def _eval_accuracy(model, task, frame) -> float:

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from modelpress.steps.distill.losses import attention_transfer, causal_lm_kd_loss, kd_loss, soft_kl
 
 from modelpress.errors import ModelpressError
+from modelpress.steps.distill.losses import attention_transfer, causal_lm_kd_loss, kd_loss, soft_kl
 
 
 def _softmax(row: list[float], temperature: float) -> list[float]:
@@ -46,7 +46,8 @@ def test_temperature_shapes_the_gradient():
     for temperature in (1.0, 4.0):
         grad = _soft_gradient(student, teacher, temperature)
         # d/ds T²·KL = T·(softmax(s/T) − softmax(t/T)) / N
-        expected = temperature * (torch.softmax(student / temperature, -1) - torch.softmax(teacher / temperature, -1)) / 4
+        gap = torch.softmax(student / temperature, -1) - torch.softmax(teacher / temperature, -1)
+        expected = temperature * gap / 4
         assert torch.allclose(grad, expected, atol=1e-6)
     # High T: the soft loss becomes logit matching, grad → ((s − s̄) − (t − t̄)) / (V·N).
     centred = (student - student.mean(-1, keepdim=True)) - (teacher - teacher.mean(-1, keepdim=True))

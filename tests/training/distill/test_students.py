@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from modelpress.steps.distill import StudentSpec
-from modelpress.steps.distill.students import build_student, kept_layers
 
 from modelpress.errors import ModelpressError
 from modelpress.nets import SmallCNN
+from modelpress.steps.distill import StudentSpec
+from modelpress.steps.distill.students import build_student, kept_layers
 
 
 def test_kept_layers_are_evenly_spaced_and_keep_the_last():

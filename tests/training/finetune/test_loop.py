@@ -7,12 +7,12 @@ import copy
 
 import pytest
 import torch
-from modelpress.steps.finetune import FinetuneConfig
-from modelpress.training import Validation, carve_validation, fit, frame_batches, task_loss, validate
 
 from modelpress.context import StageContext
 from modelpress.errors import ModelpressError
 from modelpress.registry import get_stage
+from modelpress.steps.finetune import FinetuneConfig
+from modelpress.training import Validation, carve_validation, fit, frame_batches, task_loss, validate
 
 
 def test_validation_slice_comes_from_train_only(digits_frame):

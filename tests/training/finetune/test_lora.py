@@ -6,13 +6,13 @@ import copy
 
 import pytest
 import torch
-from modelpress.steps.finetune import FinetuneConfig, LoraSettings
-from modelpress.tasks import split_outputs
-from modelpress.training import Validation, carve_validation, fit, frame_batches, task_loss
-from modelpress.steps.finetune.lora import attach_lora, default_train_modules, merge_lora
 
 from modelpress.errors import ModelpressError
 from modelpress.nets import SmallCNN, TextClassifier
+from modelpress.steps.finetune import FinetuneConfig, LoraSettings
+from modelpress.steps.finetune.lora import attach_lora, default_train_modules, merge_lora
+from modelpress.tasks import split_outputs
+from modelpress.training import Validation, carve_validation, fit, frame_batches, task_loss
 
 
 def _train_a_little(model: torch.nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from modelpress.steps.finetune import FinetuneConfig
-from modelpress.steps.finetune.masks import detect_masks
 
 from modelpress.context import StageContext
 from modelpress.registry import get_stage
+from modelpress.steps.finetune import FinetuneConfig
+from modelpress.steps.finetune.masks import detect_masks
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,7 @@ def test_masked_lora_trains_the_function_it_ships(pruned, digits_frame, image_ta
     import copy
 
     import torch
+
     from modelpress.steps.finetune import LoraSettings
     from modelpress.steps.finetune.lora import attach_lora, mask_lora_deltas, merge_lora
     from modelpress.steps.finetune.masks import apply_masks
