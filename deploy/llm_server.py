@@ -7,8 +7,9 @@ are this module's own FastAPI routes on kserve's app, with request types from
 deploy/openai_protocol.py, because kserve's own OpenAI support imports vLLM (see there).
 
 Every refused request gets a 4xx with one line naming the field; bodies over the size limit are
-refused before or while they are read (deploy/request_limits.py, as for the V2 server). Generations run one at a time by default (``max_parallel``): on
-a CPU pod, parallel decodes share the cores, so they finish no sooner; scale with replicas.
+refused before or while they are read (deploy/request_limits.py, as for the V2 server).
+Generations run one at a time by default (``max_parallel``): on a CPU pod, parallel decodes
+share the cores, so they finish no sooner; scale with replicas.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,6 @@ finally:
 from modelpress.deploy import openai_protocol as api
 from modelpress.deploy import request_limits
 from modelpress.deploy.llm_engine import CONFIG_FILE, GenAIEngine, Generation, PromptError, Sampling
-
 from modelpress.errors import ModelpressError
 
 log = logging.getLogger("modelpress.serve")
@@ -99,6 +99,7 @@ class GenAIModel(kserve.Model):
             log.error(self.load_error)
             self.ready = False
             return False
+        assert self.llm is not None
         log.info("model %r ready from %s (context %d tokens)", self.name, self.folder, self.llm.context_length)
         self.ready = True
         return True
@@ -151,6 +152,7 @@ class LLMRoutes:
 
     @property
     def engine(self) -> GenAIEngine:
+        assert self.model.llm is not None, "routes are installed only once the model has loaded"
         return self.model.llm
 
     def install(self, app: FastAPI) -> None:
@@ -161,7 +163,7 @@ class LLMRoutes:
         app.add_api_route("/v1/completions", self.completions, methods=["POST"])
         app.add_api_route("/v1/chat/completions", self.chat_completions, methods=["POST"])
         app.add_api_route("/health", self.health, methods=["GET"])  # vLLM's probe path
-        app.add_exception_handler(api.OpenAIError, refused)
+        app.add_exception_handler(api.OpenAIError, refused)  # type: ignore[arg-type]  # Starlette types it for Exception
         log.info("OpenAI API for %r: /v1/models, /v1/completions, /v1/chat/completions", self.model.name)
 
     async def health(self) -> JSONResponse:
@@ -265,7 +267,7 @@ class LLMRoutes:
         """The engine's text pieces, each produced on a worker thread (the event loop keeps
         serving health checks and other requests meanwhile); one generation per slot."""
         async with self.slots:
-            pieces: Iterator[str] = self.engine.generate(tokens, sampling, result)
+            pieces: Generator[str, None, None] = self.engine.generate(tokens, sampling, result)
             step: concurrent.futures.Future | None = None
             try:
                 while True:

@@ -6,6 +6,7 @@ Start-up stays fast: heavy modules are imported inside the commands that use the
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,7 @@ def serve(repository: str, http_port: int, workers: int, threads: int, access_lo
     (/v1/completions, /v1/chat/completions); needs the serve extra."""
 
     llm = (Path(repository) / "genai_config.json").is_file()  # an onnxruntime-genai build
+    run_server: Callable[..., None]
     try:
         if llm:
             from modelpress.deploy.llm_server import serve as run_server

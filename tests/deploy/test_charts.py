@@ -255,7 +255,8 @@ def test_vllm_profile_serves_the_build_on_gpus_with_shared_memory(rendered):
     server = spec["containers"][0]
     assert server["image"] == "vllm/vllm-openai:v0.11.0" and server["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {"--tensor-parallel-size=1", "--max-model-len=8192", "--enable-prefix-caching"} <= set(server["args"])
-    assert {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}.items() <= {e["name"]: e.get("value") for e in server["env"]}.items()
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}.items() <= env.items()
     shm = next(v for v in spec["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "2Gi"}
     assert {"name": "dshm", "mountPath": "/dev/shm"} in server["volumeMounts"]
@@ -361,8 +362,10 @@ def test_a_broken_probe_path_fails_policy(helm, chart_copy, profile, old, new, p
 
 
 @pytest.mark.parametrize(("profile", "old", "new", "problem"), [
-    ("gpu-vllm", '"/models/{{ .Values.vllm.build }}"', '"/models/gptq"', "vLLM does not serve /models/compressed-tensors"),
-    ("cpu-genai", "/models{{ with include", "/data{{ with include", "the server does not load /models/onnxruntime-genai"),
+    ("gpu-vllm", '"/models/{{ .Values.vllm.build }}"', '"/models/gptq"',
+     "vLLM does not serve /models/compressed-tensors"),
+    ("cpu-genai", "/models{{ with include", "/data{{ with include",
+     "the server does not load /models/onnxruntime-genai"),
     ("cpu-genai", '"--build"', '"--bulid"', "the initContainer does not pull the onnxruntime-genai build"),
 ])
 def test_an_llm_server_that_loads_another_folder_fails_policy(helm, chart_copy, profile, old, new, problem):

@@ -102,6 +102,7 @@ def test_gguf_takes_a_tokenizer_read_from_gguf_and_refuses_a_non_byte_level_one(
     import shutil
 
     import gguf as gguf_lib
+
     from modelpress.deploy.builds import gguf
 
     folder = shutil.copytree(tokenizer_dir, tmp_path / "tok")

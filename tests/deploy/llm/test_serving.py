@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from modelpress.deploy.llm_engine import StopScanner
 
 MODEL = "tiny-llm"
@@ -86,6 +87,7 @@ def expected_greedy(pulled):
     """Greedy text from the build, decoded in this process by the onnxruntime-genai the build was
     checked with (0.15.2); the server runs the serving image's runtime (0.18)."""
     import onnxruntime_genai as og
+
     from modelpress.deploy.builds.onnxruntime_genai import genai_greedy
 
     model = og.Model(str(pulled))
