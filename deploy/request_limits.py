@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 LIMIT_ENV = "MODELPRESS_MAX_REQUEST_BYTES"
 DEFAULT_LIMIT = 32 * 1024 * 1024  # batch 1024 of 28x28 FP32 as V2 JSON is ~8 MB; binary ~3 MB
+ErrorBody = Callable[[int, str], dict[str, Any]]  # (status, reason) -> the JSON error body
 
 
 def limit_bytes() -> int:
@@ -35,8 +37,9 @@ class BodyLimit:
     """ASGI middleware: 413 for a request body over :func:`limit_bytes` (read per request, so
     worker processes started later see the value the server was started with)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, error_body: ErrorBody | None = None) -> None:
         self.app = app
+        self.error_body = error_body or v2_error_body
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -44,14 +47,14 @@ class BodyLimit:
             return
         refusal = _refusal(scope)
         if refusal is not None:
-            await _answer(send, *refusal)
+            await _answer(send, *refusal, self.error_body)
             return
         limit = limit_bytes()
         declared = _content_length(scope)
         if declared == -1 or (declared is not None and declared > limit):
             what = "an invalid Content-Length" if declared == -1 else f"a body of {declared:,} bytes"
             await _answer(send, 413 if declared != -1 else 400,
-                          f"{what}; this server accepts at most {limit:,} bytes per request")
+                          f"{what}; this server accepts at most {limit:,} bytes per request", self.error_body)
             return
         received = 0
         started = answered = False
@@ -67,7 +70,7 @@ class BodyLimit:
                     if not started and not answered:
                         answered = True
                         await _answer(send, 413, f"request body passed {limit:,} bytes, "
-                                                 "this server's limit per request")
+                                                 "this server's limit per request", self.error_body)
                     raise _TooLarge
             return message
 
@@ -116,8 +119,13 @@ def _content_length(scope: dict[str, Any]) -> int | None:
     return int(text) if text.isdigit() else -1
 
 
-async def _answer(send: Any, status: int, reason: str) -> None:
-    body = json.dumps({"error": reason}).encode()
+def v2_error_body(status: int, reason: str) -> dict[str, Any]:
+    """The V2 protocol's error envelope."""
+    return {"error": reason}
+
+
+async def _answer(send: Any, status: int, reason: str, error_body: ErrorBody) -> None:
+    body = json.dumps(error_body(status, reason)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
@@ -138,13 +146,14 @@ def short_validation_errors(request: Any, exc: Any) -> Any:
                                                   + "; ".join(problems)})
 
 
-def install(app: Any) -> None:
+def install(app: Any, error_body: ErrorBody | None = None) -> None:
     """Add both to a FastAPI app once (the server module does it for kserve's app on import,
-    so that spawned worker processes, which import it again, get them too)."""
+    so that spawned worker processes, which import it again, get them too). ``error_body``
+    shapes the refusals (default: the V2 protocol's; the LLM server gives OpenAI's)."""
     from fastapi.exceptions import RequestValidationError
 
     if getattr(app.state, "modelpress_limits", False):
         return
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, error_body=error_body)
     app.add_exception_handler(RequestValidationError, short_validation_errors)
     app.state.modelpress_limits = True

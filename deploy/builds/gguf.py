@@ -136,7 +136,7 @@ def _write_tokenizer(writer: Any, tokenizer_dir: Path, config: Config) -> None:
     if not path.is_file():
         raise ModelpressError(f"{NAME}: {tokenizer_dir} has no tokenizer.json (GGUF needs a BPE tokenizer)")
     body = json.loads(path.read_text())
-    if body["model"]["type"] != "BPE" or (body.get("decoder") or {}).get("type") != "ByteLevel":
+    if body["model"]["type"] != "BPE" or not _byte_level_decoder(body):
         raise ModelpressError(f"{NAME}: {path} is not a byte-level BPE tokenizer (the GGUF 'gpt2' model)")
     tokens, types = _token_table(body)
     writer.add_tokenizer_model("gpt2")
@@ -145,6 +145,15 @@ def _write_tokenizer(writer: Any, tokenizer_dir: Path, config: Config) -> None:
     writer.add_token_types(types)
     special = gguf.SpecialVocab(tokenizer_dir, load_merges=True, n_vocab=len(tokens))
     special.add_to_gguf(writer, quiet=True)
+
+
+def _byte_level_decoder(body: dict[str, Any]) -> bool:
+    """ByteLevel, alone or in a Sequence: Transformers' GGUF loader gives a tokenizer read from a
+    'gpt2' GGUF (SmolLM2's) the decoder ByteFallback, Fuse, Replace, ByteLevel over the same
+    byte-level vocabulary and merges, which are all a GGUF file carries."""
+    decoder = body.get("decoder") or {}
+    parts = decoder.get("decoders", [decoder]) if decoder.get("type") == "Sequence" else [decoder]
+    return any(p.get("type") == "ByteLevel" for p in parts)
 
 
 def _token_table(body: dict[str, Any]) -> tuple[list[str], list[int]]:

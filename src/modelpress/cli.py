@@ -6,6 +6,7 @@ Start-up stays fast: heavy modules are imported inside the commands that use the
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -235,28 +236,38 @@ def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None
 
 @main.command()
 @click.option("--model-repository", "repository", required=True, type=click.Path(file_okay=False),
-              help="A folder written by `modelpress pull` (<name>/config.pbtxt, <name>/<version>/).")
+              help="A folder written by `modelpress pull` (<name>/config.pbtxt, <name>/<version>/), or an "
+                   "onnxruntime-genai build (`pull --build onnxruntime-genai`: DIR/onnxruntime-genai), "
+                   "served over the OpenAI API.")
 @click.option("--http-port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes (each loads every model).")
+              help="Server processes (each loads every model; the LLM server runs one).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 256),
               help="ONNX Runtime intra-op threads per model (0: one per core); scale with --workers.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
-@click.option("--max-request-mb", default=32, show_default=True, type=click.IntRange(1, 4096),
-              help="Larger request bodies are refused with 413 before they are read.")
+@click.option("--max-request-mb", type=click.IntRange(1, 4096),
+              help="Larger request bodies are refused with 413 before they are read "
+                   "[default: 32, or 4 for an LLM build].")
 def serve(repository: str, http_port: int, workers: int, threads: int, access_log: bool,
-          max_request_mb: int) -> None:
-    """Serve the repository's ONNX models over the V2 inference protocol (needs the serve extra)."""
+          max_request_mb: int | None) -> None:
+    """Serve ONNX models over the V2 inference protocol, or an LLM build over the OpenAI API
+    (/v1/completions, /v1/chat/completions); needs the serve extra."""
 
+    llm = (Path(repository) / "genai_config.json").is_file()  # an onnxruntime-genai build
+    run_server: Callable[..., None]
     try:
-        from modelpress.deploy.server import serve as run_server
+        if llm:
+            from modelpress.deploy.llm_server import serve as run_server
+        else:
+            from modelpress.deploy.server import serve as run_server
     except ImportError as exc:
         click.echo(f"error: the CPU server needs the serve extra (pip install 'modelpress[serve]'): {exc}",
                    err=True)
         sys.exit(1)
+    limit = {} if max_request_mb is None else {"max_request_bytes": max_request_mb * 1024 * 1024}
     with user_errors():
         run_server(Path(repository), http_port=http_port, workers=workers, intra_op_threads=threads,
-                   access_log=access_log, max_request_bytes=max_request_mb * 1024 * 1024)
+                   access_log=access_log, **limit)
 
 
 def _add_lifecycle_commands() -> None:

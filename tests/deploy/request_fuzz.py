@@ -3,8 +3,8 @@
 Generic part: :class:`Probe` (one HTTP request), :func:`send` / :func:`send_all` (plain
 sockets via http.client, so a server closing early on a huge body is an answer, not a crash)
 and :func:`reason_of`. Endpoint part: a generator per protocol in :data:`ENDPOINT_SETS`
-(``v2`` today); another protocol (the LLM server's OpenAI routes) is one more generator taking
-``(rng, model, count)`` and yielding probes, registered there.
+(``v2``: the CPU server's V2 routes; ``openai``: the LLM server's OpenAI routes), each taking
+``(rng, model, spec, count)`` and yielding probes.
 
 Loaded by file path from integration_tests (like tooling.py).
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ def reason_of(body: bytes) -> str:
     if not isinstance(data, dict):
         return ""
     text = data.get("error") or data.get("detail") or ""
+    if isinstance(text, dict):  # the OpenAI envelope: {"error": {"message": ..., "type": ...}}
+        return text.get("message") or ""
     return text if isinstance(text, str) else json.dumps(text)
 
 
@@ -233,7 +236,144 @@ V2_KINDS: dict[str, Callable[..., Probe]] = {
     "huge-chunked": lambda rng, model, inputs: _huge(model, True),
 }
 
+# --- OpenAI (the LLM server) -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LLMSpec:
+    context: int  # tokens
+    vocab: int
+
+
+def openai_probes(rng: random.Random, model: str, spec: LLMSpec, count: int) -> Iterator[Probe]:
+    """``count`` malformed OpenAI API requests cycling through the kinds below (seeded)."""
+    kinds = [k for k in OPENAI_KINDS if k not in ("huge-body", "huge-chunked")]
+    yield _huge_openai(model, chunked=False)
+    yield _huge_openai(model, chunked=True)
+    for i in range(count - 2):
+        kind = kinds[i % len(kinds)]
+        yield OPENAI_KINDS[kind](rng, model, spec)
+
+
+def valid_openai_probe(model: str) -> Probe:
+    return Probe("valid", "POST", "/v1/completions", _json(_completion(model, max_tokens=4, temperature=0)), JSON)
+
+
+def _json(body: object) -> bytes:
+    return json.dumps(body).encode()
+
+
+def _completion(model: str, **fields: object) -> dict:
+    return {"model": model, "prompt": "the film was", **fields}
+
+
+def _chat(model: str, **fields: object) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": "a great movie"}], **fields}
+
+
+def _openai(kind: str, body: dict, chat: bool) -> Probe:
+    return Probe(kind, "POST", "/v1/chat/completions" if chat else "/v1/completions", _json(body), JSON)
+
+
+def _openai_bad_json(rng: random.Random, model: str, spec: LLMSpec) -> Probe:
+    good = _json(_completion(model)).decode()
+    broken = rng.choice([good[: rng.randint(1, len(good) - 1)], good.replace('"', "'", 3), "{" + good, "",
+                         "prompt=hello", "\x00\xff\xfe", "{]", "[" * 5000 + "]" * 5000,
+                         good[:-1] + ', "temperature": NaN}', good[:-1] + ', "max_tokens": Infinity}'])
+    return Probe("bad-json", "POST", rng.choice(["/v1/completions", "/v1/chat/completions"]),
+                 broken.encode("utf-8", "surrogateescape"), JSON)
+
+
+def _openai_not_an_object(rng: random.Random, model: str, spec: LLMSpec) -> Probe:
+    body = rng.choice(["1", '"prompt"', "null", "[]", "{}", "[{}]", f'{{"model": "{model}"}}', "true"])
+    return Probe("not-a-request", "POST", rng.choice(["/v1/completions", "/v1/chat/completions"]),
+                 body.encode(), JSON)
+
+
+WRONG_TYPES: list[tuple[str, list[object]]] = [  # field -> values no lax parsing turns valid
+    ("prompt", [5, None, {"text": "x"}, [[1, 2]], [1.5], [None], True]),
+    ("max_tokens", ["ten", 1.5, [4], {"n": 4}]),
+    ("temperature", ["hot", [], {"t": 1}, None]),
+    ("top_p", ["all", [0.5], 0, 1.5]),
+    ("top_k", ["ten", -1, 2.5]),
+    ("stream", ["maybe", 5, [], {}]),
+    ("stop", [5, [1, 2], [""], {"s": "x"}, [None]]),
+    ("seed", ["x", -1, 2 ** 40, 1.5]),
+    ("n", [0, 2, "one"]),
+    ("user", [5, ["u"]]),
+    ("echo", ["perhaps", [1]]),
+    ("model", [5, None, ["tiny"], ""]),
+]
+
+
+def _openai_wrong_types(rng: random.Random, model: str, spec: LLMSpec) -> Probe:
+    field_name, values = rng.choice(WRONG_TYPES)
+    return _openai("wrong-types", {**_completion(model), field_name: rng.choice(values)}, chat=False)
+
+
+def _openai_bad_max_tokens(rng: random.Random, model: str, spec: LLMSpec) -> Probe:
+    value = rng.choice([-1, 0, -(2 ** 63), spec.context, spec.context * 4, 10 ** 6, 2 ** 63, 10 ** 30, 1e300])
+    chat = rng.random() < 0.5
+    field_name = rng.choice(["max_tokens", "max_completion_tokens"]) if chat else "max_tokens"
+    return _openai("bad-max-tokens", (_chat if chat else _completion)(model, **{field_name: value}), chat)
+
+
+def _openai_unknown_model(rng: random.Random, model: str, spec: LLMSpec) -> Probe:
+    name = rng.choice(["gpt-4", "gpt-3.5-turbo", model.upper(), model + "x", "a" * 300, "../" + model,
+                       "x\u0000y", " " + model])
+    if rng.random() < 0.25:
+        return Probe("unknown-model", "GET", f"/v1/models/{urllib.parse.quote(name, safe='')}")
+    chat = rng.random() < 0.5
+    return _openai("unknown-model", (_chat if chat else _completion)(name, max_tokens=4), chat)
+
+
+def _openai_unsupported(rng: random.Random, model: str, spec: LLMSpec) -> Probe:
+    chat = rng.random() < 0.5
+    common = [{"temprature": 0.5}, {"presence_penalty": 1.0}, {"frequency_penalty": -1}, {"logit_bias": {"5": 10}},
+              {"stream_options": {"include_usage": True}}, {"stop": ["a", "b", "c", "d", "e"]}, {"functions": []}]
+    only = ([{"tools": [{"type": "function"}]}, {"logprobs": True}, {"top_logprobs": 3},
+             {"response_format": {"type": "json_object"}}, {"max_tokens": 4, "max_completion_tokens": 4}]
+            if chat else [{"logprobs": 2}, {"best_of": 3}, {"suffix": "x"}, {"prompt": ["a", "b"]}])
+    return _openai("unsupported", (_chat if chat else _completion)(model, **rng.choice(common + only)), chat)
+
+
+def _openai_too_long(rng: random.Random, model: str, spec: LLMSpec) -> Probe:
+    prompt = rng.choice([[5] * (spec.context + rng.randint(0, 50)), [1, 2, spec.vocab + rng.randint(0, 10 ** 6)],
+                         [-1, 2], " film" * (spec.context * 2), []])
+    return _openai("too-long", _completion(model, prompt=prompt), chat=False)
+
+
+def _openai_bad_chat(rng: random.Random, model: str, spec: LLMSpec) -> Probe:
+    messages = rng.choice([[], "hello", [{"role": "wizard", "content": "x"}], [{"role": "user"}],
+                           [{"content": "x"}], [{"role": "user", "content": 5}], [None],
+                           [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}],
+                           [{"role": "user", "content": "x", "extra": 1}],
+                           [{"role": "user", "content": "word " * 500}]])
+    return _openai("bad-chat", {"model": model, "messages": messages}, chat=True)
+
+
+def _openai_wrong_route(rng: random.Random, model: str, spec: LLMSpec) -> Probe:
+    method, path = rng.choice([("GET", "/v1/completions"), ("PUT", "/v1/chat/completions"),
+                               ("DELETE", "/v1/models"), ("POST", "/v1/embeddings"), ("POST", "/v1/models"),
+                               ("POST", f"/v1/models/{model}:predict"), ("POST", "/v1/responses")])
+    return Probe("wrong-route", method, path, _json(_completion(model)), JSON)
+
+
+def _huge_openai(model: str, chunked: bool) -> Probe:
+    body = b'{"model": "' + model.encode() + b'", "prompt": "' + b"a" * HUGE_BYTES + b'"}'
+    return Probe("huge-chunked" if chunked else "huge-body", "POST", "/v1/completions", body, JSON, chunked=chunked)
+
+
+OPENAI_KINDS: dict[str, Callable[..., Probe]] = {
+    "bad-json": _openai_bad_json, "not-a-request": _openai_not_an_object, "wrong-types": _openai_wrong_types,
+    "bad-max-tokens": _openai_bad_max_tokens, "unknown-model": _openai_unknown_model,
+    "unsupported": _openai_unsupported, "too-long": _openai_too_long, "bad-chat": _openai_bad_chat,
+    "wrong-route": _openai_wrong_route,
+    "huge-body": lambda rng, model, spec: _huge_openai(model, False),
+    "huge-chunked": lambda rng, model, spec: _huge_openai(model, True),
+}
+
 # protocol -> (probe generator, readiness path)
 ENDPOINT_SETS: dict[str, tuple[Callable[..., Iterator[Probe]], str]] = {
     "v2": (v2_probes, "/v2/health/ready"),
+    "openai": (openai_probes, "/v2/health/ready"),
 }

@@ -24,6 +24,8 @@ PROFILES = {
     "cpu-onnxruntime": ("modelpress-inference", "cpu-onnxruntime-values.yaml"),
     "gpu-triton-tensorrt": ("modelpress-inference", "gpu-triton-tensorrt-values.yaml"),
     "kserve": ("modelpress-inference", "kserve-values.yaml"),
+    "gpu-vllm": ("modelpress-inference", "gpu-vllm-values.yaml"),
+    "cpu-genai": ("modelpress-inference", "cpu-genai-values.yaml"),
     "retrain": ("modelpress-retrain", "retrain-values.yaml"),
 }
 # Oldest version the charts support (Chart.yaml kubeVersion) and the newest schemas shipped.
@@ -99,11 +101,23 @@ def container_problems(container: dict, where: str) -> list[str]:
     return problems
 
 
-def probe_problems(container: dict, where: str) -> list[str]:
+V2_PROBES = {"startupProbe": "/v2/health/ready", "readinessProbe": "/v2/health/ready",
+             "livenessProbe": "/v2/health/live"}
+# vLLM's OpenAI server has one health endpoint; the modelpress LLM server is kserve's, with V2's
+PROBES = {"vllm": dict.fromkeys(V2_PROBES, "/health")}
+# the build each LLM runtime's server must load: what its initContainer pulled
+LLM_BUILDS = {"gpu-vllm": "compressed-tensors", "cpu-genai": "onnxruntime-genai"}
+
+
+def runtime_of(spec: dict) -> str:
+    command = spec["containers"][0]["command"]
+    return {"vllm": "vllm", "tritonserver": "triton"}.get(command[0], "modelpress")
+
+
+def probe_problems(container: dict, where: str, runtime: str = "modelpress") -> list[str]:
     problems = []
     ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
-    wanted = {"startupProbe": "/v2/health/ready", "readinessProbe": "/v2/health/ready",
-              "livenessProbe": "/v2/health/live"}
+    wanted = PROBES.get(runtime, V2_PROBES)
     for probe, path in wanted.items():
         get = container.get(probe, {}).get("httpGet")
         if not get:
@@ -131,7 +145,7 @@ def policy_problems(docs: list[dict], gpu: bool, serving: bool) -> list[str]:
             problems += container_problems(container, f"{kind}.{container['name']}")
         if serving:
             main = spec["containers"][0]
-            problems += probe_problems(main, f"{kind}.{main['name']}")
+            problems += probe_problems(main, f"{kind}.{main['name']}", runtime_of(spec))
             if [c["command"][:2] for c in spec.get("initContainers", [])] != [["modelpress", "pull"]]:
                 problems.append(f"{kind}: no `modelpress pull` initContainer")
         gpus = [c["resources"].get("limits", {}).get("nvidia.com/gpu") for c in spec["containers"]]
@@ -141,6 +155,22 @@ def policy_problems(docs: list[dict], gpu: bool, serving: bool) -> list[str]:
                             "tolerations and nodeSelector")
         if not gpu and any(gpus):
             problems.append(f"{kind}: CPU profile requests GPUs")
+    return problems
+
+
+def llm_problems(docs: list[dict], build: str) -> list[str]:
+    """The initContainer pulls ``build`` and the server loads that folder, under the registered name."""
+    problems = []
+    for kind, spec in pod_specs(docs):
+        puller, server = spec["initContainers"][0], spec["containers"][0]
+        model = puller["args"][0].removeprefix("models:/").split("@")[0].split("/")[0]
+        if puller["args"][-2:] != ["--build", build]:
+            problems.append(f"{kind}: the initContainer does not pull the {build} build: {puller['args']}")
+        if server["command"] == ["vllm", "serve"]:
+            if server["args"][0] != f"/models/{build}" or f"--served-model-name={model}" not in server["args"]:
+                problems.append(f"{kind}: vLLM does not serve /models/{build} as {model!r}: {server['args']}")
+        elif f"--model-repository=/models/{build}" not in server["args"]:
+            problems.append(f"{kind}: the server does not load /models/{build}: {server['args']}")
     return problems
 
 
@@ -200,8 +230,10 @@ def test_checkov_passes_with_only_the_justified_skips(rendered, serve_python):
 def test_rendered_policy(rendered, profile):
     _, docs = rendered[profile]
     problems = policy_problems(docs, gpu=profile.startswith("gpu"), serving=profile != "retrain")
-    if profile in ("cpu-onnxruntime", "gpu-triton-tensorrt"):
+    if profile in ("cpu-onnxruntime", "gpu-triton-tensorrt", "gpu-vllm", "cpu-genai"):
         problems += drain_problems(docs)
+    if profile in LLM_BUILDS:
+        problems += llm_problems(docs, LLM_BUILDS[profile])
     assert problems == []
 
 
@@ -215,6 +247,29 @@ def test_gpu_profile_schedules_on_gpus_and_serves_the_engine(rendered):
     assert spec["initContainers"][0]["args"][-1] == "gpu"  # pull writes KIND_GPU instance groups
     hpa = next(d for d in rendered["gpu-triton-tensorrt"][1] if d["kind"] == "HorizontalPodAutoscaler")
     assert hpa["spec"]["metrics"][0]["type"] == "Pods"  # queue-time custom metric
+
+
+def test_vllm_profile_serves_the_build_on_gpus_with_shared_memory(rendered):
+    docs = rendered["gpu-vllm"][1]
+    spec = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    server = spec["containers"][0]
+    assert server["image"] == "vllm/vllm-openai:v0.11.0" and server["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {"--tensor-parallel-size=1", "--max-model-len=8192", "--enable-prefix-caching"} <= set(server["args"])
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}.items() <= env.items()
+    shm = next(v for v in spec["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "2Gi"}
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in server["volumeMounts"]
+    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "vllm_num_requests_waiting"
+
+
+def test_genai_profile_is_the_modelpress_llm_server_on_cpus(rendered):
+    spec = next(d for d in rendered["cpu-genai"][1] if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    server = spec["containers"][0]
+    assert server["command"] == ["modelpress", "serve"] and "--threads=2" in server["args"]
+    assert "runtimeClassName" not in spec and "nvidia.com/gpu" not in server["resources"]["limits"]
+    assert "--instance-kind" not in spec["initContainers"][0]["args"]
 
 
 def test_credentials_only_by_secret_reference(rendered):
@@ -252,6 +307,15 @@ def test_service_monitor_only_when_the_api_exists(helm):
     ("modelpress-inference", "cpu-onnxruntime", ["runtime=triton", "triton.backend=tensorrt"], "gpu.enabled"),
     ("modelpress-inference", "cpu-onnxruntime", ["autoscaling.minReplicas=5", "autoscaling.maxReplicas=2"],
      "autoscaling.minReplicas"),
+    ("modelpress-inference", "cpu-onnxruntime", ["runtime=vllm"], "gpu.enabled"),
+    ("modelpress-inference", "gpu-vllm", ["vllm.build=gguf"], "vllm.build"),
+    ("modelpress-inference", "gpu-vllm", ["vllm.gpuMemoryUtilization=1.5"], "vllm.gpuMemoryUtilization"),
+    ("modelpress-inference", "gpu-vllm", ["vllm.extraArgs={--port=1; rm -rf /}"], "vllm.extraArgs"),
+    ("modelpress-inference", "gpu-vllm", ["autoscaling.metric=cpu"], "autoscaling.metric"),
+    ("modelpress-inference", "gpu-vllm", ["vllmImage.tag="], "vllmImage.tag"),
+    ("modelpress-inference", "cpu-genai", ["gpu.enabled=true"], "gpu.enabled"),
+    ("modelpress-inference", "cpu-genai", ["server.workers=2"], "server.workers"),
+    ("modelpress-inference", "cpu-genai", ["model.optimize=true"], "model.optimize"),
     ("modelpress-retrain", "retrain", ["concurrencyPolicy=Allow"], "concurrencyPolicy"),
     ("modelpress-retrain", "retrain", ["schedule=weekly"], "schedule"),
 ])
@@ -283,11 +347,31 @@ def test_a_broken_template_fails_lint(helm, chart_copy):
     assert done.returncode != 0 and "service.yaml" in done.stdout + done.stderr
 
 
-def test_a_broken_probe_path_fails_policy(helm, chart_copy):
-    _break(chart_copy, "templates/_helpers.tpl", "path: {{ .Values.probes.liveness.path }}", "path: /healthz")
-    docs = render(helm, chart_copy, chart_copy / "ci" / "cpu-onnxruntime-values.yaml")
-    assert policy_problems(docs, gpu=False, serving=True) == [
-        "Deployment.server: livenessProbe probes /healthz, not /v2/health/live"]
+@pytest.mark.parametrize(("profile", "old", "new", "problem"), [
+    ("cpu-onnxruntime", "path: {{ $vllmHealth | default .Values.probes.liveness.path }}", "path: /healthz",
+     "livenessProbe probes /healthz, not /v2/health/live"),
+    ("cpu-genai", "path: {{ $vllmHealth | default .Values.probes.readiness.path }}", "path: /v2/health/live",
+     "readinessProbe probes /v2/health/live, not /v2/health/ready"),
+    ("gpu-vllm", 'ternary "/health" ""', 'ternary "/v2/health/ready" ""',
+     "livenessProbe probes /v2/health/ready, not /health"),
+])
+def test_a_broken_probe_path_fails_policy(helm, chart_copy, profile, old, new, problem):
+    _break(chart_copy, "templates/_helpers.tpl", old, new)
+    docs = render(helm, chart_copy, chart_copy / "ci" / PROFILES[profile][1])
+    assert f"Deployment.server: {problem}" in policy_problems(docs, gpu=profile.startswith("gpu"), serving=True)
+
+
+@pytest.mark.parametrize(("profile", "old", "new", "problem"), [
+    ("gpu-vllm", '"/models/{{ .Values.vllm.build }}"', '"/models/gptq"',
+     "vLLM does not serve /models/compressed-tensors"),
+    ("cpu-genai", "/models{{ with include", "/data{{ with include",
+     "the server does not load /models/onnxruntime-genai"),
+    ("cpu-genai", '"--build"', '"--bulid"', "the initContainer does not pull the onnxruntime-genai build"),
+])
+def test_an_llm_server_that_loads_another_folder_fails_policy(helm, chart_copy, profile, old, new, problem):
+    _break(chart_copy, "templates/_helpers.tpl", old, new)
+    docs = render(helm, chart_copy, chart_copy / "ci" / PROFILES[profile][1])
+    assert any(problem in p for p in llm_problems(docs, LLM_BUILDS[profile]))
 
 
 def test_a_probe_on_a_missing_port_fails_policy(helm, chart_copy):
@@ -297,9 +381,10 @@ def test_a_probe_on_a_missing_port_fails_policy(helm, chart_copy):
     assert len([p for p in policy_problems(docs, gpu=False, serving=True) if "is not a container port" in p]) == 3
 
 
-def test_a_missing_gpu_limit_fails_policy(helm, chart_copy):
+@pytest.mark.parametrize("profile", ["gpu-triton-tensorrt", "gpu-vllm"])
+def test_a_missing_gpu_limit_fails_policy(helm, chart_copy, profile):
     _break(chart_copy, "templates/_helpers.tpl", "{{- $_ := set $limits .Values.gpu.resourceName .Values.gpu.count }}", "")
-    docs = render(helm, chart_copy, chart_copy / "ci" / "gpu-triton-tensorrt-values.yaml")
+    docs = render(helm, chart_copy, chart_copy / "ci" / PROFILES[profile][1])
     assert any("GPU profile without" in p for p in policy_problems(docs, gpu=True, serving=True))
 
 

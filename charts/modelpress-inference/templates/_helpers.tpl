@@ -36,6 +36,11 @@ app.kubernetes.io/component: {{ .Values.runtime }}
 {{- regexReplaceAll "^models:/([^/@]+).*$" .Values.model.uri "${1}" -}}
 {{- end -}}
 
+{{/* The LLM build the initContainer pulls (`modelpress pull --build`); empty for ONNX runtimes. */}}
+{{- define "mp.llmBuild" -}}
+{{- if eq .Values.runtime "vllm" }}{{ .Values.vllm.build }}{{ else if eq .Values.runtime "genai" }}onnxruntime-genai{{ end -}}
+{{- end -}}
+
 {{- define "mp.httpPort" -}}
 {{- if eq .Values.runtime "triton" }}8000{{ else }}{{ .Values.service.httpPort }}{{ end -}}
 {{- end -}}
@@ -50,10 +55,15 @@ app.kubernetes.io/component: {{ .Values.runtime }}
     - {{ .Values.model.uri | quote }}
     - "--to"
     - "/models"
+    {{- with include "mp.llmBuild" . }}
+    - "--build"
+    - {{ . | quote }}
+    {{- else }}
     - "--instance-kind"
     - {{ ternary "gpu" "cpu" .Values.gpu.enabled | quote }}
     {{- if .Values.model.optimize }}
     - "--optimize"
+    {{- end }}
     {{- end }}
   env:
     - name: MLFLOW_TRACKING_URI
@@ -101,15 +111,33 @@ app.kubernetes.io/component: {{ .Values.runtime }}
     - {name: http, containerPort: 8000, protocol: TCP}
     - {name: grpc, containerPort: 8001, protocol: TCP}
     - {name: metrics, containerPort: 8002, protocol: TCP}
+  {{- else if eq .Values.runtime "vllm" }}
+  image: "{{ .Values.vllmImage.repository }}:{{ .Values.vllmImage.tag }}"
+  imagePullPolicy: {{ .Values.vllmImage.pullPolicy }}
+  command: ["vllm", "serve"]
+  args:
+    - "/models/{{ .Values.vllm.build }}"
+    - "--served-model-name={{ include "mp.modelName" . }}"
+    - "--host=0.0.0.0"
+    - "--port={{ .Values.service.httpPort }}"
+    - "--tensor-parallel-size={{ .Values.gpu.count }}"
+    - "--max-model-len={{ .Values.vllm.maxModelLen }}"
+    - "--gpu-memory-utilization={{ .Values.vllm.gpuMemoryUtilization }}"
+    {{- range .Values.vllm.extraArgs }}
+    - {{ . | quote }}
+    {{- end }}
   {{- else }}
   image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   command: ["modelpress", "serve"]
   args:
-    - "--model-repository=/models"
+    {{- /* genai: the folder `pull --build onnxruntime-genai` wrote; serve sees its genai_config.json */}}
+    - "--model-repository=/models{{ with include "mp.llmBuild" . }}/{{ . }}{{ end }}"
     - "--http-port={{ .Values.service.httpPort }}"
     - "--workers={{ .Values.server.workers }}"
     - "--threads={{ .Values.server.threads }}"
+  {{- end }}
+  {{- if ne .Values.runtime "triton" }}
   ports:
     - {name: http, containerPort: {{ .Values.service.httpPort }}, protocol: TCP}
   {{- end }}
@@ -118,16 +146,27 @@ app.kubernetes.io/component: {{ .Values.runtime }}
       value: /scratch
     - name: TMPDIR
       value: /scratch
+    {{- if eq .Values.runtime "vllm" }}
+    # the model is on disk: never reach for a hub; no usage reports from inside the cluster
+    - name: HF_HUB_OFFLINE
+      value: "1"
+    - name: VLLM_NO_USAGE_STATS
+      value: "1"
+    - name: DO_NOT_TRACK
+      value: "1"
+    {{- end }}
+  {{- /* vLLM's one health endpoint serves all three probes */}}
+  {{- $vllmHealth := ternary "/health" "" (eq .Values.runtime "vllm") }}
   startupProbe:
-    httpGet: {path: {{ .Values.probes.startup.path }}, port: http}
+    httpGet: {path: {{ $vllmHealth | default .Values.probes.startup.path }}, port: http}
     periodSeconds: {{ .Values.probes.startup.periodSeconds }}
     failureThreshold: {{ .Values.probes.startup.failureThreshold }}
   readinessProbe:
-    httpGet: {path: {{ .Values.probes.readiness.path }}, port: http}
+    httpGet: {path: {{ $vllmHealth | default .Values.probes.readiness.path }}, port: http}
     periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
     failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
   livenessProbe:
-    httpGet: {path: {{ .Values.probes.liveness.path }}, port: http}
+    httpGet: {path: {{ $vllmHealth | default .Values.probes.liveness.path }}, port: http}
     periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
     failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
   resources:
@@ -144,6 +183,9 @@ app.kubernetes.io/component: {{ .Values.runtime }}
     - {name: models, mountPath: /models, readOnly: true}
     - {name: scratch, mountPath: /scratch}
     - {name: scratch, mountPath: /tmp, subPath: tmp}
+    {{- if eq .Values.runtime "vllm" }}
+    - {name: dshm, mountPath: /dev/shm}
+    {{- end }}
 {{- end -}}
 
 {{/* Pod-level settings shared by the Deployment and the InferenceService predictor. */}}
@@ -189,4 +231,10 @@ volumes:
   - name: scratch
     emptyDir:
       sizeLimit: {{ .Values.scratch.sizeLimit }}
+  {{- if eq .Values.runtime "vllm" }}
+  - name: dshm
+    emptyDir:
+      medium: Memory
+      sizeLimit: {{ .Values.vllm.shmSize }}
+  {{- end }}
 {{- end -}}

@@ -89,6 +89,38 @@ def test_gguf_blocks_hold_the_exact_codes(scheme, qtype, quantize, tokenizer_dir
     assert manifest["transcoded_type"] == qtype and manifest["requantized"] == {}
 
 
+@pytest.mark.parametrize(("decoder", "accepted"), [
+    # what Transformers' GGUF loader gives SmolLM2's tokenizer: the same byte-level vocabulary
+    ({"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"},
+                                       {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                                       {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                                        "use_regex": True}]}, True),
+    ({"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}, False),
+])
+def test_gguf_takes_a_tokenizer_read_from_gguf_and_refuses_a_non_byte_level_one(
+        decoder, accepted, quantize, tokenizer_dir, tmp_path, eval_ids):
+    import shutil
+
+    import gguf as gguf_lib
+
+    from modelpress.deploy.builds import gguf
+
+    folder = shutil.copytree(tokenizer_dir, tmp_path / "tok")
+    body = json.loads((folder / "tokenizer.json").read_text())
+    body["decoder"] = decoder
+    (folder / "tokenizer.json").write_text(json.dumps(body))
+    candidate = quantize("int4-g32-sym-rtn")
+    if not accepted:
+        with pytest.raises(ModelpressError, match="not a byte-level BPE tokenizer"):
+            gguf.write(candidate, folder, tmp_path / "g")
+        return
+    out = gguf.write(candidate, folder, tmp_path / "g")
+    reader = gguf_lib.GGUFReader(str(out / gguf.FILENAME))
+    field = reader.fields["tokenizer.ggml.tokens"]
+    tokens = [bytes(field.parts[i]).decode() for i in field.data]
+    assert tokens == [t for t, _ in sorted({**body["model"]["vocab"]}.items(), key=lambda kv: kv[1])]
+
+
 @pytest.mark.parametrize("scheme", ["fp8", "fp32"])
 def test_gguf_requantizes_what_fits_no_block_type_and_says_so(scheme, quantize, base_model, tokenizer_dir, tmp_path,
                                                               eval_ids):
