@@ -35,6 +35,11 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Idle OpenMP threads sleep instead of spinning (set before torch loads; the peer and the probes
+# inherit it). On a shared 2-core box spinning threads starve each other: GPTQ's column loop of
+# small ops ran ~40x slower with 2 threads than with 1 under load ~7 (0.47 s vs 25 s for a
+# 1536 x 576 layer; 0.69 s with 2 passive threads). Both sides get the same setting.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 THREADS = 2
@@ -199,6 +204,8 @@ def quality_table(tokens: dict[str, Any] | None = None) -> str:
 
 def targets(rows: list[dict[str, Any]]) -> str:
     by = {r["variant"]: r for r in rows}
+    if "fp32 (modelpress venv)" not in by:  # a peer part finished before ours wrote its rows
+        return "targets: no fp32 row yet (run --part table once every part has finished)"
     base = by["fp32 (modelpress venv)"]["perplexity"]
     lines = []
 

@@ -63,7 +63,7 @@ def compress(plan: Plan) -> None:
     task = plan.task
     dataset = _configured(load_data, plan, "load_data")(data=plan.data, fingerprint=plan.data_fingerprint)
     dataset, validation_report = _configured(validate_data, plan, "validate_data")(
-        dataset, data=plan.data, labels=list(task.labels) if task.labels is not None else None)
+        dataset, data=plan.data, task=task)
     # Retraining passes the champion's data profile: drift stops the run before any training.
     profile, _ = profile_data(dataset, reference=plan.reference_profile, drift=plan.drift)
 
@@ -101,7 +101,7 @@ def compress(plan: Plan) -> None:
     evaluation = _configured(evaluate, plan, "evaluate_candidate")(baseline, candidate, dataset, task)
     champion = evaluate_champion(candidate, dataset, task, registry=plan.registry)
     verdict = gate(evaluation, champion, thresholds=plan.gate)
-    gate_report(evaluation, verdict, champion, task=task, peers=plan.peers, name=plan.name)
+    gate_report(evaluation, verdict, champion, task=task, peers=plan.peers, name=plan.name, notes=plan.notes)
     registration = _tracked(publish, plan)(
         plan=plan, evaluation=evaluation, verdict=verdict, parity=parity, stage_reports=reports,
         validation_report=validation_report, champion=champion, dataset=dataset, profile=profile,

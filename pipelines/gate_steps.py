@@ -33,12 +33,13 @@ def evaluate_champion(candidate: Any, dataset: pd.DataFrame, task: TaskSpec,
 
 @step
 def gate_report(evaluation: Evaluation, verdict: Verdict, champion: ChampionReport, task: TaskSpec,
-                peers: list[PeerPoint], name: str) -> Annotated[HTMLString, "gate_report"]:
-    """The gate report as a dashboard visualization: table, checks, quality-size-latency plot."""
+                peers: list[PeerPoint], name: str,
+                notes: list[str] | None = None) -> Annotated[HTMLString, "gate_report"]:
+    """The gate report as a dashboard visualization: table, checks, examples, quality-size-latency plot."""
     from modelpress.registry import get_task
     from modelpress.report import render_gate
 
-    page, _ = render_gate(get_task(task.name), evaluation, verdict, champion, peers, name)
+    page, _ = render_gate(get_task(task.name), evaluation, verdict, champion, peers, name, notes or [])
     return HTMLString(page)
 
 

@@ -25,8 +25,9 @@ def _package_version(name: str) -> str:
 
 
 def data_fingerprint(recipe: RecipeBase) -> str:
-    if isinstance(recipe.data, FileData):
-        return f"sha256:{sha256_file(recipe.data.path)}"
+    path = getattr(recipe.data, "path", None)  # a user's file (table or corpus)
+    if path is not None:
+        return f"sha256:{sha256_file(path)}"
     package = SHIPPED[recipe.data.source].package
     return f"{recipe.data.source}:{package}=={_package_version(package)}"
 
@@ -76,4 +77,5 @@ def build_plan(recipe: RecipeBase, tracker: str, experiment: str,
         tags={"recipe": recipe.name, "recipe_hash": recipe_hash(recipe), "data_fingerprint": data_fp,
               "baseline": model_fp, "modelpress_version": __version__},
         peers=load_peers(recipe.peers), reference_profile=reference_profile,
+        notes=list(recipe.model.facts().notes),
     )

@@ -22,6 +22,7 @@ class RunResult:
     promotion: Promotion
     cached_steps: list[str]
     tracking: Tracking
+    notes: tuple[str, ...] = ()  # what the reader must know about the model (from its source)
 
     @property
     def passed(self) -> bool:
@@ -42,10 +43,10 @@ def run_recipe(recipe: RecipeBase, enable_cache: bool = True, run_name: str | No
     plan = build_plan(recipe, tracking.tracker, experiment=recipe.name, reference_profile=reference_profile)
     name = run_name or f"{recipe.name}_{{date}}_{{time}}"
     run = compress.with_options(run_name=name, enable_cache=enable_cache)(plan=plan)
-    return _collect(run, tracking)
+    return _collect(run, tracking, tuple(plan.notes))
 
 
-def _collect(run: Any, tracking: Tracking) -> RunResult:
+def _collect(run: Any, tracking: Tracking, notes: tuple[str, ...] = ()) -> RunResult:
     from zenml.client import Client
     from zenml.enums import ExecutionStatus
 
@@ -60,5 +61,5 @@ def _collect(run: Any, tracking: Tracking) -> RunResult:
         evaluation=output("evaluate"), verdict=output("gate"),
         registration=output("publish"), promotion=output("promote"),
         cached_steps=sorted(name for name, s in steps.items() if s.status == ExecutionStatus.CACHED),
-        tracking=tracking,
+        tracking=tracking, notes=notes,
     )

@@ -22,7 +22,6 @@ from modelpress.search import Candidate, expand, pareto, techniques
 from modelpress.tracking import point_mlflow_at
 
 
-
 @dataclass
 class SearchResult:
     rows: list[dict[str, Any]]
@@ -108,10 +107,8 @@ def _step_output(result: Any, step: str, output: str) -> Any:
 
 
 def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, Any]:
-    import mlflow
-    from modelpress.deploy.registry import client, promote
-
     from modelpress.champion import measure_version
+    from modelpress.deploy.registry import client, promote
 
     from .plan import promotion_tolerance, task_spec
 
@@ -121,7 +118,9 @@ def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, A
     point_mlflow_at(last.tracking.tracking_uri)  # the tracker's steps leave MLflow's global URI behind them
     frame = _step_output(last, "validate_data", "validated_dataset")
     eval_frame, task = frame[frame["split"] == "eval"], task_spec(recipe).build()
-    candidate = mlflow.onnx.load_model(f"models:/{best['name']}/{best['version']}")
+    from modelpress.registry import BUILDS
+
+    candidate = BUILDS.get(task.registered_build).load_registered(f"models:/{best['name']}/{best['version']}")
 
     def score_of(version: Any) -> float:
         measured = measure_version(version.name, str(version.version), alias, candidate, task, eval_frame)

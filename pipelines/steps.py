@@ -34,7 +34,7 @@ from modelpress.handoffs import (
 from modelpress.recipe import DataSource, Threshold
 from modelpress.registry import SOURCES, get_stage
 from modelpress.tasks import TaskSpec
-from modelpress.validation import validate_frame
+from modelpress.validation import validate_corpus, validate_frame
 
 from ..deploy.materializers import OnnxModelMaterializer, TorchModuleMaterializer
 from ..deploy.onnx_export import check_parity, export_onnx
@@ -58,12 +58,23 @@ def load_data(data: DataSource, fingerprint: str) -> Annotated[pd.DataFrame, "da
 
 
 @step
-def validate_data(dataset: pd.DataFrame, data: DataSource, labels: list[str] | None) -> tuple[
+def validate_data(dataset: pd.DataFrame, data: DataSource, task: TaskSpec) -> tuple[
     Annotated[pd.DataFrame, "validated_dataset"], Annotated[DataReport, "validation_report"]
 ]:
     """great-expectations suite from the data spec; labels are then encoded as class indices
-    in the task's order (the model's ``id2label``, the declared labels, or sorted)."""
+    in the task's order (the model's ``id2label``, the declared labels, or sorted). A task that
+    takes no labels (a causal LM) gets the corpus suite and a frame of documents alone."""
+    task_obj = task.build()
     schema = describe(data)
+    if not task_obj.labelled:
+        documents = dataset.drop(columns=[c for c in ("label",) if c in dataset.columns])
+        result = validate_corpus(documents, schema)
+        task_obj.check_data(documents)
+        report = DataReport(success=True, expectations=result["expectations"], rows=result["rows"],
+                            rows_per_split=_split_counts(documents))
+        log_metadata(metadata={"validation": report.model_dump(mode="json")})
+        return documents, report
+    labels = list(task.labels) if task.labels is not None else None
     min_rows = max(20, int(dataset["split"].value_counts().min()))
     if labels is not None:  # the model's classes (or the declared set) bound the labels
         schema = schema.with_labels(labels)
@@ -73,10 +84,15 @@ def validate_data(dataset: pd.DataFrame, data: DataSource, labels: list[str] | N
     names = labels if labels is not None else [label_key(v) for v in sorted_labels(dataset["label"].unique().tolist())]
     index = {name: i for i, name in enumerate(names)}
     encoded = dataset.assign(label=as_text["label"].map(index).astype("int64"))
+    task_obj.check_data(encoded)
     report = DataReport(success=True, expectations=result["expectations"], rows=result["rows"], labels=names,
-                        rows_per_split={str(k): int(v) for k, v in dataset["split"].value_counts().items()})
+                        rows_per_split=_split_counts(dataset))
     log_metadata(metadata={"validation": report.model_dump(mode="json")})
     return encoded, report
+
+
+def _split_counts(dataset: pd.DataFrame) -> dict[str, int]:
+    return {str(k): int(v) for k, v in dataset["split"].value_counts().items()}
 
 
 @step(output_materializers={"baseline_model": TorchModuleMaterializer})

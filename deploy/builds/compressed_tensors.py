@@ -13,13 +13,15 @@ Formats: W4A16/W8A16 → ``pack-quantized``; W8A8 (per-token dynamic int8 activa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from modelpress.errors import ModelpressError
+from modelpress.registry import register_build
 
 from . import checks, llama
+from .llm import LLMBuild
 
 if TYPE_CHECKING:
     import torch
@@ -29,8 +31,14 @@ NAME = "compressed-tensors"
 WEIGHT_BITS = (4, 8)  # vLLM's compressed-tensors integer kernels (WNA16, W8A8)
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@register_build(NAME)
+class Config(LLMBuild):
+    """``export: [compressed-tensors]`` options; the build's functions are this module's."""
+
+    build_name: ClassVar[str] = NAME
+    summary: ClassVar[str] = ("a Hugging Face folder with a compressed-tensors quantization_config "
+                              "(vLLM, Transformers), the candidate's codes")
+    needs: ClassVar[dict[str, str]] = {'compressed_tensors': 'llm', 'safetensors': 'llm'}
 
     dtype: Literal["auto", "float16", "bfloat16"] = Field(
         "auto", description="dtype of the unquantized tensors (embeddings, norms, float layers); "

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from modelpress.errors import ModelpressError
+from modelpress.registry import register_build
 
 from . import checks, llama
+from .llm import LLMBuild
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,8 +40,13 @@ TENSOR_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "sel
 FloatType = Literal["F32", "F16", "BF16", "Q8_0"]
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@register_build(NAME)
+class Config(LLMBuild):
+    """``export: [gguf]`` options; the build's functions are this module's."""
+
+    build_name: ClassVar[str] = NAME
+    summary: ClassVar[str] = "one llama.cpp GGUF file, the candidate's codes transcoded into Q4_0/Q4_1/Q8_0 blocks"
+    needs: ClassVar[dict[str, str]] = {'gguf': 'llm'}
 
     float_type: FloatType = Field("F16", description="type of the tensors the candidate kept in float "
                                   "(embeddings, LM head, excluded layers); Q8_0 re-quantizes them")

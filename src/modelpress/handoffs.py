@@ -35,13 +35,26 @@ class StagePlan(Ref):
     position: int  # 1-based, as in the step names (stage1_prune)
 
 
+class Example(Record):
+    """One input and what the baseline and the candidate made of it, shown side by side in the
+    report (a prompt and its continuations, for a causal LM)."""
+
+    input: str
+    baseline: str
+    candidate: str
+    same: bool  # the two outputs are identical
+
+
 class Evaluation(Record):
-    """Every metric the task measures, for the baseline and the candidate, on the same eval rows."""
+    """Every metric the task measures, for the baseline and the candidate, on the same eval rows,
+    and the examples the task chose to show (``examples_title`` names what they are)."""
 
     task: str
     baseline: Metrics
     candidate: Metrics
     eval_rows: int
+    examples: list[Example] = []
+    examples_title: str = "examples"
 
     def ratio(self, metric: str) -> float:
         base = self.baseline.get(metric)
@@ -167,6 +180,7 @@ class Plan(Record):
     tags: dict[str, str] = {}
     peers: list[PeerPoint] = []
     reference_profile: dict[str, JsonValue] | None = None  # retraining: the champion's data profile
+    notes: list[str] = []  # what the report's reader must know about the model (from its source)
 
     @property
     def has_module_stages(self) -> bool:

@@ -46,10 +46,10 @@ def stage_facts(reports: list[StageReport]) -> dict[str, Any]:
 def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: Verdict,
                      stage_reports: list[StageReport], data_report: DataReport, champion: ChampionReport,
                      profile: dict[str, Any] | None) -> Registration:
-    import mlflow
+    import tempfile
+    from pathlib import Path
 
-    from .deploy.registry import client, register
-    from .handoffs import Registration
+    import mlflow
 
     run = mlflow.active_run()
     if run is None:
@@ -70,6 +70,16 @@ def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, ve
         info = mlflow.pytorch.log_model(build.model, name=_torch_artifact(), serialization_format="pickle",
                                         pip_requirements=TORCH_REQUIREMENTS)
         build.torch_model_uri = info.model_uri
+    with tempfile.TemporaryDirectory(prefix="modelpress-builds-") as scratch:
+        build.scratch = Path(scratch)
+        return _register(plan, build, evaluation, verdict, run)
+
+
+def _register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: Verdict, run: Any) -> Registration:
+    """The registering build, the version (tagged with the gate and the primary metric), the
+    other builds with that version, and @challenger when the gate passed."""
+    from .deploy.registry import client, register
+    from .handoffs import Registration
 
     reports = _run_builds(plan, build, registering=True)
     registered = next(r for r in reports if r.model_uri)
@@ -121,9 +131,15 @@ def _log_gate_evidence(plan: Plan, task: Task, evaluation: Evaluation, verdict: 
 
     from .report import render_gate
 
-    page, svg = render_gate(task, evaluation, verdict, champion, plan.peers, plan.name)
+    page, svg = render_gate(task, evaluation, verdict, champion, plan.peers, plan.name, plan.notes)
     mlflow.log_text(page, "report/gate.html")
     mlflow.log_text(svg, "report/pareto.svg")
+    if evaluation.examples:  # an MLflow table: one row per example, both models side by side
+        fields = ("input", "baseline", "candidate", "same")
+        mlflow.log_table(data={f: [getattr(e, f) for e in evaluation.examples] for f in fields},
+                         artifact_file="report/examples.json")
+    if plan.notes:
+        mlflow.set_tag("modelpress.notes", " | ".join(plan.notes)[:5000])
     checks = {f"gate.{c.metric}.{c.rule}": c.value for c in verdict.checks if c.value is not None}
     champ = {f"champion.{k}": v for k, v in (champion.metrics or {}).items()}
     mlflow.log_metrics({k: float(v) for k, v in {**checks, **champ}.items()})
@@ -174,5 +190,5 @@ def promote_if_better(registration: Registration, verdict: Verdict, evaluation: 
                                    f"{'promoted' if promoted else 'not promoted'}: {reason}"[:5000])
     if mlflow.active_run() is not None:
         mlflow.set_tags({"modelpress.promoted": str(promoted), "modelpress.promotion_reason": reason[:5000]})
-    return Promotion(promoted=promoted, reason=reason, previous=None if previous is None else str(previous), alias=alias,
-                     version=registration.version, name=registration.name)
+    return Promotion(promoted=promoted, reason=reason, previous=None if previous is None else str(previous),
+                     alias=alias, version=registration.version, name=registration.name)

@@ -77,11 +77,12 @@ class ShippedData(_DataBase):
 
 
 class FileData(_DataBase):
-    """A user CSV or Parquet file with a label column and either a text or feature columns."""
+    """A user CSV or Parquet file with either a text or feature columns, and a label column
+    (optional for tasks that take no labels: a causal LM reads the text column alone)."""
 
     source: Literal["csv", "parquet"]
     path: Path
-    label: str
+    label: str | None = None
     text: str | None = None
     features: list[str] | Literal["*"] | None = Field(
         None, description='feature columns in the model\'s order; "*" = every column except the label')
@@ -104,7 +105,29 @@ class FileData(_DataBase):
         return self
 
 
-DataSource = Annotated[Union[ShippedData, FileData], Field(discriminator="source")]
+class TextData(_DataBase):
+    """Documents without labels (a causal LM's corpus): one document a line of a text file, or
+    ``field`` of each record of a ``.jsonl`` file (of each row of a ``.csv``/``.parquet`` file)."""
+
+    source: Literal["text"]
+    field: str = Field("text", description="the JSONL field (CSV/Parquet column) holding each document")
+    path: Path
+
+    @field_validator("path")
+    @classmethod
+    def _has_documents(cls, value: Path, info: ValidationInfo) -> Path:
+        from .lm.corpus import first_document
+
+        path = _existing_path(value, info)
+        assert path is not None
+        try:
+            first_document(path, info.data.get("field", "text"))  # reads up to the first document only
+        except ModelpressError as exc:
+            raise ValueError(str(exc)) from None
+        return path
+
+
+DataSource = Annotated[Union[ShippedData, FileData, TextData], Field(discriminator="source")]
 
 
 # --- gate, registry, resources, schedule ---------------------------------------------------
@@ -316,13 +339,15 @@ class RecipeBase(Strict):
 
     @functools.cached_property
     def builds(self) -> list[Entry]:
-        """``export:`` as given, else the build the task registers (onnx for the classifiers)."""
-        if "export" in self.model_fields_set:
-            return list(self.export)
+        """``export:`` as given, led by the build the task registers (onnx for the classifiers)
+        when no listed build registers the version."""
         from .registry import BUILDS
 
+        given = list(self.export) if "export" in self.model_fields_set else []
+        if any(b.config.registers for b in given):
+            return given
         name = self.task_class.registered_build
-        return [_entry_class(name, BUILDS.get(name)).model_validate({name: {}})]
+        return [_entry_class(name, BUILDS.get(name)).model_validate({name: {}}), *given]
 
     @model_validator(mode="after")
     def _cross_rules(self) -> RecipeBase:
@@ -366,7 +391,7 @@ def _model_problems(recipe: RecipeBase, task: Any) -> list[str]:
     from .registry import get_stage
 
     source = recipe.model
-    problems = list(source.problems(task))
+    problems = [*source.problems(task), *task.source_problems(recipe.task_config, source)]
     for index, stage in enumerate(recipe.stages):
         kind = get_stage(stage.name).kind
         where = f"stages[{index}].{stage.name}"
@@ -426,9 +451,12 @@ def _data_problems(recipe: RecipeBase, task: Any) -> list[str]:
     if schema.kind != task.data_kind:
         return [f"data: a {task.name} model needs {task.data_kind} data, but data.source "
                 f"{recipe.data.source} gives {schema.kind}"]
+    if task.labelled and not schema.labelled:
+        return [f"data.label: a {task.name} model learns from labels; data.source {recipe.data.source} "
+                "gives none (name the label column)"]
     problems = task.data_problems(recipe.data, schema.image_shape)
     facts = recipe.model.facts()
-    if facts.labels is not None or facts.num_labels is not None:
+    if task.labelled and (facts.labels is not None or facts.num_labels is not None):
         problems += _label_problems(recipe, facts, declared_labels(recipe.data))
     return problems
 

@@ -97,6 +97,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str = "") 
 
 STYLE = ("<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin:.6em 0}"
          "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}"
+         "table.examples td{text-align:left;max-width:28em}.note{color:#555;font-style:italic}"
          ".passed{color:#176c17}.failed{color:#b00}</style>")
 
 
@@ -110,8 +111,21 @@ def page(title: str, sections: Sequence[str]) -> str:
             f"</head><body>{''.join(sections)}</body></html>")
 
 
+def examples_html(evaluation: Evaluation) -> str:
+    """The task's examples (e.g. prompts with both models' continuations) side by side."""
+    if not evaluation.examples:
+        return ""
+    rows = [[e.input, e.baseline, e.candidate, "yes" if e.same else "no"] for e in evaluation.examples]
+    return (f"<h3>{html.escape(evaluation.examples_title)}</h3>"
+            + table(["input", "baseline", "candidate", "same"], rows, "examples"))
+
+
+def notes_html(notes: Sequence[str]) -> str:
+    return "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
+
+
 def gate_html(task: Any, evaluation: Evaluation, verdict: Verdict, champion: ChampionReport | None, svg: str,
-              name: str = "candidate") -> str:
+              name: str = "candidate", notes: Sequence[str] = ()) -> str:
     """The gate's verdict, every number next to baseline (and champion), every check, the plot."""
     status = "passed" if verdict.passed else "failed"
     champ = (champion.metrics if champion is not None else None) or {}
@@ -132,18 +146,21 @@ def gate_html(task: Any, evaluation: Evaluation, verdict: Verdict, champion: Cha
               for c in verdict.checks]
     note = ""
     if champion is not None and champion.error:
-        note = f"<p class='failed'>champion v{champion.version} could not be measured: {html.escape(champion.error)}</p>"
+        note = (f"<p class='failed'>champion v{champion.version} could not be measured: "
+                f"{html.escape(champion.error)}</p>")
     return page(f"modelpress gate: {name}", [
         f"<h2>modelpress gate — {html.escape(name)}: <span class='{status}' id='verdict'>{status.upper()}</span></h2>",
-        f"<p id='reason'>{html.escape(verdict.reason)}</p>", note,
+        f"<p id='reason'>{html.escape(verdict.reason)}</p>", note, notes_html(notes),
         f"<h3>metrics (eval split, {evaluation.eval_rows} rows)</h3>", table(headers, rows, "metrics"),
         "<h3>checks</h3>", table(["check", "value", "limit", "result"], checks, "checks"),
+        examples_html(evaluation),
         f"<h3>{task.primary_metric} vs size vs latency</h3>", f"<div class='plot'>{inline_svg(svg)}</div>",
     ])
 
 
 def render_gate(task: Any, evaluation: Evaluation, verdict: Verdict, champion: ChampionReport | None,
-                peers: Sequence[PeerPoint] = (), name: str = "candidate") -> tuple[str, str]:
+                peers: Sequence[PeerPoint] = (), name: str = "candidate",
+                notes: Sequence[str] = ()) -> tuple[str, str]:
     """(HTML page, SVG plot) for one gated candidate; ``task`` is a Task (class or instance)."""
     svg = pareto_svg(gate_points(task, evaluation, champion, peers), name, task.primary_metric)
-    return gate_html(task, evaluation, verdict, champion, svg, name), svg
+    return gate_html(task, evaluation, verdict, champion, svg, name, notes), svg

@@ -13,13 +13,16 @@ def print_summary(result: Any) -> None:
     evaluation = result.evaluation
     base, cand = evaluation.baseline, evaluation.candidate
     click.echo(f"\nmodelpress run {result.run_name}")
-    click.echo(f"{'':<20}{'baseline':>12}{'candidate':>12}{'ratio':>9}")
-    for metric in get_task(evaluation.task).metrics:
-        if metric.name not in base or metric.name not in cand:
-            continue
-        ratio = cand[metric.name] / base[metric.name] if base[metric.name] else float("nan")
-        click.echo(f"{metric.label:<20}{metric.fmt.format(base[metric.name]):>12}"
-                   f"{metric.fmt.format(cand[metric.name]):>12}{ratio:>8.2f}x")
+    shown = [m for m in get_task(evaluation.task).metrics if m.name in base and m.name in cand]
+    width = max([20, *(len(m.label) + 1 for m in shown)])
+    click.echo(f"{'':<{width}}{'baseline':>12}{'candidate':>12}{'ratio':>9}")
+    for metric in shown:
+        # no ratio to a zero baseline (a causal LM's KL to itself)
+        ratio = f"{cand[metric.name] / base[metric.name]:>8.2f}x" if base[metric.name] else f"{'-':>9}"
+        click.echo(f"{metric.label:<{width}}{metric.fmt.format(base[metric.name]):>12}"
+                   f"{metric.fmt.format(cand[metric.name]):>12}{ratio}")
+    for note in getattr(result, "notes", ()):
+        click.echo(f"note: {note}")
     verdict = "PASSED" if result.verdict.passed else "FAILED"
     click.echo(f"gate: {verdict} ({result.verdict.reason})")
     reg, promo = result.registration, result.promotion

@@ -23,7 +23,9 @@ class TrainSettings(StrictConfig):
     # Early stopping watches a validation slice carved from the train split: the eval split
     # belongs to the gate and must never steer training.
     val_fraction: float = Field(0.1, gt=0, le=0.5)
-    monitor: Literal["accuracy", "loss"] = "accuracy"
+    monitor: Literal["accuracy", "loss"] | None = Field(
+        None, description="what early stopping watches on the validation slice; None: the task's "
+        "choice (accuracy for classifiers, the loss for a causal LM)")
     patience: int = Field(2, ge=0, description="epochs without improvement before stopping; 0 = never")
     max_train_rows: int | None = Field(None, ge=2, description="cap the train split (budget)")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on a CUDA GPU that has it

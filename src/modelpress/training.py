@@ -58,7 +58,7 @@ class Batches:
 def frame_batches(task: Task, frame: pd.DataFrame, batch_size: int, seed: int) -> Batches:
     """Shuffled task batches of ``frame``; epoch ``e`` (1-based) shuffles with ``seed + e - 1``."""
     return Batches(lambda e: task.batches(frame, batch_size, shuffle=True, seed=seed + e - 1),
-                   math.ceil(len(frame) / batch_size))
+                   task.batch_count(frame, batch_size))
 
 
 @dataclass
@@ -120,18 +120,20 @@ def _labels(labels: Any, device: torch.device) -> torch.Tensor:
 @torch.no_grad()
 def validate(model: nn.Module, task: Task, frame: pd.DataFrame, batch_size: int,
              device: torch.device | str = "cpu") -> dict[str, float]:
-    """The task's loss and top-1 accuracy of ``model`` on ``frame`` (eval mode, restored after)."""
+    """The task's loss and top-1 accuracy (``Task.correct``: next-token accuracy for a causal LM)
+    of ``model`` on ``frame`` (eval mode, restored after)."""
     was_training = model.training
     model.eval()
-    loss, correct, count = 0.0, 0, 0
+    loss, weight, correct, count = 0.0, 0, 0, 0
     for batch, labels in task.batches(frame, batch_size):
         logits, _ = task.outputs(model(**to_device(batch, torch.device(device))))
         y = _labels(labels, logits.device)
         loss += task.loss(logits, y).item() * y.numel()
-        correct += int((logits.argmax(-1) == y).sum())
-        count += y.numel()
+        weight += y.numel()
+        right, predicted = task.correct(logits, y)
+        correct, count = correct + right, count + predicted
     model.train(was_training)
-    return {"val_loss": loss / count, "val_accuracy": correct / count}
+    return {"val_loss": loss / weight, "val_accuracy": correct / count}
 
 
 def task_loss(task: Task) -> LossFn:
@@ -209,6 +211,9 @@ def fit(trainee: nn.Module, loss_fn: LossFn, batches: Batches, settings: TrainSe
                               f"rows are fewer than there are processes ({world})")
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = _scheduler(optimizer, settings, math.ceil(per_process / settings.grad_accum) * settings.epochs)
+    # A budget that names no monitor watches what the task's validation means most (the loss
+    # for a causal LM, whose accuracy is next-token accuracy).
+    monitor = settings.monitor or (validation.task.monitor if validation is not None else "accuracy")
     wrapped, optimizer = accelerator.prepare(trainee, optimizer)
     device = accelerator.device
     history: list[dict[str, float]] = []
@@ -244,7 +249,7 @@ def fit(trainee: nn.Module, loss_fn: LossFn, batches: Batches, settings: TrainSe
                 metrics.update(validate(validation.model or trainee, validation.task, validation.frame,
                                         settings.batch_size, device))
             history.append(metrics)
-            if validation is None or _improved(metrics, best, settings.monitor):
+            if validation is None or _improved(metrics, best, monitor):
                 best, best_epoch = metrics, epoch
                 if folder is not None and accelerator.is_main_process:
                     torch.save(accelerator.unwrap_model(wrapped).state_dict(), folder / "best.pt")

@@ -21,7 +21,7 @@ MISSING_FEATURES = "n_missing_features"
 MAX_ROWS_SHOWN = 5
 
 
-def build_suite(schema: "DataSchema", min_rows: int) -> Any:
+def build_suite(schema: DataSchema, min_rows: int) -> Any:
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -40,7 +40,48 @@ def build_suite(schema: "DataSchema", min_rows: int) -> Any:
     return suite
 
 
-def validate_frame(frame: "pd.DataFrame", schema: "DataSchema", min_rows: int = 20) -> dict[str, Any]:
+#: documents every split a corpus is packed from must hold (eval and calibration always exist)
+MIN_DOCUMENTS = 2
+CORPUS_SPLITS = ("calibration", "eval")
+
+
+def corpus_suites(schema: DataSchema, min_documents: int) -> tuple[Any, Any]:
+    """(per-document suite, per-split suite) for a corpus: texts present and not blank, and
+    enough documents in every split that is packed on its own."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    documents = gx.ExpectationSuite(name=f"modelpress-{schema.source}-documents")
+    documents.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="text"))
+    documents.add_expectation(gxe.ExpectColumnValuesToMatchRegex(column="text", regex=r"\S"))
+    splits = gx.ExpectationSuite(name=f"modelpress-{schema.source}-splits")
+    splits.add_expectation(gxe.ExpectColumnDistinctValuesToContainSet(column="split", value_set=list(CORPUS_SPLITS)))
+    splits.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="documents", min_value=min_documents))
+    return documents, splits
+
+
+def validate_corpus(frame: pd.DataFrame, schema: DataSchema,
+                    min_documents: int = MIN_DOCUMENTS) -> dict[str, Any]:
+    """Run the corpus suites on ``frame`` (one row per document, with ``split``); raise with the
+    failing documents or splits."""
+    import pandas as pd
+
+    counts = frame["split"].value_counts()
+    per_split = pd.DataFrame({"split": list(CORPUS_SPLITS) + [s for s in counts.index if s not in CORPUS_SPLITS]})
+    per_split["documents"] = [int(counts.get(s, 0)) for s in per_split["split"]]
+    context = _ephemeral_context()
+    doc_suite, split_suite = corpus_suites(schema, min_documents)
+    failures = []
+    for name, suite, view in (("documents", doc_suite, frame[["text"]]), ("splits", split_suite, per_split)):
+        results = _run_suite(context, name, suite, view, result_format="COMPLETE")
+        failures += [_describe_failure(r, view) for r in results if not r.success]
+    if failures:
+        raise DataValidationError(f"data from {schema.source} failed validation:\n" + "\n".join(failures))
+    return {"success": True, "expectations": len(doc_suite.expectations) + len(split_suite.expectations),
+            "rows": len(frame)}
+
+
+def validate_frame(frame: pd.DataFrame, schema: DataSchema, min_rows: int = 20) -> dict[str, Any]:
     """Run the generated suite on ``frame``; return the result summary or raise with failing rows."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -59,7 +100,7 @@ def validate_frame(frame: "pd.DataFrame", schema: "DataSchema", min_rows: int = 
     return {"success": True, "expectations": len(result.results), "rows": len(view)}
 
 
-def _validation_view(frame: "pd.DataFrame", schema: "DataSchema") -> "pd.DataFrame":
+def _validation_view(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
     if schema.kind == "text":
         return frame[["text", "label"]]
     features = [c for c in frame.columns if c.startswith("f") and c[1:].isdigit()]
@@ -68,7 +109,7 @@ def _validation_view(frame: "pd.DataFrame", schema: "DataSchema") -> "pd.DataFra
     return view
 
 
-def _describe_failure(result: Any, view: "pd.DataFrame") -> str:
+def _describe_failure(result: Any, view: pd.DataFrame) -> str:
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "result_format")}
     detail = result.result or {}
@@ -98,12 +139,14 @@ OUT_OF_RANGE = "out_of_range"  # share of a row's features outside the reference
 RANGE_SLACK = 1e-6
 
 
-def data_profile(frame: "pd.DataFrame") -> dict[str, Any]:
+def data_profile(frame: pd.DataFrame) -> dict[str, Any]:
     """Schema, ranges, label shares and the row-statistic distribution of ``frame``."""
+    import pandas as pd
+
     data = frame.drop(columns=[c for c in ("split",) if c in frame.columns])
     features = _feature_columns(data)
     stat = _row_stat(data, features)
-    shares = data["label"].value_counts(normalize=True).sort_index()
+    shares = data["label"].value_counts(normalize=True).sort_index() if "label" in data else pd.Series(dtype=float)
     return {
         "columns": list(data.columns), "rows": len(data), "kind": "text" if "text" in data else "features",
         "labels": [_plain(v) for v in shares.index], "label_shares": [float(s) for s in shares.to_numpy()],
@@ -116,11 +159,11 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _feature_columns(frame: "pd.DataFrame") -> list[str]:
+def _feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith("f") and c[1:].isdigit()]
 
 
-def _row_stat(frame: "pd.DataFrame", features: list[str]) -> "pd.Series":
+def _row_stat(frame: pd.DataFrame, features: list[str]) -> pd.Series:
     if "text" in frame:
         return frame["text"].fillna("").astype(str).str.len().astype("float64")
     return frame[features].mean(axis=1, skipna=True).astype("float64")
@@ -147,7 +190,7 @@ def drift_suite(profile: dict[str, Any], drift: dict[str, float]) -> tuple[Any, 
     return schema, suite
 
 
-def _drift_view(frame: "pd.DataFrame", profile: dict[str, Any]) -> "pd.DataFrame":
+def _drift_view(frame: pd.DataFrame, profile: dict[str, Any]) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
@@ -163,7 +206,7 @@ def _drift_view(frame: "pd.DataFrame", profile: dict[str, Any]) -> "pd.DataFrame
     return view
 
 
-def check_against_profile(frame: "pd.DataFrame", profile: dict[str, Any],
+def check_against_profile(frame: pd.DataFrame, profile: dict[str, Any],
                           drift: dict[str, float]) -> dict[str, Any]:
     """Validate fresh ``frame`` against a reference ``profile``; raise a readable report on drift."""
     data = frame.drop(columns=[c for c in ("split",) if c in frame.columns])
@@ -172,9 +215,9 @@ def check_against_profile(frame: "pd.DataFrame", profile: dict[str, Any],
     results = _run_suite(context, "schema", schema_suite, data.head(5))
     if all(r.success for r in results):  # per-row drift needs the reference's columns
         results += _run_suite(context, "drift", drift_suite_, _drift_view(data, profile))
-    report: dict[str, Any] = {"success": all(r.success for r in results), "expectations": len(results), "rows": len(data),
-              "suites": [schema_suite.to_json_dict(), drift_suite_.to_json_dict()],
-              "checks": [_summary(r) for r in results]}
+    report: dict[str, Any] = {"success": all(r.success for r in results), "expectations": len(results),
+                              "rows": len(data), "suites": [schema_suite.to_json_dict(), drift_suite_.to_json_dict()],
+                              "checks": [_summary(r) for r in results]}
     if not report["success"]:
         failed = [c for c in report["checks"] if not c["success"]]
         lines = [f"  - {c['check']} ({c['expectation']}): {c['detail']}" for c in failed]
@@ -193,12 +236,13 @@ def _ephemeral_context() -> Any:
     return context
 
 
-def _run_suite(context: Any, name: str, suite: Any, view: "pd.DataFrame") -> list[Any]:
+def _run_suite(context: Any, name: str, suite: Any, view: pd.DataFrame,
+               result_format: str = "SUMMARY") -> list[Any]:
     batch = (context.data_sources.add_pandas(f"modelpress-{name}")
              .add_dataframe_asset("data")
              .add_batch_definition_whole_dataframe("all")
              .get_batch(batch_parameters={"dataframe": view}))
-    return list(batch.validate(suite, result_format={"result_format": "SUMMARY"}).results)
+    return list(batch.validate(suite, result_format={"result_format": result_format}).results)
 
 
 # What each generated expectation guards, for the report a person reads.

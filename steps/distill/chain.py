@@ -10,7 +10,6 @@ from torch import nn
 
 from modelpress.errors import ModelpressError
 from modelpress.tasks import split_outputs
-
 from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, to_device, validate
 
 from .harness import DistillHarness, FeatureTap, projection
@@ -69,7 +68,7 @@ def probe(teacher: nn.Module, harness: DistillHarness, teacher_tap: FeatureTap |
           config: DistillConfig) -> list[nn.Module]:
     """One batch through both models before training: output sizes must match, feature
     pairs must be bridgeable; returns the projections the pairs need."""
-    batch, _ = next(task.batches(frame.iloc[:4], 4))
+    batch = task.example(frame, 4)
     inputs = to_device(batch, torch.device("cpu"))
     teacher_logits, _ = split_outputs(teacher(**inputs))
     student_logits, _ = split_outputs(harness.student.eval()(**inputs))
@@ -95,7 +94,7 @@ def distill_link(teacher: nn.Module, student: Student, config: DistillConfig, ta
     pairs = feature_pairs(config, student)
     teacher_names = [t for _, t in pairs]
     teacher_tap = FeatureTap(teacher, teacher_names, "teacher") if pairs else None
-    harness = DistillHarness(student.model.float().requires_grad_(True), pairs, [], config)
+    harness = DistillHarness(student.model.float().requires_grad_(True), pairs, [], config, task)
     try:
         harness.projections = nn.ModuleList(probe(teacher, harness, teacher_tap, task, train, pairs, config))
         needs_teacher = config.alpha > 0 or bool(pairs)
@@ -123,6 +122,7 @@ def distill_link(teacher: nn.Module, student: Student, config: DistillConfig, ta
         reporter.summary(result)
         teacher_val = validate(teacher, task, val, config.batch_size, next(teacher.parameters()).device)
         report[f"{prefix}teacher_val_accuracy"] = round(teacher_val["val_accuracy"], 6)
+        report[f"{prefix}teacher_val_loss"] = round(teacher_val["val_loss"], 6)
         report[f"{prefix}teacher_params"] = parameter_count(teacher)
         report[f"{prefix}student_params"] = parameter_count(harness.student)
     teacher.to("cpu")

@@ -61,9 +61,10 @@ def projection(student: torch.Tensor, teacher: torch.Tensor, pair: tuple[str, st
 
 class DistillHarness(nn.Module):
     def __init__(self, student: nn.Module, pairs: list[tuple[str, str]], projections: list[nn.Module],
-                 config: DistillConfig):
+                 config: DistillConfig, task: Any = None):
         super().__init__()
         self.student = student
+        self.task = task  # its distill_loss (token-level for a causal LM); None: the classifiers' KD
         self.projections = nn.ModuleList(projections)
         self.student_names = [s for s, _ in pairs]
         self.config = config
@@ -73,7 +74,10 @@ class DistillHarness(nn.Module):
                 teacher_logits: torch.Tensor | None, teacher_features: list[torch.Tensor]) -> torch.Tensor:
         config = self.config
         logits, _ = split_outputs(self.student(**inputs))
-        loss = kd_loss(logits, teacher_logits, labels, config.temperature, config.alpha)
+        if self.task is not None:
+            loss = self.task.distill_loss(logits, teacher_logits, labels, config.temperature, config.alpha)
+        else:
+            loss = kd_loss(logits, teacher_logits, labels, config.temperature, config.alpha)
         if self.tap is None:
             return loss
         features = self.tap.take(self.student_names)

@@ -32,24 +32,32 @@ def _check_names(model: nn.Module, names: list[str], field: str) -> None:
         raise ModelpressError(f"finetune.{field}: no module named {', '.join(missing)} in the model")
 
 
-def lora_targets(model: nn.Module, settings: LoraSettings, train_modules: list[str]) -> list[str]:
+def lora_targets(model: nn.Module, settings: LoraSettings, train_modules: list[str],
+                 protected: dict[str, str] | None = None) -> list[str]:
+    """``lora.target_modules``, else every Linear/Conv2d but the fully trained and the protected
+    ones (a tied LM head: a merged delta would rewrite the embedding table it shares)."""
     if settings.target_modules is not None:
         _check_names(model, settings.target_modules, "lora.target_modules")
+        clash = [n for n in settings.target_modules if n in (protected or {})]
+        if clash:
+            raise ModelpressError(f"finetune.lora.target_modules: {', '.join(clash)} cannot be adapted: "
+                                  + "; ".join(f"{n}: {(protected or {})[n]}" for n in clash))
         return list(settings.target_modules)
-    skip = set(train_modules)
+    skip = set(train_modules) | set(protected or {})
     targets = [name for name, m in model.named_modules() if isinstance(m, ADAPTABLE) and name not in skip]
     if not targets:
         raise ModelpressError("finetune.lora: the model has no Linear/Conv2d layer to adapt")
     return targets
 
 
-def attach_lora(model: nn.Module, settings: LoraSettings, train_modules: list[str]) -> nn.Module:
+def attach_lora(model: nn.Module, settings: LoraSettings, train_modules: list[str],
+                protected: dict[str, str] | None = None) -> nn.Module:
     """A PEFT model: adapters on the targets, ``train_modules`` trained in full, rest frozen."""
     from peft import LoraConfig, get_peft_model
 
     _check_names(model, train_modules, "train_modules")
     config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=lora_targets(model, settings, train_modules),
+                        target_modules=lora_targets(model, settings, train_modules, protected),
                         modules_to_save=train_modules or None)
     return get_peft_model(model, config)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
-from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, task_loss, validate
 from torch import nn
 
-from .lora import attach_lora, default_train_modules, mask_lora_deltas, merge_lora, trainable_share
+from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, task_loss, validate
+
+from .lora import attach_lora, mask_lora_deltas, merge_lora, trainable_share
 from .masks import apply_masks, detect_masks, mask_applier, sparsity
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ def run_finetune(model: nn.Module, config: FinetuneConfig, context: StageContext
     masks = detect_masks(tuned) if config.preserve_masks else {}
     before = validate(tuned, context.task, val, config.batch_size)
     if config.lora is not None:
-        head = config.train_modules if config.train_modules is not None else default_train_modules(tuned)
-        trainee = attach_lora(tuned, config.lora, head)
+        # The task names its head (the last Linear of a classifier; none for a causal LM).
+        head = config.train_modules if config.train_modules is not None else context.task.head_modules(tuned)
+        trainee = attach_lora(tuned, config.lora, head, context.task.protected_modules(tuned))
         # Base weights are frozen; adapters of pruned weights train through the mask, the
         # fully trained modules (the head) are re-masked after each step.
         mask_lora_deltas(trainee, masks)
@@ -52,6 +54,8 @@ def run_finetune(model: nn.Module, config: FinetuneConfig, context: StageContext
             "trainable_share": round(share, 6),
             "val_accuracy_before": round(before["val_accuracy"], 6),
             "val_accuracy_after": round(after["val_accuracy"], 6),
+            "val_loss_before": round(before["val_loss"], 6),
+            "val_loss_after": round(after["val_loss"], 6),
             "masked_tensors": len(masks),
             "sparsity": round(sparsity(final, masks), 6),
             "train_rows": len(train), "val_rows": len(val),

@@ -32,7 +32,12 @@ def lowrank(model: nn.Module, config: LowRankConfig, context: StageContext) -> n
     factored = copy.deepcopy(model).eval()
     params_before = sum(p.numel() for p in factored.parameters())
     ranks: dict[str, str] = {}
+    protected = context.task.protected_modules(factored) if context.task is not None else {}
+    for name, why in protected.items():
+        ranks[name] = f"kept: {why}"
     for name, layer in selected_linears(factored, config):
+        if name in protected:
+            continue
         rank = choose_rank(layer.weight.detach(), config)
         full = layer.in_features * layer.out_features
         if rank is None or rank * (layer.in_features + layer.out_features) >= full:

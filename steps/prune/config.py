@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from modelpress.registry import StageConfig
+from modelpress.errors import ModelpressError
+from modelpress.registry import RecipeFacts, StageConfig
 from modelpress.train_config import Recovery
 
 Method = Literal["magnitude", "structured", "semi-structured-2:4"]
@@ -98,6 +99,19 @@ class PruneConfig(StageConfig):
 
     def required_modules(self) -> dict[str, str]:
         return {"torch_pruning": "prune"} if self.method == "structured" else {}
+
+    def recipe_problems(self, facts: RecipeFacts) -> list[str]:
+        """Attention heads of a Llama decoder share KV heads (grouped-query attention): refused."""
+        if self.method != "structured" or self.target not in ("heads", "ffn+heads"):
+            return []
+        try:
+            hf_config = facts.source.facts().hf_config or {}
+        except ModelpressError:  # the source reports its own unreadable config
+            return []
+        if hf_config.get("model_type") == "llama":
+            return [f"target {self.target!r}: head pruning of Llama-style decoders (grouped-query "
+                    "attention) is not supported; use target: mlp"]
+        return []
 
     def needs_eager(self) -> str | None:
         if self.method == "structured":

@@ -65,6 +65,10 @@ class MaskRound(Round):
         self.layers = layers_of(
             self.model, "linear" if self.config.method == "semi-structured-2:4" else self.config.layers
         )
+        # A module the task protects (a tied LM head) is never masked: its zeros would land in
+        # the embedding table it shares.
+        self.protected = self.context.task.protected_modules(self.model) if self.context.task else {}
+        self.layers = {n: m for n, m in self.layers.items() if n not in self.protected}
         if self.config.method == "semi-structured-2:4":
             self.skipped = [n for n, m in self.layers.items() if m.in_features % 4]
             self.layers = {n: m for n, m in self.layers.items() if n not in self.skipped}
@@ -100,6 +104,8 @@ class MaskRound(Round):
             out[f"sparsity.{name}"] = round(z / n, 4)
             total, zeros = total + n, zeros + z
         out["sparsity"] = round(zeros / total, 4)
+        if self.protected:
+            out["kept_dense"] = "; ".join(f"{name}: {why}" for name, why in self.protected.items())
         if self.config.method == "semi-structured-2:4" and self.skipped:
             out["skipped_layers"] = ", ".join(self.skipped)
         return out
@@ -199,14 +205,15 @@ class StructuredRound(Round):
 
     def _output_shapes(
         self, example: dict[str, torch.Tensor] | None = None
-    ) -> list[tuple[int, ...]]:
+    ) -> list[tuple[int, int]]:
         import torch
 
         from modelpress.tasks import split_outputs
 
         with torch.no_grad(), trace_errors(self.model, "the forward pass after pruning"):
             logits, embedding = split_outputs(self.model(**(example or self.example)))
-        return [tuple(logits.shape[1:]), tuple(embedding.shape[1:])]
+        # rank and width: a sequence axis (token logits of a causal LM) follows the input's length
+        return [(logits.dim(), logits.shape[-1]), (embedding.dim(), embedding.shape[-1])]
 
     def _verify(self) -> None:
         """Forward at another batch size (and sequence length) must give the same output shapes."""

@@ -135,6 +135,15 @@ class TransformerPruner:
                 tp.prune_linear_in_channels(mlp.down_proj, removals)
                 if hasattr(mlp, "intermediate_size"):
                     mlp.intermediate_size = mlp.gate_proj.out_features
+        self._describe_llama_width()
+
+    def _describe_llama_width(self) -> None:
+        """A Llama whose blocks all keep one MLP width gets it in its config, so the model still
+        saves and loads as the architecture it is (per-layer widths differ only after a global cut)."""
+        widths = {layer.mlp.gate_proj.out_features for layer in self.llama.values()}
+        config = getattr(self.model, "config", None)
+        if len(widths) == 1 and hasattr(config, "intermediate_size"):
+            config.intermediate_size = widths.pop()
 
     def _prune_heads(self, name: str, current: list[int]) -> None:
         """HF's prune_heads numbers heads as in the unpruned model: map current → original ids."""
@@ -164,5 +173,5 @@ class TransformerPruner:
             out[f"{name}.ffn"] = layer.intermediate.dense.out_features
             out[f"{name}.heads"] = layer.attention.self.num_attention_heads
         for name, layer in self.llama.items():
-            out[f"{name}.mlp"] = layer.mlp.gate_proj.out_features
+            out[f"{name}.ffn"] = layer.mlp.gate_proj.out_features  # keyed as its groups (kind "ffn")
         return out

@@ -33,7 +33,8 @@ def calibration_batches(context: StageContext, cfg: Calibration, stage: str) -> 
                                "(data.split.calibration)")
     # Encode all rows at once so every batch has the same shape (text padded to the longest
     # calibration row): ORT's histogram calibrators (percentile, entropy) stack batches.
-    encoded = context.task.encode(frame.iloc[: cfg.samples])
+    # ``samples`` counts the task's inputs (rows; packed sequences for a causal LM).
+    encoded = context.task.example(frame, cfg.samples)
     rows = len(next(iter(encoded.values())))
     batches = [{k: v[i:i + cfg.batch_size] for k, v in encoded.items()} for i in range(0, rows, cfg.batch_size)]
     for i, batch in enumerate(batches):

@@ -26,6 +26,22 @@ def embedding_forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Te
     return torch_forward(model, batch)[1]
 
 
+def task_forward(task: Any) -> Any:
+    """The task's own forward (a causal LM's: the last positions' logits), embedding side."""
+    return lambda model, batch: task.forward(model, batch)[1]
+
+
+def with_protected(config: WeightQuantizeConfig, protected: dict[str, str],
+                   report: dict[str, Any]) -> WeightQuantizeConfig:
+    """``config`` excluding the modules the task protects (a tied LM head), reported as kept float."""
+    import re
+
+    if not protected:
+        return config
+    report["kept_float"] = "; ".join(f"{name}: {why}" for name, why in protected.items())
+    return config.model_copy(update={"exclude": [*config.exclude, *(f"^{re.escape(n)}$" for n in protected)]})
+
+
 @register_stage("weight-quantize", WeightQuantizeConfig, kind="module",
                 summary="PyTorch quantized Linear layers: int8/4/3/2 weights (RTN/GPTQ), W8A8, fp8, fp16/bf16")
 def weight_quantize(model: torch.nn.Module, config: WeightQuantizeConfig,
@@ -35,4 +51,5 @@ def weight_quantize(model: torch.nn.Module, config: WeightQuantizeConfig,
 
     batches = calibration_batches(context, config.calibration, "weight-quantize") \
         if config.needs_calibration else None
-    return quantize_module(model, config, batches, embedding_forward, context.report)
+    config = with_protected(config, context.task.protected_modules(model), context.report)
+    return quantize_module(model, config, batches, task_forward(context.task), context.report)

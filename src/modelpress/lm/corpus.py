@@ -35,10 +35,29 @@ def read_documents(path: str | Path, field: str = "text") -> list[str]:
     if not path.is_file():
         raise CorpusError(f"{path}: no such corpus file")
     reader = READERS.get(path.suffix.lower(), _lines)
-    documents = [d.strip() for d in reader(path, field) if isinstance(d, str) and d.strip()]
+    try:
+        documents = [d.strip() for d in reader(path, field) if isinstance(d, str) and d.strip()]
+    except UnicodeDecodeError:
+        raise CorpusError(f"{path}: not UTF-8 text") from None
     if not documents:
         raise CorpusError(f"{path}: no usable lines (every document is empty or blank)")
     return documents
+
+
+def first_document(path: str | Path, field: str = "text") -> str:
+    """The first non-blank document of ``path`` (reading no further), or one line naming the file:
+    what ``modelpress validate`` checks before anything is loaded."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such corpus file")
+    reader = READERS.get(path.suffix.lower(), _lines)
+    try:
+        found = next((d.strip() for d in reader(path, field) if isinstance(d, str) and d.strip()), None)
+    except UnicodeDecodeError:
+        raise CorpusError(f"{path}: not UTF-8 text") from None
+    if found is None:
+        raise CorpusError(f"{path}: no usable lines (every document is empty or blank)")
+    return found
 
 
 def shipped_documents(name: str = "rotten-tomatoes") -> list[str]:

@@ -316,6 +316,15 @@ def rss_peak_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float:
+    """This process's resident size now (VmRSS) in MiB (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
 def reset_rss_peak() -> bool:
     """Set VmHWM back to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
     try:

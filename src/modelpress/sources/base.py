@@ -9,11 +9,12 @@ Relative paths in a recipe are relative to the recipe's folder.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import JsonValue, ValidationInfo
+from pydantic import ValidationInfo
 
 from ..errors import ModelpressError
 from ..registry import StrictConfig
@@ -36,12 +37,18 @@ class SourceFacts:
     labels: tuple[str, ...] | None = None  # class names in output order
     num_labels: int | None = None  # outputs per row, when known without running the model
     tokenizer: str | None = None  # a folder, or a package that ships one
+    #: the model's Hugging Face config (config.json as a dict), when known without loading it
+    hf_config: Mapping[str, Any] | None = None
+    #: what a reader of the report must know about this model (e.g. what the reference is)
+    notes: tuple[str, ...] = ()
 
 
 class Source(StrictConfig):
     source: str
-    #: a task name, or ``{name: ..., options}``; None: the task the model says it was built for
-    task: str | dict[str, JsonValue] | None = None
+    #: a task name, or ``{name: ..., options}``; None: the task the model says it was built for.
+    #: The options are values as written (Any, not JsonValue): the task's own config checks them
+    #: (recipe.resolve_task), so `max_length: .inf` is named as that field, not as a union error.
+    task: str | dict[str, Any] | None = None
 
     artifact: ClassVar[Artifact] = "module"
     summary: ClassVar[str] = ""

@@ -54,7 +54,8 @@ class HuggingFaceModel(Source):
         try:
             config = json.loads(file.read_text())
         except FileNotFoundError:
-            raise ModelpressError(f"model.path: {self.path} has no config.json (not a save_pretrained folder)") from None
+            raise ModelpressError(
+                f"model.path: {self.path} has no config.json (not a save_pretrained folder)") from None
         except (OSError, ValueError) as exc:
             raise ModelpressError(f"{file}: not readable JSON ({exc})") from None
         if not isinstance(config, dict):
@@ -70,13 +71,15 @@ class HuggingFaceModel(Source):
 
         config = self.config()
         architecture = self.architecture()
-        task = next((t.name for t in TASKS.all().values()
+        task = next((t for t in TASKS.all().values()
                      if architecture.endswith(t.hf_architectures) and t.hf_architectures), None)
-        id2label = config.get("id2label") or {}
+        name = self.task if isinstance(self.task, str) else (self.task or {}).get("name", "")
+        chosen = TASKS.all().get(str(name)) or task
+        id2label = (config.get("id2label") or {}) if chosen is None or chosen.labelled else {}
         names = [str(id2label[k]) for k in sorted(id2label, key=int)] if id2label else []
         named = bool(names) and not all(DEFAULT_LABEL.match(n) for n in names)
-        return SourceFacts(task=task, labels=tuple(names) if named else None,
-                           num_labels=len(names) or None, tokenizer=str(self.path))
+        return SourceFacts(task=task.name if task else None, labels=tuple(names) if named else None,
+                           num_labels=len(names) or None, tokenizer=str(self.path), hf_config=config)
 
     def problems(self, task: type[Task] | None) -> list[str]:
         try:

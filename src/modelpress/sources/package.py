@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
+from ..errors import ModelpressError
 from ..registry import StrictConfig, register_source
 from .base import Source, SourceFacts
 
@@ -31,7 +32,7 @@ class PackageModel(Source):
     name: str
     baseline: BaselineTraining = BaselineTraining()
 
-    summary = "a model that ships in an installed package (see `modelpress.zoo`), baseline-trained"
+    summary = "a model that ships in an installed package (see `modelpress.zoo`), baseline-trained unless pretrained"
 
     @field_validator("name")
     @classmethod
@@ -46,7 +47,8 @@ class PackageModel(Source):
         from ..zoo import ZOO
 
         entry = ZOO[self.name]
-        return SourceFacts(task=entry.task, tokenizer=entry.tokenizer)
+        return SourceFacts(task=entry.task, tokenizer=entry.tokenizer, hf_config=entry.hf_config,
+                           notes=entry.notes)
 
     def problems(self, task: type[Task] | None) -> list[str]:
         from ..zoo import ZOO
@@ -54,6 +56,14 @@ class PackageModel(Source):
         entry = ZOO[self.name]
         if task is not None and task.name != entry.task:
             return [f"model.task: package model {self.name!r} is a {entry.task} model"]
+        if entry.check_installed is not None:
+            try:
+                entry.check_installed()
+            except ModelpressError as exc:
+                return [str(exc)]
+        if entry.train_baseline is None and "baseline" in self.model_fields_set:
+            return [f"model.baseline: package model {self.name!r} is pretrained and used as it loads; "
+                    "it has no baseline training to configure"]
         return []
 
     def fingerprint(self) -> str:
@@ -68,6 +78,8 @@ class PackageModel(Source):
 
         entry = ZOO[self.name]
         torch.manual_seed(0)
+        if entry.train_baseline is None:  # pretrained: the model as it ships
+            return entry.build(0, None).eval()
         model = entry.build(int(dataset["label"].max()) + 1, task.spec.image_shape)
         entry.train_baseline(model, task, dataset[dataset["split"] == "train"], self.baseline)
         return model.eval()

@@ -24,7 +24,6 @@ from ..registry import StrictConfig
 
 if TYPE_CHECKING:
     import numpy as np
-    import onnx
     import pandas as pd
     import torch
 
@@ -120,6 +119,10 @@ class Task:
     evaluated_in: ClassVar[Literal["onnx", "torch"]] = "onnx"
     #: the build whose model becomes the registered version (and what champions are loaded from)
     registered_build: ClassVar[str] = "onnx"
+    #: whether the data carries a label per row (False: a corpus of documents, e.g. causal LMs)
+    labelled: ClassVar[bool] = True
+    #: what early stopping watches by default when a recipe's training budget does not say
+    monitor: ClassVar[Literal["accuracy", "loss"]] = "accuracy"
 
     def __init__(self, spec: TaskSpec):
         self.spec = spec
@@ -147,6 +150,16 @@ class Task:
         """Why ``data`` (a recipe data spec of kind ``data_kind``) cannot feed this task."""
         return []
 
+    @classmethod
+    def source_problems(cls, config: TaskConfig, source: Any) -> list[str]:
+        """Why this task's options (``model.task``) cannot work with the model ``source`` describes
+        (e.g. sequences longer than its context), found from the source's facts before loading it."""
+        return []
+
+    def check_data(self, frame: pd.DataFrame) -> None:
+        """Raise a one-line error if the validated data cannot feed this task (runs before the
+        model is loaded, e.g. a corpus split too short for one sequence)."""
+
     # --- data → batches --------------------------------------------------------------------
 
     def encode(self, frame: pd.DataFrame) -> Batch:
@@ -162,7 +175,12 @@ class Task:
             chunk = order.iloc[start:start + batch_size]
             yield self.encode(chunk), chunk["label"].to_numpy(dtype="int64", copy=True)
 
+    def batch_count(self, frame: pd.DataFrame, batch_size: int) -> int:
+        """How many batches :meth:`batches` yields for ``frame``."""
+        return math.ceil(len(frame) / batch_size)
+
     def example(self, frame: pd.DataFrame, rows: int = 2) -> Batch:
+        """The first ``rows`` inputs of ``frame`` as one batch (tracing, calibration samples)."""
         return self.encode(frame.iloc[:rows])
 
     def timing_batch(self, frame: pd.DataFrame, batch_size: int) -> Batch:
@@ -180,6 +198,36 @@ class Task:
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def correct(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+        """(right top-1 predictions, predictions) in one batch, for validation accuracy."""
+        return int((logits.argmax(-1) == labels).sum()), labels.numel()
+
+    def distill_loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+                     labels: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
+        """Knowledge-distillation loss: soft teacher targets (share ``alpha``) + the labels."""
+        from modelpress.steps.distill.losses import kd_loss
+
+        return kd_loss(student_logits, teacher_logits, labels, temperature, alpha)
+
+    # --- what stages may change ----------------------------------------------------------
+
+    def protected_modules(self, model: torch.nn.Module) -> dict[str, str]:
+        """Modules stages must leave as they are, with why (e.g. an LM head whose weight is the
+        embedding table: quantizing, masking or adapting it would rewrite the embeddings)."""
+        return {}
+
+    def head_modules(self, model: torch.nn.Module) -> list[str]:
+        """The task head: trained in full under LoRA unless ``finetune.train_modules`` says."""
+        from torch import nn
+
+        linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+        return linears[-1:]
+
+    def preprocessor(self) -> Any:
+        """What turns raw inputs into the model's (its tokenizer), saved beside exported model
+        folders with ``save_pretrained``; None when the inputs need nothing."""
+        return None
 
     def check_model(self, model: torch.nn.Module, frame: pd.DataFrame, where: str) -> None:
         """Raise a one-line error naming ``where`` if ``model`` cannot serve this task's data."""
