@@ -29,6 +29,10 @@ def main(verbose: bool) -> None:
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
     plain_terminal()
+    # Idle OpenMP threads sleep instead of spinning (set before torch loads). Spinning made
+    # GPTQ's per-column loop ~40x slower on a 2-core machine shared with other jobs
+    # (src/modelpress/DESIGN.md §8); a user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _load(recipe_ref: str) -> Any:
@@ -53,7 +57,8 @@ def validate(recipe: str) -> None:
               type=click.Path(dir_okay=False, path_type=Path), help="Recipe file to write.")
 @click.option("--label", default=None, help="Label column (default: guessed: label, target, class, …, else the last).")
 @click.option("--text", default=None, help="Text column, for text classification (default: guessed).")
-@click.option("--task", default=None, help="Task (default: from the model, else from the data; see `modelpress tasks`).")
+@click.option("--task", default=None,
+              help="Task (default: from the model, else from the data; see `modelpress tasks`).")
 @click.option("--class", "model_class", default=None, help="module:Class a state dict fits (state-dict models).")
 @click.option("--labels", default=None, help="The model's class order, comma-separated (default: its "
               "id2label, else the data's sorted labels).")
@@ -229,7 +234,8 @@ def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None
             from modelpress.deploy.pull import InstanceKind
             from modelpress.deploy.pull import pull as pull_model
 
-            kind: InstanceKind = "KIND_GPU" if instance_kind.lower() == "gpu" else "KIND_CPU"  # click.Choice keeps it to these
+            # click.Choice keeps it to these two
+            kind: InstanceKind = "KIND_GPU" if instance_kind.lower() == "gpu" else "KIND_CPU"
             folder = pull_model(model_uri, Path(dest), kind, tracking_uri, optimize)
     click.echo(f"{model_uri} → {folder}")
 

@@ -127,7 +127,7 @@ class TextData(_DataBase):
         return path
 
 
-DataSource = Annotated[Union[ShippedData, FileData, TextData], Field(discriminator="source")]
+DataSource = Annotated[ShippedData | FileData | TextData, Field(discriminator="source")]
 
 
 # --- gate, registry, resources, schedule ---------------------------------------------------
@@ -235,7 +235,7 @@ def _entry_class(name: str, config: type[BaseModel]) -> type[Entry]:
 
 def _entry_union(configs: dict[str, type[BaseModel]]) -> Any:
     members = [Annotated[_entry_class(name, config), Tag(name)] for name, config in sorted(configs.items())]
-    return Annotated[Union[tuple(members)], Discriminator(_entry_tag)]
+    return Annotated[Union[tuple(members)], Discriminator(_entry_tag)]  # noqa: UP007  # members known at runtime only
 
 
 def _bare_names(items: Any) -> Any:
@@ -273,7 +273,7 @@ def _unions() -> tuple[Any, Any, Any]:
     build_union = _entry_union(dict(BUILDS.all()))
     sources = SOURCES.all()
     members = tuple(Annotated[cls, Tag(name)] for name, cls in sorted(sources.items()))
-    source_union = Annotated[Union[members], Discriminator(  # type: ignore[valid-type]  # built at runtime
+    source_union = Annotated[Union[members], Discriminator(  # type: ignore[valid-type]  # noqa: UP007  # runtime members
         _source_tag, custom_error_type="unknown_source",
         custom_error_message="expected model.source to be one of " + ", ".join(sorted(sources)))]
     return stage_union, build_union, source_union

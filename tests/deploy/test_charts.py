@@ -206,7 +206,8 @@ def test_helm_lint_strict(helm, profile):
 def test_manifests_validate_against_kubernetes_and_crd_schemas(rendered, serve_python):
     files = [str(path) for path, _ in rendered.values()]
     done = subprocess.run([str(serve_python), str(HERE / "validate_manifests.py"), "--crds", str(HERE / "crds"),
-                           "--versions", *K8S_VERSIONS, "--", *files], capture_output=True, text=True, check=False, timeout=120)
+                           "--versions", *K8S_VERSIONS, "--", *files],
+                          capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout) == []
     kinds = {d["kind"] for _, docs in rendered.values() for d in docs}
@@ -217,7 +218,8 @@ def test_checkov_passes_with_only_the_justified_skips(rendered, serve_python):
     folder = next(iter(rendered.values()))[0].parent
     done = subprocess.run([str(serve_python), "-m", "checkov.main", "--framework", "kubernetes", "-d", str(folder),
                            "--skip-download", "--compact", "--quiet", "-o", "json",
-                           "--skip-check", ",".join(CHECKOV_SKIPS)], capture_output=True, text=True, check=False, timeout=150)
+                           "--skip-check", ",".join(CHECKOV_SKIPS)],
+                          capture_output=True, text=True, check=False, timeout=150)
     reports = json.loads(done.stdout)
     reports = reports if isinstance(reports, list) else [reports]
     failed = [f"{c['check_id']} {c['check_name']} ({c['resource']})"
@@ -343,7 +345,8 @@ def _break(chart: Path, file: str, old: str, new: str) -> None:
 
 def test_a_broken_template_fails_lint(helm, chart_copy):
     _break(chart_copy, "templates/service.yaml", "{{- end }}", "{{- end }")
-    done = helm_run(helm, "lint", "--strict", str(chart_copy), "-f", str(chart_copy / "ci" / "cpu-onnxruntime-values.yaml"))
+    values = str(chart_copy / "ci" / "cpu-onnxruntime-values.yaml")
+    done = helm_run(helm, "lint", "--strict", str(chart_copy), "-f", values)
     assert done.returncode != 0 and "service.yaml" in done.stdout + done.stderr
 
 
@@ -383,7 +386,8 @@ def test_a_probe_on_a_missing_port_fails_policy(helm, chart_copy):
 
 @pytest.mark.parametrize("profile", ["gpu-triton-tensorrt", "gpu-vllm"])
 def test_a_missing_gpu_limit_fails_policy(helm, chart_copy, profile):
-    _break(chart_copy, "templates/_helpers.tpl", "{{- $_ := set $limits .Values.gpu.resourceName .Values.gpu.count }}", "")
+    gpu_limit = "{{- $_ := set $limits .Values.gpu.resourceName .Values.gpu.count }}"
+    _break(chart_copy, "templates/_helpers.tpl", gpu_limit, "")
     docs = render(helm, chart_copy, chart_copy / "ci" / PROFILES[profile][1])
     assert any("GPU profile without" in p for p in policy_problems(docs, gpu=True, serving=True))
 
@@ -410,7 +414,8 @@ def test_schema_validation_catches_bad_fields(rendered, serve_python, tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump_all(docs))
     done = subprocess.run([str(serve_python), str(HERE / "validate_manifests.py"), "--crds", str(HERE / "crds"),
-                           "--versions", *K8S_VERSIONS, "--", str(path)], capture_output=True, text=True, check=False, timeout=120)
+                           "--versions", *K8S_VERSIONS, "--", str(path)],
+                          capture_output=True, text=True, check=False, timeout=120)
     problems = "\n".join(json.loads(done.stdout))
     assert "'qps' is not one of" in problems
     assert "initContainer" in problems and "readinesProbe" in problems
