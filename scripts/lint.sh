@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${VENV:-.venv}"
-"$venv/bin/ruff" check src steps pipelines kernels deploy tests integration_tests benchmarks
+"$venv/bin/ruff" check .
 # From outside the checkout, so that `modelpress` resolves to the installed package, not ./src.
 repo="$PWD"
 mypy="$(cd "$venv" && pwd)/bin/mypy"
