@@ -35,13 +35,6 @@ def fuzz_module():
     return module
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
 def ready(port: int, path: str) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
@@ -75,9 +68,9 @@ def test_malformed_requests_get_4xx_with_a_reason_and_the_server_stays_up(v2_ser
     probes = list(generate(random.Random(0), MODEL, inputs, REQUESTS))
     assert len(probes) == REQUESTS
 
-    before = rss_mb(proc.pid)
+    before = fuzz.rss_mb(proc.pid)
     answers = fuzz.send_all("127.0.0.1", port, probes)
-    after = rss_mb(proc.pid)
+    after = fuzz.rss_mb(proc.pid)
 
     wrong = [a for a in answers if not (400 <= a.status < 500 and a.reason)]
     kinds = collections.Counter(f"{a.probe.kind}:{a.status}" for a in answers)

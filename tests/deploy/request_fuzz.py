@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 JSON = {"Content-Type": "application/json"}
 HUGE_BYTES = 100 * 1024 * 1024
@@ -377,3 +378,11 @@ ENDPOINT_SETS: dict[str, tuple[Callable[..., Iterator[Probe]], str]] = {
     "v2": (v2_probes, "/v2/health/ready"),
     "openai": (openai_probes, "/v2/health/ready"),
 }
+
+
+def rss_mb(pid: int) -> float:
+    """The server process's resident memory: what a flood of bad requests must not grow."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")

@@ -265,13 +265,6 @@ def _fuzz_module():
     return module
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
 FUZZ_REQUESTS = 1000
 RSS_GROWTH_LIMIT_MB = 64  # a 100 MB body must never be held in memory
 
@@ -285,9 +278,9 @@ def test_1000_malformed_requests_get_4xx_with_a_reason_and_the_server_stays_up(s
     probes = list(generate(random.Random(0), MODEL, fuzz.LLMSpec(context=256, vocab=len(tokenizer)), FUZZ_REQUESTS))
     assert len(probes) == FUZZ_REQUESTS
 
-    before = _rss_mb(proc.pid)
+    before = fuzz.rss_mb(proc.pid)
     answers = fuzz.send_all("127.0.0.1", port, probes)
-    after = _rss_mb(proc.pid)
+    after = fuzz.rss_mb(proc.pid)
 
     wrong = [a for a in answers if not (400 <= a.status < 500 and a.reason)]
     kinds = collections.Counter(f"{a.probe.kind}:{a.status}" for a in answers)
