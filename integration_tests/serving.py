@@ -20,6 +20,11 @@ def tooling():
     return module
 
 
+# one implementation for both suites: the LLM serving tests in tests/deploy start theirs with it too
+start = tooling().start_server
+stop = tooling().stop_server
+
+
 def register_cnn(root: Path, tracking_uri: str) -> None:
     """The shipped SmallCNN (random weights: serving, not accuracy, is under test) as @champion."""
     import mlflow
@@ -49,21 +54,6 @@ def register_cnn(root: Path, tracking_uri: str) -> None:
             os.environ.pop("MLFLOW_REGISTRY_URI", None)
         else:
             os.environ["MLFLOW_REGISTRY_URI"] = leaked
-
-
-def start(serve_python: Path, repository: Path, port: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(serve_python), "-m", "modelpress.cli", "serve", "--model-repository",
-                             str(repository), "--http-port", str(port), "--threads", "1"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def pull_champion(root: Path) -> Path:

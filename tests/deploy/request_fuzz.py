@@ -2,7 +2,8 @@
 
 Generic part: :class:`Probe` (one HTTP request), :func:`send` / :func:`send_all` (plain
 sockets via http.client, so a server closing early on a huge body is an answer, not a crash)
-and :func:`reason_of`. Endpoint part: a generator per protocol in :data:`ENDPOINT_SETS`
+and :func:`reason_of`; :func:`assert_flood_refused`, the checks every server's flood must pass.
+Endpoint part: a generator per protocol in :data:`ENDPOINT_SETS`
 (``v2``: the CPU server's V2 routes; ``openai``: the LLM server's OpenAI routes), each taking
 ``(rng, model, spec, count)`` and yielding probes.
 
@@ -11,9 +12,11 @@ Loaded by file path from integration_tests (like tooling.py).
 
 from __future__ import annotations
 
+import collections
 import http.client
 import json
 import random
+import subprocess
 import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +25,7 @@ from pathlib import Path
 
 JSON = {"Content-Type": "application/json"}
 HUGE_BYTES = 100 * 1024 * 1024
+RSS_GROWTH_LIMIT_MB = 64  # a 100 MB body must never be held in memory
 
 
 @dataclass(frozen=True)
@@ -386,3 +390,24 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def assert_flood_refused(proc: subprocess.Popen, port: int, probes: list[Probe], ready_path: str) -> list[Answer]:
+    """Send ``probes`` to the server ``proc`` on 127.0.0.1:``port``: every one must get a 4xx with
+    a reason (huge bodies 413), and the server must stay up, ready and its memory bounded. The
+    answers come back for the checks of one protocol (the caller's)."""
+    before = rss_mb(proc.pid)
+    answers = send_all("127.0.0.1", port, probes)
+    after = rss_mb(proc.pid)
+    wrong = [a for a in answers if not (400 <= a.status < 500 and a.reason)]
+    assert not wrong, [(a.probe.kind, a.status, a.body[:200], a.probe.body[:120]) for a in wrong[:10]]
+    assert {a.status for a in answers if a.probe.kind.startswith("huge")} == {413}, statuses(answers)
+    assert send("127.0.0.1", port, Probe("ready", "GET", ready_path)).status == 200
+    assert proc.poll() is None
+    assert after - before < RSS_GROWTH_LIMIT_MB, f"server RSS {before:.0f} -> {after:.0f} MB"
+    return answers
+
+
+def statuses(answers: list[Answer]) -> collections.Counter[str]:
+    """How many answers each ``kind:status`` got: the summary a failed flood check shows."""
+    return collections.Counter(f"{a.probe.kind}:{a.status}" for a in answers)

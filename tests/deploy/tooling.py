@@ -1,6 +1,7 @@
-"""Test tooling for the deploy tests: the serving side venv and a pinned Helm binary.
+"""Test tooling for the deploy tests: the serving side venv, `modelpress serve` started in it
+and stopped, and a pinned Helm binary.
 
-Both are built on first use and cached (``$MODELPRESS_TEST_CACHE``, default
+The venv and Helm are built on first use and cached (``$MODELPRESS_TEST_CACHE``, default
 ``~/.cache/modelpress-tests``), keyed by what went into them, under a file lock so parallel
 runs do not race. Loaded by file path from tests/deploy, integration_tests and
 benchmarks/serving.py; ``python tests/deploy/tooling.py serve-python|helm`` prints the paths.
@@ -109,6 +110,24 @@ def _link_modelpress(venv: Path) -> None:
         tmp.replace(link)
     site = next((venv / "lib").glob("python3*/site-packages"))
     (site / "modelpress-under-test.pth").write_text(str(link_root) + "\n")
+
+
+def start_server(serve_python: Path, repository: Path, port: int, log: Path) -> subprocess.Popen:
+    """`modelpress serve` in the serving side venv, one ONNX Runtime thread, output to ``log``:
+    a pulled model repository (V2) or an onnxruntime-genai build (OpenAI API) alike, as the CLI
+    picks its mode from what the folder holds."""
+    return subprocess.Popen([str(serve_python), "-m", "modelpress.cli", "serve", "--model-repository",
+                             str(repository), "--http-port", str(port), "--threads", "1"],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def helm() -> Path:
