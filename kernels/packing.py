@@ -51,13 +51,27 @@ def implied_zero_point(bits: int) -> int:
 def code_range(bits: int, symmetric: bool) -> tuple[int, int]:
     """Smallest and largest code a quantizer emits.
 
-    Symmetric ranges are balanced around the implied zero-point (int8: -127..127, int4: 1..15)
-    so that +absmax and -absmax are both representable.
+    Symmetric int8 is balanced around its implied zero-point (-127..127: the range int8 GEMMs and
+    TensorRT assume). Symmetric int4 uses all 16 codes (levels -8..7 around zero-point 8, as
+    GGUF Q4_0, compressed-tensors and MatMulNBits read them): the 16th level is worth ~7 % of
+    the step size that a balanced 1..15 range would waste.
     """
     _check_bits(bits)
     if bits == 8:
         return (-127, 127) if symmetric else (-128, 127)
-    return (1, 15) if symmetric else (0, 15)
+    return (0, 15)
+
+
+def symmetric_scale(low: torch.Tensor, high: torch.Tensor, qmin: int, qmax: int, zero: int) -> torch.Tensor:
+    """The smallest scale that represents both ``low`` (<= 0) and ``high`` (>= 0) around ``zero``.
+
+    On an unbalanced grid (int4: 8 levels below zero, 7 above) this takes the extra negative level
+    when the group's negative extreme dominates, instead of clipping the positive one (compressed-
+    tensors' absmax / 7.5) or wasting a level (absmax / 7); on a balanced grid it is absmax / qmax.
+    """
+    import torch
+
+    return torch.maximum(-low / (zero - qmin), high / (qmax - zero))
 
 
 def pack_int4(codes: torch.Tensor) -> torch.Tensor:
@@ -113,12 +127,12 @@ def quantize_weight_groupwise(
 
     groups = w.detach().float().reshape(n, k // group_size, group_size)
     qmin, qmax = code_range(bits, symmetric)
+    low = groups.amin(dim=-1).clamp(max=0.0)
+    high = groups.amax(dim=-1).clamp(min=0.0)
     if symmetric:
-        scales = groups.abs().amax(dim=-1) / (qmax - implied_zero_point(bits))
+        scales = symmetric_scale(low, high, qmin, qmax, implied_zero_point(bits))
         zeros_f = torch.full_like(scales, float(implied_zero_point(bits)))
     else:
-        low = groups.amin(dim=-1).clamp(max=0.0)
-        high = groups.amax(dim=-1).clamp(min=0.0)
         scales = (high - low) / (qmax - qmin)
     # An all-zero group would give scale 0 and divide by zero; any scale reproduces it exactly.
     scales = torch.where(scales > 0, scales, torch.ones_like(scales))

@@ -2,8 +2,8 @@
 
 ``modelpress.kernels.packing`` defines the layout and quantizes 4- and 8-bit weights; we use it
 for round-to-nearest at those widths. It has no 2/3-bit grid and no per-column quantizer (which
-GPTQ needs), so both live here, written to the *same* rules (balanced symmetric ranges around an
-implied zero-point, asymmetric ranges that always contain 0, ties away from zero) — the tests check
+GPTQ needs), so both live here, written to the *same* rules (symmetric ranges around an implied
+zero-point using every nibble code, asymmetric ranges that always contain 0, ties away from zero) — the tests check
 that this module and ``packing`` agree bit for bit at 4 and 8 bits.
 
 int2/int3 codes are stored in the int4 nibble layout (``pack_int4``) with explicit zero-points:
@@ -33,7 +33,7 @@ class Grid:
     def qmin(self) -> int:
         if self.bits == 8:
             return -127 if self.symmetric else -128
-        return 1 if self.symmetric else 0
+        return 0  # nibble codes: symmetric ones use every code too (kernels.packing.code_range)
 
     @property
     def qmax(self) -> int:
@@ -48,14 +48,15 @@ def group_params(w: torch.Tensor, grid: Grid, per_tensor: bool = False) -> tuple
     """Scale and (float) zero-point per row of ``w`` ``[N, g]`` (one pair for all rows if per_tensor)."""
     import torch
 
+    from modelpress.kernels.packing import symmetric_scale
+
     w = w.float()
+    low = (w.amin() if per_tensor else w.amin(dim=-1)).clamp(max=0.0).expand(w.shape[0])
+    high = (w.amax() if per_tensor else w.amax(dim=-1)).clamp(min=0.0).expand(w.shape[0])
     if grid.symmetric:
-        absmax = w.abs().amax() if per_tensor else w.abs().amax(dim=-1)
-        scale = absmax.expand(w.shape[0]) / (grid.qmax - grid.implied_zero)
+        scale = symmetric_scale(low, high, grid.qmin, grid.qmax, grid.implied_zero)
         zero = torch.full_like(scale, float(grid.implied_zero))
     else:
-        low = (w.amin() if per_tensor else w.amin(dim=-1)).clamp(max=0.0).expand(w.shape[0])
-        high = (w.amax() if per_tensor else w.amax(dim=-1)).clamp(min=0.0).expand(w.shape[0])
         scale = (high - low) / (grid.qmax - grid.qmin)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale)).contiguous()
     if not grid.symmetric:
@@ -64,22 +65,27 @@ def group_params(w: torch.Tensor, grid: Grid, per_tensor: bool = False) -> tuple
 
 
 def searched_group_params(w: torch.Tensor, grid: Grid, per_tensor: bool = False, steps: int = 20,
-                          max_shrink: float = 0.2, norm: float = 2.4) -> tuple[torch.Tensor, torch.Tensor]:
+                          max_shrink: float = 0.2, norm: float = 2.4,
+                          hessian: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``group_params`` with the range clipped per row where that lowers the rounding error.
 
     Min-max ranges waste levels on the few largest weights; at 2-4 bits shrinking the range by up
-    to ``max_shrink`` usually lowers the ``|w - q(w)|^norm`` error (the GPTQ reference quantizer's
-    ``mse`` option, norm 2.4). The shrink is chosen per row (once for all rows if per_tensor) from
-    ``steps`` candidates.
+    to ``max_shrink`` usually lowers the error. The error is ``|w - q(w)|^norm`` (the GPTQ reference
+    quantizer's ``mse`` option, norm 2.4) or, given the layer's input ``hessian`` restricted to
+    these columns (``[g, g]``, or its diagonal ``[g]``), the layer's squared output error
+    ``d H d^T`` per row — what GPTQ minimises, so weights that meet large inputs keep their
+    precision (on SmolLM2 int4 g64: perplexity 89.6 instead of 90.9 with norm 2.4). The shrink is
+    chosen per row (once for all rows if per_tensor) from ``steps`` candidates.
     """
     import torch
 
     w = w.float()
+    error = _error_measure(norm, hessian)
     best_scale, best_zero = group_params(w, grid, per_tensor)
-    best_err = _row_error(w, best_scale, best_zero, grid, norm, per_tensor)
+    best_err = _row_error(w, best_scale, best_zero, grid, error, per_tensor)
     for i in range(1, steps + 1):
         scale, zero = group_params(w * (1.0 - max_shrink * i / steps), grid, per_tensor)
-        err = _row_error(w, scale, zero, grid, norm, per_tensor)
+        err = _row_error(w, scale, zero, grid, error, per_tensor)
         better = err < best_err
         best_scale = torch.where(better, scale, best_scale)
         best_zero = torch.where(better, zero, best_zero)
@@ -87,10 +93,19 @@ def searched_group_params(w: torch.Tensor, grid: Grid, per_tensor: bool = False,
     return best_scale, best_zero
 
 
-def _row_error(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, grid: Grid, norm: float,
+def _error_measure(norm: float, hessian: torch.Tensor | None):
+    """Per-row error of a weight change ``d`` [N, g]."""
+    if hessian is None:
+        return lambda d: d.abs().pow(norm).sum(-1)
+    h = hessian.float()
+    if h.dim() == 1:
+        return lambda d: (d * d * h).sum(-1)
+    return lambda d: ((d @ h) * d).sum(-1)
+
+
+def _row_error(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, grid: Grid, error,
                per_tensor: bool) -> torch.Tensor:
-    q = dequantize_codes(quantize_codes(w, scale, zero, grid), scale, zero)
-    err = (q - w).abs().pow(norm).sum(-1)
+    err = error(dequantize_codes(quantize_codes(w, scale, zero, grid), scale, zero) - w)
     return err.sum().expand_as(err) if per_tensor else err
 
 

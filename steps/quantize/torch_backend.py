@@ -188,19 +188,27 @@ def quantize_layer(linear: nn.Linear, config: WeightQuantizeConfig, stats: Layer
     if smooth is not None:
         w = w / smooth
     if config.algorithm == "gptq" and stats is not None and stats.hessian is not None:
-        h = stats.hessian.take() if release else stats.hessian.value()  # a tensor of our own either way
-        if release:
-            stats.release()
-        if smooth is not None:  # inputs are x * smooth, so H scales by smooth on both sides
-            h = h * smooth.double()[:, None] * smooth.double()[None, :]
         options = config.gptq_options
-        storage = to_storage(*gptq_quantize(w, h, grid, group, per_tensor, damp=options.damp,
-                                            act_order=options.act_order, clip=config.clip_range,
+        # Passed as a temporary, so GPTQ holds the only reference and frees it once permuted.
+        storage = to_storage(*gptq_quantize(w, _own_hessian(stats, smooth, release), grid, group, per_tensor,
+                                            damp=options.damp, act_order=options.act_order,
+                                            clip=config.clip_range, refit=options.refit_scales,
                                             overwrite=True), grid)
     else:
         storage = quantize_weight(w, grid, group, per_tensor, config.clip_range)
     act = "int8" if config.activations == "dynamic" else "none"
     return QuantLinear.build(linear, storage, grid, group, act, smooth)
+
+
+def _own_hessian(stats: LayerStats, smooth: torch.Tensor | None, release: bool) -> torch.Tensor:
+    """The layer's Hessian as a tensor of our own (``release``: the statistics give theirs up)."""
+    assert stats.hessian is not None
+    h = stats.hessian.take() if release else stats.hessian.value()
+    if release:
+        stats.release()
+    if smooth is not None:  # inputs are x * smooth, so H scales by smooth on both sides (in place)
+        h.mul_(smooth.double()[:, None]).mul_(smooth.double()[None, :])
+    return h
 
 
 def layer_group_size(config: WeightQuantizeConfig, in_features: int) -> int | None:

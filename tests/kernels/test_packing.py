@@ -105,3 +105,26 @@ def test_scale_dtype_defaults_to_half_precision_weights() -> None:
 def test_quantize_rejects_bad_arguments(bits: int, group_size: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         quantize_weight_groupwise(torch.randn(4, 64), bits, group_size, True)
+
+
+def test_symmetric_int4_uses_all_sixteen_levels() -> None:
+    """-8 is a level: a group whose negative extreme dominates is represented by -8 * scale exactly
+    (scale = |min| / 8, finer than absmax / 7); one whose positive extreme dominates by 7 * scale."""
+    w = torch.tensor([[-8.0, -3.0, 0.5, 6.0] * 8, [-2.0, 1.0, 3.0, 7.0] * 8])
+    q = quantize_weight_groupwise(w, 4, 32, True)
+    codes = unpack_int4(q.qweight)
+    assert q.scales[:, 0].tolist() == [1.0, 1.0]
+    assert int(codes[0].min()) == 0 and int(codes[1].max()) == 15
+    w_hat = dequantize_weight_groupwise(*q, bits=4, group_size=32)
+    assert torch.equal(w_hat[:, :4], torch.tensor([[-8.0, -3.0, 1.0, 6.0], [-2.0, 1.0, 3.0, 7.0]]))
+
+
+def test_symmetric_int4_rounds_closer_than_a_balanced_grid() -> None:
+    """On random weights the 16-level grid's error is below the old 15-level [-7, 7] grid's."""
+    w = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
+    q = quantize_weight_groupwise(w, 4, 64, True)
+    error = (dequantize_weight_groupwise(*q, bits=4, group_size=64) - w).pow(2).mean()
+    groups = w.reshape(256, 4, 64)
+    balanced_scale = groups.abs().amax(-1, keepdim=True) / 7
+    balanced = ((groups / balanced_scale).round().clamp(-7, 7) * balanced_scale).reshape(256, 256)
+    assert error < 0.95 * (balanced - w).pow(2).mean()

@@ -15,6 +15,7 @@ from modelpress.steps.quantize.qmath import (
     quantize_codes,
     quantize_rtn,
     quantize_weight,
+    searched_group_params,
     to_storage,
 )
 
@@ -145,3 +146,45 @@ def test_searched_range_never_rounds_worse_than_min_max(trained_net, bits, symme
     else:
         assert (searched <= minmax).all()
     assert searched.sum() < 0.95 * minmax.sum()  # at <= 4 bits clipping a trained layer pays off
+
+
+def _skewed_layer(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs whose channels differ in scale (as LLM activations do), a weight, and their Hessian."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2048, 128, generator=gen) * torch.rand(128, generator=gen) * 3
+    w = torch.randn(64, 128, generator=gen)
+    hessian = HessianAccumulator(128)
+    hessian.add(x)
+    return x, w, hessian.value()
+
+
+def _output_error(x: torch.Tensor, w: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor,
+                  zeros: torch.Tensor) -> float:
+    g = codes.shape[1] // scales.shape[1]
+    w_hat = (codes - zeros.repeat_interleave(g, 1)) * scales.repeat_interleave(g, 1)
+    return float(((x @ (w_hat - w).T) ** 2).mean())
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_refitted_scales_lower_the_output_error_for_the_same_codes(symmetric):
+    x, w, hessian = _skewed_layer()
+    grid = Grid(4, symmetric)
+    codes, scales, zeros = gptq_quantize(w, hessian, grid, 32, act_order=True, clip=True)
+    refit_codes, refit_scales, refit_zeros = gptq_quantize(w, hessian, grid, 32, act_order=True, clip=True,
+                                                           refit=True)
+    assert torch.equal(refit_codes, codes) and torch.equal(refit_zeros, zeros)
+    assert not torch.equal(refit_scales, scales) and bool((refit_scales > 0).all())
+    assert _output_error(x, w, codes, refit_scales, zeros) < 0.995 * _output_error(x, w, codes, scales, zeros)
+
+
+def test_hessian_weighted_range_search_beats_the_weight_error_search():
+    """With the layer's Hessian the clipped range is chosen for the output error, which is what
+    counts; the |w - q(w)|^2.4 search picks ranges that are worse there."""
+    x, w, hessian = _skewed_layer(1)
+    grid = Grid(4, False)
+    by_weights = searched_group_params(w, grid)
+    by_output = searched_group_params(w, grid, hessian=hessian.float())
+    errors = [_output_error(x, w, quantize_codes(w, s, z, grid), s[:, None], z[:, None])
+              for s, z in (by_weights, by_output)]
+    assert errors[1] < 0.98 * errors[0], errors
+    assert not torch.equal(by_weights[0], by_output[0])
