@@ -133,7 +133,8 @@ def export_model(model: torch.nn.Module, task: TaskSpec, dataset: pd.DataFrame) 
 def _apply(model: Any, dataset: pd.DataFrame, task: TaskSpec, reports: list[StageReport],
            stage: StagePlan, seed: int) -> tuple[Any, list[StageReport]]:
     spec = get_stage(stage.name)
-    context = StageContext(task=task.build(), data=dataset, seed=seed)
+    # Each stage is its own step: its input model was materialized for it and is not used again.
+    context = StageContext(task=task.build(), data=dataset, seed=seed, owns_model=True)
     result = spec.apply(model, spec.config.model_validate(stage.config), context)
     facts = {k: v for k, v in context.report.items()}
     log_metadata(metadata={stage.name: facts})

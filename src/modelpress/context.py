@@ -16,6 +16,9 @@ class StageContext:
     task: Task
     data: pd.DataFrame  # every split, marked by the 'split' column
     seed: int = 0
+    #: The model was loaded for this stage alone (a ZenML step's input artifact): the stage may
+    #: change it in place and free its weights as it goes, instead of holding a copy beside it.
+    owns_model: bool = False
     #: Facts a stage wants reported (logged to MLflow by the pipeline as ``<stage>.<key>``).
     report: dict[str, Any] = field(default_factory=dict)
 

@@ -52,4 +52,5 @@ def weight_quantize(model: torch.nn.Module, config: WeightQuantizeConfig,
     batches = calibration_batches(context, config.calibration, "weight-quantize") \
         if config.needs_calibration else None
     config = with_protected(config, context.task.protected_modules(model), context.report)
-    return quantize_module(model, config, batches, task_forward(context.task), context.report)
+    return quantize_module(model, config, batches, task_forward(context.task), context.report,
+                           inplace=context.owns_model)

@@ -141,3 +141,18 @@ def test_lowrank_with_recovery_on_the_lm_loss(task, corpus):
                            task, corpus)
     assert report["factored_layers"] == BLOCK_LINEARS and report["rank.lm_head"].startswith("kept")
     finite(factored, eval_ids(task, corpus))
+
+
+def test_weight_quantize_changes_the_model_in_place_only_when_the_stage_owns_it(task, corpus):
+    """A pipeline step owns its input (materialized for it): quantized in place, its float weights
+    are freed as it goes. Anyone else's model is left as it was."""
+    spec = get_stage("weight-quantize")
+    config = spec.config.model_validate({"bits": 4, "granularity": "per-group", "group_size": 32,
+                                         "calibration": {"samples": 6, "batch_size": 3, "progress": False}})
+    model = tiny_llama()
+    before = model.model.layers[0].mlp.up_proj
+    kept = spec.apply(model, config, StageContext(task=task, data=corpus))
+    assert kept is not model and model.model.layers[0].mlp.up_proj is before
+    owned = spec.apply(model, config, StageContext(task=task, data=corpus, owns_model=True))
+    assert owned is model and model.model.layers[0].mlp.up_proj is not before
+    assert not isinstance(model.model.layers[0].mlp.up_proj, nn.Linear)
