@@ -54,7 +54,7 @@ def check_finite(arrays: dict[str, np.ndarray] | Any, where: str) -> None:
                                    "finite data (nothing was quantized)")
 
 
-def progress(items: list, enabled: bool, desc: str) -> Iterator:
+def progress(items: list, enabled: bool, desc: str, unit: str = "batch") -> Iterator:
     from tqdm.auto import tqdm
 
-    return iter(tqdm(items, desc=desc, unit="batch", disable=not enabled, leave=False))
+    return iter(tqdm(items, desc=desc, unit=unit, disable=not enabled, leave=False))

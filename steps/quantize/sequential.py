@@ -194,7 +194,7 @@ def quantize_sequentially(model: nn.Module, chain: tuple[str, nn.ModuleList], la
         inputs = BlockInputs.capture(model, blocks[0], batches, forward)
     collected: dict[str, Any] = {}
     desc = f"{'GPTQ' if sequential else 'calibrate'} {prefix} ({len(blocks)} blocks)"
-    for i, block in enumerate(progress(list(blocks), show_progress, desc)):
+    for i, block in enumerate(progress(list(blocks), show_progress, desc, unit="block")):
         mine = [n[len(f"{prefix}.{i}."):] for n in layers if n.startswith(f"{prefix}.{i}.")]
         with onloaded(block, target):
             if sequential:

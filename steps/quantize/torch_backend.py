@@ -337,7 +337,7 @@ def _quantize_linears(model: nn.Module, config: WeightQuantizeConfig, calibratio
         stats, reference = _calibrate(model, list(widths), calibration, forward, config, quantized, report)
     rest = {n: model.get_submodule(n) for n in widths if n not in quantized}
     factors = input_factors(rest, stats, config)
-    for name in progress(list(rest), config.calibration.progress, "quantize layers"):
+    for name in progress(list(rest), config.calibration.progress, "quantize layers", unit="layer"):
         quantized[name] = quantize_layer(rest.pop(name), config, stats.get(name), factors.get(name),
                                          release=True)
         set_module(model, name, quantized[name])
