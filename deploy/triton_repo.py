@@ -5,6 +5,7 @@ Layout (what Triton, the CPU server and ``modelpress pull`` all read)::
     <root>/<name>/config.pbtxt
     <root>/<name>/<version>/model.onnx
     <root>/<name>/<version>/modelpress.json      # parity report and provenance, ignored by Triton
+    <root>/<name>/<version>/preprocessor_config.json  # image models: the transformers image processor
     <root>/<name>-tensorrt/config.pbtxt          # only when a TensorRT engine was built
     <root>/<name>-tensorrt/<version>/model.plan
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelpress.errors import ModelpressError
+from modelpress.images import PREPROCESSOR_FILE
 
 if TYPE_CHECKING:
     import onnx
@@ -109,7 +111,16 @@ def write_onnx_model(root: Path, name: str, version: int | str, model: onnx.Mode
     onnx.save(model, str(folder / str(version) / "model.onnx"))
     (folder / "config.pbtxt").write_text(config_text(name, ONNX_PLATFORM, inputs, outputs, instance_kind))
     _write_metadata(folder / str(version), {"format": "onnx", **(metadata or {})})
+    _write_preprocessor(folder / str(version), model)
     return folder
+
+
+def _write_preprocessor(version_folder: Path, model: onnx.ModelProto) -> None:
+    """The image processor the graph carries in its metadata (publish puts it there), as the
+    file transformers reads (``AutoImageProcessor.from_pretrained(folder)``)."""
+    for prop in model.metadata_props:
+        if prop.key == PREPROCESSOR_FILE:
+            (version_folder / PREPROCESSOR_FILE).write_text(prop.value)
 
 
 def write_tensorrt_model(root: Path, name: str, version: int | str, engine: bytes,

@@ -8,12 +8,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from modelpress import __version__
-from modelpress.data import SHIPPED, declared_labels, describe, feature_columns, file_columns, label_key
+from modelpress.data import SHIPPED, declared_labels, describe, feature_columns, file_columns, fingerprint, label_key
 from modelpress.handoffs import Plan, Ref, StagePlan
+from modelpress.image_data import preprocessing
 from modelpress.recipe import FileData, RecipeBase
 from modelpress.registry import get_stage
 from modelpress.report import load_peers
-from modelpress.sources.base import sha256_file
 from modelpress.tasks import TaskSpec
 
 
@@ -25,9 +25,9 @@ def _package_version(name: str) -> str:
 
 
 def data_fingerprint(recipe: RecipeBase) -> str:
-    path = getattr(recipe.data, "path", None)  # a user's file (table or corpus)
-    if path is not None:
-        return f"sha256:{sha256_file(path)}"
+    digest = fingerprint(recipe.data)  # a user's files (table, corpus, images)
+    if digest is not None:
+        return digest
     package = SHIPPED[recipe.data.source].package
     return f"{recipe.data.source}:{package}=={_package_version(package)}"
 
@@ -45,9 +45,11 @@ def task_spec(recipe: RecipeBase) -> TaskSpec:
     features = None
     if isinstance(recipe.data, FileData) and recipe.data.features:
         features = tuple(feature_columns(recipe.data, file_columns(recipe.data)))
+    images = preprocessing(recipe.data, facts) if schema.kind == "image" else None
     return TaskSpec(recipe.task, options=recipe.task_config.model_dump(mode="json", exclude={"name"}),
                     labels=tuple(label_key(label) for label in labels) if labels is not None else None,
-                    tokenizer=facts.tokenizer, image_shape=schema.image_shape, features=features)
+                    tokenizer=facts.tokenizer, image_shape=schema.image_shape, features=features,
+                    image_preprocessing=images)
 
 
 def promotion_tolerance(recipe: RecipeBase) -> float:

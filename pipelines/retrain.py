@@ -52,7 +52,8 @@ def _json(path: str) -> dict[str, Any]:
 
 def fresh_data_spec(recipe: dict[str, Any], profile: dict[str, Any], report: dict[str, Any],
                     data: Path) -> dict[str, Any]:
-    """The recipe's data block pointed at ``data`` (CSV/Parquet), same split, labels and layout."""
+    """The recipe's data block pointed at ``data`` (CSV/Parquet, or an image folder), same split,
+    labels and layout."""
     from modelpress.data import SHIPPED
 
     old = recipe["data"]
@@ -60,6 +61,8 @@ def fresh_data_spec(recipe: dict[str, Any], profile: dict[str, Any], report: dic
     keep = {k: old[k] for k in ("split", "seed", "limit") if k in old}
     if old["source"] in ("csv", "parquet"):  # the user's own layout: same columns, new file
         return {**old, "source": source, "path": str(data)}
+    if old["source"] == "images":  # a fresh ImageFolder tree: same classes, same transform
+        return {**old, "path": str(data)}
     info = SHIPPED[old["source"]]
     spec: dict[str, Any] = {**keep, "source": source, "path": str(data), "label": "label", "labels": list(info.labels)}
     if info.kind == "text":

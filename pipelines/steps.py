@@ -86,7 +86,7 @@ def validate_data(dataset: pd.DataFrame, data: DataSource, task: TaskSpec) -> tu
     encoded = dataset.assign(label=as_text["label"].map(index).astype("int64"))
     task_obj.check_data(encoded)
     report = DataReport(success=True, expectations=result["expectations"], rows=result["rows"], labels=names,
-                        rows_per_split=_split_counts(dataset))
+                        rows_per_split=_split_counts(dataset), images=result.get("images"))
     log_metadata(metadata={"validation": report.model_dump(mode="json")})
     return encoded, report
 

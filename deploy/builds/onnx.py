@@ -32,10 +32,10 @@ class OnnxBuild(Build):
         if context.onnx is None:
             raise ValueError("the onnx build needs the ONNX candidate")
         # MLflow moves large initializers to external data *in the proto it is given*: log a copy
-        # so the candidate in memory stays self-contained for the steps after this one.
-        logged = type(context.onnx)()
-        logged.CopyFrom(context.onnx)
-        info = mlflow.onnx.log_model(logged, name=ONNX_ARTIFACT, pip_requirements=ONNX_REQUIREMENTS)
+        # (carrying the image processor, if any) so the candidate in memory stays self-contained.
+        logged = context.with_preprocessor(context.onnx)
+        info = mlflow.onnx.log_model(logged, name=ONNX_ARTIFACT, pip_requirements=ONNX_REQUIREMENTS,
+                                     extra_files=context.preprocessor_files() or None)
         checks = context.parity.model_dump() if context.parity is not None else {}
         return BuildReport(name="onnx", artifact_path=ONNX_ARTIFACT, model_uri=info.model_uri, checks=checks)
 

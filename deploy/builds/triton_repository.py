@@ -30,7 +30,8 @@ class TritonRepositoryBuild(Build):
         metadata = {"name": context.name, "version": context.version,
                     "parity_vs_pytorch": context.parity.model_dump() if context.parity else {}}
         with tempfile.TemporaryDirectory() as tmp:
-            write_onnx_model(Path(tmp), context.name, context.version, context.onnx, self.instance_kind, metadata)
+            write_onnx_model(Path(tmp), context.name, context.version, context.with_preprocessor(context.onnx),
+                             self.instance_kind, metadata)
             mlflow.log_artifacts(tmp, REPOSITORY_ARTIFACT)
         mlflow.set_tag("modelpress.model_repository", "onnx")
         return BuildReport(name="triton-repository", artifact_path=f"{REPOSITORY_ARTIFACT}/{context.name}")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import onnx
     import pandas as pd
     import torch
+    from onnx import ModelProto  # the name `onnx` is also a field of BuildContext
 
     from .handoffs import BuildReport, Parity
     from .tasks import Task
@@ -51,6 +52,43 @@ class BuildContext:
         if not folder.is_dir():
             tokenizer.save_pretrained(folder)
         return folder
+
+    def preprocessor_config(self) -> str | None:
+        """The task's image processor as ``preprocessor_config.json`` text; None when it has none."""
+        preprocessing = self.task.spec.image_preprocessing
+        if preprocessing is None:
+            return None
+        from .images import processor
+
+        return str(processor(preprocessing).to_json_string())
+
+    def preprocessor_files(self) -> list[str]:
+        """``[scratch/preprocessor_config.json]`` for MLflow's ``extra_files`` (shipped inside the
+        logged models), or ``[]`` when the task's inputs need no image processor."""
+        from .images import PREPROCESSOR_FILE
+
+        text = self.preprocessor_config()
+        if text is None or self.scratch is None:
+            return []
+        path = self.scratch / PREPROCESSOR_FILE
+        path.write_text(text)
+        return [str(path)]
+
+    def with_preprocessor(self, graph: ModelProto) -> ModelProto:
+        """A copy of ``graph`` that carries the task's image processor in its metadata
+        (``preprocessor_config.json``), so the preprocessing travels inside model.onnx: the
+        Triton repository and ``modelpress pull`` write it beside the graph."""
+        from .images import PREPROCESSOR_FILE
+
+        copied = type(graph)()
+        copied.CopyFrom(graph)
+        text = self.preprocessor_config()
+        if text is not None:
+            kept = [p for p in copied.metadata_props if p.key != PREPROCESSOR_FILE]
+            del copied.metadata_props[:]
+            copied.metadata_props.extend(kept)
+            copied.metadata_props.add(key=PREPROCESSOR_FILE, value=text)
+        return copied
 
 
 class Build(StrictConfig):

@@ -67,7 +67,8 @@ def validate(recipe: str) -> None:
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def init(model: Path, data: Path, out: Path, label: str | None, text: str | None, task: str | None,
          model_class: str | None, labels: str | None, trust_pickle: bool, name: str | None, force: bool) -> None:
-    """Write a starter recipe for your MODEL (HF folder, TorchScript, state dict, ONNX) and DATA (CSV/Parquet)."""
+    """Write a starter recipe for your MODEL (HF folder, TorchScript, state dict, ONNX) and DATA (CSV/Parquet,
+    or a folder of images laid out as DATA/<class>/<image>)."""
     from .errors import ModelpressError
     from .init import Choices, write_starter
 

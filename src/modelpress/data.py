@@ -1,9 +1,11 @@
-"""Datasets: the ones that ship in installed packages, users' CSV/Parquet files and text corpora.
+"""Datasets: the ones that ship in installed packages, users' CSV/Parquet files, text corpora and
+image files (``image_data.py``: an ImageFolder tree, or a column of images in a table).
 
-Every loader returns one pandas DataFrame with the inputs (a ``text`` column, or feature columns
-``f0..fN``), a ``label`` column when the data has labels (a corpus for a causal LM has none: one
-row per document) and, once split, a ``split`` column (train / calibration / eval), so a single
-artifact flows through ZenML and great-expectations sees exactly what trains.
+Every loader returns one pandas DataFrame with the inputs (a ``text`` column, feature columns
+``f0..fN``, or ``image`` (encoded file bytes) with ``image_file``), a ``label`` column when the
+data has labels (a corpus for a causal LM has none: one row per document) and, once split, a
+``split`` column (train / calibration / eval), so a single artifact flows through ZenML and
+great-expectations sees exactly what trains.
 """
 
 from __future__ import annotations
@@ -17,19 +19,21 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
+from . import image_data
 from .errors import ModelpressError
+from .sources.base import sha256_file
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .recipe import FileData, ShippedData, Split, TextData
+    from .recipe import FileData, ImageFolderData, ShippedData, Split, TextData
 
-    DataSpec: TypeAlias = ShippedData | FileData | TextData
+    DataSpec: TypeAlias = ShippedData | FileData | TextData | ImageFolderData
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    kind: str  # "text" or "features"
+    kind: str  # "text", "features" or "image"
     labels: tuple[Any, ...]
     image_shape: tuple[int, int, int] | None
     load: Callable[[], pd.DataFrame]
@@ -119,10 +123,52 @@ def describe(spec: DataSpec) -> DataSchema:
         return DataSchema(info.kind, info.labels, info.image_shape, spec.source)
     if spec.source == "text":  # a corpus: documents, no labels
         return DataSchema("text", None, None, str(cast("TextData", spec).path), labelled=False)
+    if spec.source == "images":  # an ImageFolder tree: the class folders name the labels
+        folder = cast("ImageFolderData", spec)
+        classes = tuple(folder.labels) if folder.labels else image_data.class_names(folder.path)
+        return DataSchema("image", classes, _transform_shape(folder), str(folder.path))
     spec = cast("FileData", spec)  # every other source that is not shipped is a file
-    kind = "text" if spec.text else "features"
+    kind = "text" if spec.text else "image" if spec.image else "features"
     labels = tuple(spec.labels) if spec.labels else None
-    return DataSchema(kind, labels, spec.image_shape, str(spec.path), labelled=spec.label is not None)
+    shape = _transform_shape(spec) if spec.image else spec.image_shape
+    return DataSchema(kind, labels, shape, str(spec.path), labelled=spec.label is not None)
+
+
+def _transform_shape(spec: FileData | ImageFolderData) -> tuple[int, int, int] | None:
+    """(C, H, W) the declared transform gives; None when the model's own processor decides."""
+    return spec.transform.shape() if spec.transform is not None else None
+
+
+def data_problems(spec: DataSpec) -> list[str]:
+    """What is wrong with the data that its spec's fields alone cannot say (found at validate,
+    before anything is loaded): declared labels against the class folders, an image column
+    against the files it names."""
+    if spec.source == "images":
+        return image_data.label_problems(cast("ImageFolderData", spec))
+    if getattr(spec, "image", None):
+        file = cast("FileData", spec)
+        column = cast(str, file.image)
+        try:
+            columns = file_columns(file)
+            if column not in columns:
+                return [f"data.image: {file.path} has no column {column!r}; columns: {', '.join(columns)}"]
+            return image_data.path_problems(_read(file, [column])[column], file.path)
+        except ModelpressError as exc:
+            return [str(exc)]
+    return []
+
+
+def fingerprint(spec: DataSpec) -> str | None:
+    """A digest of a user's data (the files its images come from included); None for shipped data."""
+    if spec.source == "images":
+        return image_data.folder_fingerprint(cast("ImageFolderData", spec).path)
+    path = getattr(spec, "path", None)
+    if path is None:
+        return None
+    if getattr(spec, "image", None):
+        file = cast("FileData", spec)
+        return image_data.column_fingerprint(file.path, _read(file, [cast(str, file.image)]).iloc[:, 0])
+    return f"sha256:{sha256_file(path)}"
 
 
 def declared_labels(spec: DataSpec) -> tuple[Any, ...] | None:
@@ -184,6 +230,8 @@ def load_frame(spec: DataSpec) -> pd.DataFrame:
 
         text = cast("TextData", spec)
         return pd.DataFrame({"text": read_documents(text.path, text.field)})
+    if spec.source == "images":
+        return image_data.load_folder(cast("ImageFolderData", spec))
     return _load_user_file(cast("FileData", spec))
 
 
@@ -203,13 +251,17 @@ def _load_user_file(spec: FileData) -> pd.DataFrame:
 
     frame = _read(spec)
     features = feature_columns(spec, list(frame.columns)) if spec.features else []
-    wanted = ([spec.label] if spec.label else []) + ([spec.text] if spec.text else features)
+    inputs = [spec.text] if spec.text else [spec.image] if spec.image else features
+    wanted = ([spec.label] if spec.label else []) + inputs
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise ModelpressError(f"{spec.path}: missing column(s) {missing}; has {list(frame.columns)}")
     if spec.text:
         texts = pd.DataFrame({"text": frame[spec.text]})
         return texts.assign(label=frame[spec.label]) if spec.label else texts
+    if spec.image:
+        images = image_data.column_images(frame[spec.image], spec.path)
+        return images.assign(label=frame[spec.label]) if spec.label else images
     try:
         out = frame[features].astype("float32")
     except (TypeError, ValueError) as exc:

@@ -104,6 +104,17 @@ class Parity(Record):
     max_abs_diff: float
 
 
+class ImageStats(Record):
+    """What the image files hold (every one decoded by validate_data)."""
+
+    files: int
+    min_width: int
+    max_width: int
+    min_height: int
+    max_height: int
+    modes: dict[str, int]  # PIL mode (RGB, L, RGBA, …) → files
+
+
 class DataReport(Record):
     """What great-expectations checked and how the labels were encoded."""
 
@@ -112,6 +123,7 @@ class DataReport(Record):
     rows: int
     labels: list[str] = []  # class names in index order (empty: the task has no labels)
     rows_per_split: dict[str, int] = {}
+    images: ImageStats | None = None  # image files: their sizes and modes
 
 
 class StageReport(Record):

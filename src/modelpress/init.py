@@ -1,10 +1,13 @@
-"""``modelpress init MODEL DATA``: a starter recipe for a user's own model and data file.
+"""``modelpress init MODEL DATA``: a starter recipe for a user's own model and data file or folder.
 
 The model's kind is recognised by the registered sources (each says whether a path looks like
 its kind of model), the task comes from the model (a Hugging Face config) or the data (a text
-column → text classification, numeric columns → tabular), the label order from the model's
-``id2label`` or the data. The recipe is validated before it is written, so what ``init``
-writes is what ``modelpress run`` accepts.
+column → text classification, numeric columns → tabular, a folder of class folders of images →
+image classification), the label order from the model's ``id2label``, ``--labels`` or the data
+(for an image folder: the class folders' names, sorted as torchvision's ImageFolder sorts them).
+A model without its own image processor gets a ``data.transform`` read from the first image
+(its size and mode), to be checked against how the model was trained. The recipe is validated
+before it is written, so what ``init`` writes is what ``modelpress run`` accepts.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def starter_recipe(choices: Choices) -> dict[str, Any]:
 
     from .registry import get_task
 
+    if choices.data.is_dir():
+        return _image_recipe(choices)
     frame = _read(choices.data, pd)
     label = choices.label or _guess(frame.columns, LABEL_NAMES) or str(frame.columns[-1])
     if label not in frame.columns:
@@ -63,10 +68,58 @@ def starter_recipe(choices: Choices) -> dict[str, Any]:
         data["features"] = "*"
     data["labels"] = list(facts.labels) if facts.labels else _declared(choices.labels, frame[label]) \
         if choices.labels else _labels(frame[label])
+    return _recipe(choices, model, data)
+
+
+def _recipe(choices: Choices, model: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     name = choices.name or _name(choices.model)
     return {"name": name, "description": f"starter recipe for {choices.model.name} (modelpress init)",
             "model": model, "data": data, "stages": DEFAULT_STAGES, "gate": DEFAULT_GATE,
             "export": ["onnx"], "registry": {"name": name, "promote_to": "champion"}}
+
+
+def _image_recipe(choices: Choices) -> dict[str, Any]:
+    """An ImageFolder tree (DATA/<class>/<image>): task image classification, the class order
+    from the model (id2label), ``--labels`` or the folder names."""
+    from .image_data import class_names, folder_files, layout_problem
+    from .registry import TASKS
+
+    problem = layout_problem(choices.data)
+    if problem:
+        raise ModelpressError(problem)
+    for flag, value in (("--label", choices.label), ("--text", choices.text)):
+        if value is not None:
+            raise ModelpressError(f"{flag}: {choices.data} is a folder of images; its class folders are the labels")
+    model = _model_block(choices)
+    facts = _facts(model, choices.model)
+    task = choices.task or facts.task or next(n for n, t in sorted(TASKS.all().items()) if t.init_for == "image")
+    if choices.task or facts.task is None:
+        model["task"] = task
+    classes = class_names(choices.data)
+    data: dict[str, Any] = {"source": "images", "path": _relative(choices.data, choices.out.parent)}
+    if facts.labels:
+        data["labels"] = list(facts.labels)
+    elif choices.labels:
+        unknown = [c for c in classes if c not in choices.labels]
+        if unknown:
+            raise ModelpressError(f"--labels: the class folder(s) {', '.join(unknown)} are not among them")
+        data["labels"] = list(choices.labels)
+    else:
+        data["labels"] = list(classes)
+    if facts.image_processor is None:  # a plain module: its preprocessing must be declared
+        first = next(iter(folder_files(choices.data).values()))[0]
+        data["transform"] = _transform_of(first)
+    return _recipe(choices, model, data)
+
+
+def _transform_of(image: Path) -> dict[str, Any]:
+    """``data.transform`` for images like ``image``: its size and (RGB or grayscale) mode."""
+    from .images import decode
+
+    with open(image, "rb") as handle:
+        decoded = decode(handle.read())
+    mode = "L" if decoded.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+    return {"resize": [decoded.height, decoded.width], "mode": mode}
 
 
 def write_starter(choices: Choices) -> Path:
@@ -80,6 +133,9 @@ def write_starter(choices: Choices) -> Path:
     choices.out.parent.mkdir(parents=True, exist_ok=True)
     header = ("# Written by `modelpress init`; check the stage and the gate, then\n"
               f"#   modelpress validate {choices.out.name} && modelpress run {choices.out.name}\n")
+    if "transform" in recipe["data"]:
+        header += ("# data.transform was read from the first image (size, mode): make it the preprocessing\n"
+                   "# the model was trained with (resize, crop, rescale, mean, std).\n")
     choices.out.write_text(header + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
     return choices.out
 

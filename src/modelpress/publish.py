@@ -66,12 +66,13 @@ def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, ve
                      "champion": champion.model_dump(mode="json")}, "report/report.json")
     _log_gate_evidence(plan, build.task, evaluation, verdict, champion, profile)
     mlflow.set_tags({f"modelpress.{k}": v for k, v in plan.tags.items()})
-    if build.model is not None:
-        info = mlflow.pytorch.log_model(build.model, name=_torch_artifact(), serialization_format="pickle",
-                                        pip_requirements=TORCH_REQUIREMENTS)
-        build.torch_model_uri = info.model_uri
     with tempfile.TemporaryDirectory(prefix="modelpress-builds-") as scratch:
         build.scratch = Path(scratch)
+        if build.model is not None:  # with its image processor, if any, as an extra file
+            info = mlflow.pytorch.log_model(build.model, name=_torch_artifact(), serialization_format="pickle",
+                                            pip_requirements=TORCH_REQUIREMENTS,
+                                            extra_files=build.preprocessor_files() or None)
+            build.torch_model_uri = info.model_uri
         return _register(plan, build, evaluation, verdict, run)
 
 

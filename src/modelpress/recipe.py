@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from .errors import ModelpressError, RecipeError
+from .images import ImageTransform
 from .search import SearchSpec
 from .sources.package import BaselineTraining
 from .strict_fields import StrictModel
@@ -77,8 +78,9 @@ class ShippedData(_DataBase):
 
 
 class FileData(_DataBase):
-    """A user CSV or Parquet file with either a text or feature columns, and a label column
-    (optional for tasks that take no labels: a causal LM reads the text column alone)."""
+    """A user CSV or Parquet file with a text column, feature columns or an image column (bytes,
+    or paths relative to the file's folder), and a label column (optional for tasks that take no
+    labels: a causal LM reads the text column alone)."""
 
     source: Literal["csv", "parquet"]
     path: Path
@@ -86,7 +88,9 @@ class FileData(_DataBase):
     text: str | None = None
     features: list[str] | Literal["*"] | None = Field(
         None, description='feature columns in the model\'s order; "*" = every column except the label')
+    image: str | None = Field(None, description="a column of image files: bytes, or paths relative to the file")
     image_shape: tuple[int, int, int] | None = Field(None, description="C, H, W of the features")
+    transform: ImageTransform | None = Field(None, description="a plain module's image preprocessing")
     labels: list[str | int] | None = Field(None, min_length=2, description="declared label set")
 
     _exists = field_validator("path")(_existing_path)
@@ -100,9 +104,37 @@ class FileData(_DataBase):
 
     @model_validator(mode="after")
     def _one_input_kind(self) -> FileData:
-        if (self.text is None) == (self.features is None):
-            raise ValueError("give exactly one of 'text' (a column) or 'features' (columns)")
+        if sum(field is not None for field in (self.text, self.features, self.image)) != 1:
+            raise ValueError("give exactly one of 'text' (a column), 'features' (columns) or 'image' (a column)")
+        if self.image_shape is not None and self.features is None:
+            raise ValueError("image_shape reshapes feature columns; it goes with 'features' only")
+        if self.transform is not None and self.image is None:
+            raise ValueError("transform preprocesses image files; it goes with 'image' only")
         return self
+
+
+class ImageFolderData(_DataBase):
+    """Image files laid out as torchvision's ImageFolder reads them: ``DIR/<class>/<image file>``;
+    the class names are the folder names (sorted, unless ``labels`` gives the model's order)."""
+
+    source: Literal["images"]
+    path: Path
+    labels: list[str] | None = Field(None, min_length=2, description="the model's class order "
+                                     "(default: the folder names, sorted)")
+    transform: ImageTransform | None = Field(None, description="a plain module's image preprocessing "
+                                             "(a Hugging Face model brings its own image processor)")
+
+    @field_validator("path")
+    @classmethod
+    def _image_folder(cls, value: Path, info: ValidationInfo) -> Path:
+        from .image_data import layout_problem
+
+        path = _existing_path(value, info)
+        assert path is not None
+        problem = layout_problem(path)
+        if problem:
+            raise ValueError(problem)
+        return path
 
 
 class TextData(_DataBase):
@@ -127,7 +159,7 @@ class TextData(_DataBase):
         return path
 
 
-DataSource = Annotated[ShippedData | FileData | TextData, Field(discriminator="source")]
+DataSource = Annotated[ShippedData | FileData | TextData | ImageFolderData, Field(discriminator="source")]
 
 
 # --- gate, registry, resources, schedule ---------------------------------------------------
@@ -445,17 +477,17 @@ def _build_problems(recipe: RecipeBase, task: Any) -> list[str]:
 
 
 def _data_problems(recipe: RecipeBase, task: Any) -> list[str]:
-    from .data import declared_labels, describe
+    from .data import data_problems, declared_labels, describe
 
     schema = describe(recipe.data)
-    if schema.kind != task.data_kind:
+    if not task.takes(schema.kind):
         return [f"data: a {task.name} model needs {task.data_kind} data, but data.source "
                 f"{recipe.data.source} gives {schema.kind}"]
     if task.labelled and not schema.labelled:
         return [f"data.label: a {task.name} model learns from labels; data.source {recipe.data.source} "
                 "gives none (name the label column)"]
-    problems = task.data_problems(recipe.data, schema.image_shape)
     facts = recipe.model.facts()
+    problems = data_problems(recipe.data) + task.data_problems(recipe.data, schema, facts)
     if task.labelled and (facts.labels is not None or facts.num_labels is not None):
         problems += _label_problems(recipe, facts, declared_labels(recipe.data))
     return problems

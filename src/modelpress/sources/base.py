@@ -37,6 +37,7 @@ class SourceFacts:
     labels: tuple[str, ...] | None = None  # class names in output order
     num_labels: int | None = None  # outputs per row, when known without running the model
     tokenizer: str | None = None  # a folder, or a package that ships one
+    image_processor: str | None = None  # a folder holding the model's preprocessor_config.json
     #: the model's Hugging Face config (config.json as a dict), when known without loading it
     hf_config: Mapping[str, Any] | None = None
     #: what a reader of the report must know about this model (e.g. what the reference is)

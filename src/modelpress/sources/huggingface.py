@@ -2,9 +2,10 @@
 
 The folder is the model's whole description, as for Optimum, Olive, NNCF, INC and
 llm-compressor: ``config.json`` names the architecture (``BertForSequenceClassification`` →
-text-classification, ``LlamaForCausalLM`` → causal-lm) and, for classifiers, the class order
-(``id2label``); the folder's own tokenizer encodes the text. Loaded with the Auto class the
-task names; nothing is fetched from a hub.
+text-classification, ``ViTForImageClassification`` → image-classification, ``LlamaForCausalLM``
+→ causal-lm) and, for classifiers, the class order (``id2label``); the folder's own tokenizer
+encodes the text, its own image processor (``preprocessor_config.json``) the images. Loaded with
+the Auto class the task names; nothing is fetched from a hub.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationInfo, field_validator
 
 from ..errors import ModelpressError
+from ..images import PREPROCESSOR_FILE
 from ..registry import register_source
 from .base import Source, SourceFacts, resolve_path, sha256_tree
 
@@ -38,7 +40,8 @@ class HuggingFaceModel(Source):
     source: Literal["huggingface"] = "huggingface"
     path: Path
 
-    summary = "a local Hugging Face folder (save_pretrained: config.json, weights, tokenizer)"
+    summary = ("a local Hugging Face folder (save_pretrained: config.json, weights, tokenizer or "
+               "preprocessor_config.json)")
     init_order = 10
 
     @field_validator("path")
@@ -78,8 +81,11 @@ class HuggingFaceModel(Source):
         id2label = (config.get("id2label") or {}) if chosen is None or chosen.labelled else {}
         names = [str(id2label[k]) for k in sorted(id2label, key=int)] if id2label else []
         named = bool(names) and not all(DEFAULT_LABEL.match(n) for n in names)
+        processor = self.path / PREPROCESSOR_FILE
         return SourceFacts(task=task.name if task else None, labels=tuple(names) if named else None,
-                           num_labels=len(names) or None, tokenizer=str(self.path), hf_config=config)
+                           num_labels=len(names) or None, hf_config=config,
+                           tokenizer=str(self.path) if self._has_tokenizer() else None,
+                           image_processor=str(self.path) if processor.is_file() else None)
 
     def problems(self, task: type[Task] | None) -> list[str]:
         try:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from ..images import ImagePreprocessing
 from ..registry import StrictConfig
 
 if TYPE_CHECKING:
@@ -27,10 +28,12 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
+    from ..data import DataSchema
     from ..handoffs import Evaluation
+    from ..sources.base import SourceFacts
 
 Batch = dict[str, "np.ndarray"]
-DataKind = Literal["text", "features"]
+DataKind = Literal["text", "features", "image"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class TaskSpec(BaseModel):
     tokenizer: str | None = None  # a folder, or the name of a package that ships one
     image_shape: tuple[int, int, int] | None = None
     features: tuple[str, ...] | None = None  # input columns, in the model's order
+    #: image files: the model's image processor (or the recipe's data.transform as one)
+    image_preprocessing: ImagePreprocessing | None = None
 
     def __init__(self, name: str | None = None, /, **data: Any):
         # Keywords that are not fields are task options: TaskSpec("text-classification", max_length=16).
@@ -146,8 +151,14 @@ class Task:
     # --- what a recipe must give it (checked at load) ------------------------------------
 
     @classmethod
-    def data_problems(cls, data: Any, image_shape: tuple[int, int, int] | None) -> list[str]:
-        """Why ``data`` (a recipe data spec of kind ``data_kind``) cannot feed this task."""
+    def takes(cls, kind: str) -> bool:
+        """Whether data of ``kind`` (``DataSchema.kind``) can feed this task."""
+        return kind == cls.data_kind
+
+    @classmethod
+    def data_problems(cls, data: Any, schema: DataSchema, facts: SourceFacts) -> list[str]:
+        """Why ``data`` (a recipe data spec this task :meth:`takes`) cannot feed this task's model,
+        which the source's ``facts`` describe."""
         return []
 
     @classmethod

@@ -1,4 +1,5 @@
-"""Image classification: feature columns reshaped to C×H×W pixels (the shipped small CNN)."""
+"""Image classification: image files preprocessed by the model's image processor (or the
+recipe's ``data.transform``), or C×H×W pixel columns (``data.image_shape``, the shipped small CNN)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from .classification import ClassificationTask
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..data import DataSchema
+    from ..sources.base import SourceFacts
+
 
 class ImageClassificationConfig(TaskConfig):
     name: Literal["image-classification"] = "image-classification"
@@ -20,25 +24,49 @@ class ImageClassificationConfig(TaskConfig):
 class ImageClassification(ClassificationTask):
     name = "image-classification"
     Config = ImageClassificationConfig
-    summary = "class of an image given as C×H×W pixel columns (data.image_shape)"
-    data_kind: ClassVar[DataKind] = "features"
-    input_names = ("pixels",)
+    summary = ("class of an image: image files (an ImageFolder tree or an image column) preprocessed by the "
+               "model's image processor or data.transform, or C×H×W pixel columns (data.image_shape)")
+    data_kind: ClassVar[DataKind] = "image"
+    init_for: ClassVar[DataKind | None] = "image"
+    input_names = ("pixel_values",)
     hf_architectures = ("ForImageClassification",)
     hf_auto_class = "AutoModelForImageClassification"
     capabilities = frozenset({"students-by-width"})
 
     @classmethod
-    def data_problems(cls, data: Any, image_shape: tuple[int, int, int] | None) -> list[str]:
-        if image_shape is None:
+    def takes(cls, kind: str) -> bool:
+        return kind in ("image", "features")  # features: pixel columns reshaped by data.image_shape
+
+    @classmethod
+    def data_problems(cls, data: Any, schema: DataSchema, facts: SourceFacts) -> list[str]:
+        if schema.kind == "image":
+            from ..image_data import preprocessing_problems
+
+            return preprocessing_problems(data, facts)
+        if schema.image_shape is None:
             return ["data.image_shape: an image-classification model needs the images' shape "
                     "(C, H, W) to reshape the feature columns; give data.image_shape, or use "
                     "task tabular-classification for a vector of features"]
         return []
 
     def encode(self, frame: pd.DataFrame) -> Batch:
+        if "image" in frame.columns:  # encoded image files
+            from ..images import pixel_values
+
+            if self.spec.image_preprocessing is None:
+                raise ValueError("image files need the model's image preprocessing (TaskSpec.image_preprocessing)")
+            return {"pixel_values": pixel_values(frame["image"], self.spec.image_preprocessing)}
         shape = self.spec.image_shape
         if shape is None:
             raise ValueError("image-classification needs data.image_shape (C, H, W)")
         features = frame[[f"f{i}" for i in range(shape[0] * shape[1] * shape[2])]]
         # copy=True: pandas 3 hands out read-only views, which torch.from_numpy warns about
-        return {"pixels": features.to_numpy(dtype="float32", copy=True).reshape(len(frame), *shape)}
+        return {"pixel_values": features.to_numpy(dtype="float32", copy=True).reshape(len(frame), *shape)}
+
+    def preprocessor(self) -> Any:
+        """The image processor, saved as ``preprocessor_config.json`` beside exported models."""
+        if self.spec.image_preprocessing is None:
+            return None
+        from ..images import processor
+
+        return processor(self.spec.image_preprocessing)
