@@ -66,7 +66,7 @@ def _held_out() -> tuple[list[Any], list[int]]:
     return images[FOLDER_DIGITS:], [int(t) for t in targets[FOLDER_DIGITS:]]
 
 
-def hf_vit(folder: Path, steps: int = 120) -> Path:
+def hf_vit(folder: Path, steps: int = 500) -> Path:
     """A tiny random-init ViTForImageClassification trained briefly on held-out digits through its
     own ViTImageProcessor, saved with save_pretrained (id2label in digit order: zero, one, …)."""
     import torch
@@ -80,7 +80,7 @@ def hf_vit(folder: Path, steps: int = 120) -> Path:
     processor = ViTImageProcessor(size={"height": SIZE, "width": SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     images, targets = _held_out()
     pixels = processor(images=[i.convert("RGB") for i in images], return_tensors="pt")["pixel_values"]
-    _train(model, pixels, torch.tensor(targets), steps, lambda m, x: m(pixel_values=x).logits, lr=3e-3)
+    _train(model, pixels, torch.tensor(targets), steps, lambda m, x: m(pixel_values=x).logits, lr=2e-3)
     out = folder / "digit-vit"
     model.eval().save_pretrained(out)
     processor.save_pretrained(out)
@@ -130,10 +130,17 @@ def _train(model: Any, pixels: Any, labels: Any, steps: int, forward: Any, lr: f
 
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
+    # One thread: these small steps run several times slower with two spinning threads on a busy
+    # 2-core machine (src/modelpress/DESIGN.md §8, OMP_WAIT_POLICY).
+    torch.set_num_threads(1)
     model.train()
-    for _ in range(steps):
-        batch = torch.randint(0, len(labels), (64,), generator=generator)
-        loss = torch.nn.functional.cross_entropy(forward(model, pixels[batch]), labels[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    try:
+        for _ in range(steps):
+            batch = torch.randint(0, len(labels), (64,), generator=generator)
+            loss = torch.nn.functional.cross_entropy(forward(model, pixels[batch]), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
