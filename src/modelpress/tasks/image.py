@@ -22,7 +22,7 @@ class ImageClassification(ClassificationTask):
     Config = ImageClassificationConfig
     summary = "class of an image given as C×H×W pixel columns (data.image_shape)"
     data_kind: ClassVar[DataKind] = "features"
-    input_names = ("pixels",)
+    input_names = ("pixel_values",)
     hf_architectures = ("ForImageClassification",)
     hf_auto_class = "AutoModelForImageClassification"
     capabilities = frozenset({"students-by-width"})
@@ -41,4 +41,4 @@ class ImageClassification(ClassificationTask):
             raise ValueError("image-classification needs data.image_shape (C, H, W)")
         features = frame[[f"f{i}" for i in range(shape[0] * shape[1] * shape[2])]]
         # copy=True: pandas 3 hands out read-only views, which torch.from_numpy warns about
-        return {"pixels": features.to_numpy(dtype="float32", copy=True).reshape(len(frame), *shape)}
+        return {"pixel_values": features.to_numpy(dtype="float32", copy=True).reshape(len(frame), *shape)}
