@@ -32,7 +32,7 @@ from modelpress.tasks import TaskSpec
 
 
 def accuracy(model, task, frame) -> float:
-    logits, _, labels = predict(torch_runner(model), task, frame[frame["split"] == "eval"], batch_size=128)
+    logits, _, labels = predict(torch_runner(model, task), task, frame[frame["split"] == "eval"], batch_size=128)
     return quality(logits, labels)["accuracy"]
 
 
@@ -85,7 +85,7 @@ def ort_latency(models: dict, task_spec: TaskSpec, frame, repeats: int = 15) -> 
 
     timing_task = TaskSpec(task_spec.name, tokenizer=task_spec.tokenizer, max_length=128).build()
     evaluation = frame[frame["split"] == "eval"]
-    runs = {name: onnx_runner(onnx_session(export_onnx(m, timing_task, evaluation), threads=2))
+    runs = {name: onnx_runner(onnx_session(export_onnx(m, timing_task, evaluation), threads=2), timing_task)
             for name, m in models.items()}
     timings = interleaved_latency(runs, timing_task.timing_batch(evaluation, 32), repeats=repeats)
     return {name: t["latency_ms"] for name, t in timings.items()}

@@ -87,12 +87,12 @@ def variants(model, task, frame, threads: int) -> dict[str, tuple[float, Runner]
         "Optimum avx512_vnni per-channel": optimum_avx512_vnni(proto),
     }
     out: dict[str, tuple[float, Runner]] = {
-        "torch fp32 eager": (torch_size_mb(model), torch_runner(model)),
-        "torch.ao quantize_dynamic": (torch_size_mb(ao), torch_runner(ao)),
+        "torch fp32 eager": (torch_size_mb(model), torch_runner(model, task)),
+        "torch.ao quantize_dynamic": (torch_size_mb(ao), torch_runner(ao, task)),
     }
     for name, payload in graphs.items():
         if payload is not None:
-            out[name] = (len(payload) / 1e6, onnx_runner(onnx_session(payload, threads=threads)))
+            out[name] = (len(payload) / 1e6, onnx_runner(onnx_session(payload, threads=threads), task))
     return out
 
 

@@ -109,7 +109,7 @@ def score_variant(
 ) -> None:
     """Export the variant, keep its ORT session, measure accuracy, size and parameters."""
     exported = export_onnx(v.model, task, eval_frame)
-    v.run = onnx_runner(onnx_session(exported))
+    v.run = onnx_runner(onnx_session(exported), task)
     logits, _, labels = predict(v.run, task, eval_frame)
     total, nonzero = params(v.model)
     v.metrics.update(

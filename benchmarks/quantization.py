@@ -99,10 +99,10 @@ def minilm_part(limit: int, repeats: int) -> str:
         reports[name] = dict(context.report)
         print(f"[minilm] {name}: quantized in {time.time() - start:.0f}s", flush=True)
 
-    runners: dict[str, Callable] = {n: onnx_runner(onnx_session(g, THREADS)) for n, g in graphs.items()}
+    runners: dict[str, Callable] = {n: onnx_runner(onnx_session(g, THREADS), task) for n, g in graphs.items()}
     sizes = {n: g.ByteSize() / 1e6 for n, g in graphs.items()}
     torch_models = _minilm_torch_variants(model, context, sizes)
-    runners.update({n: torch_runner(m) for n, m in torch_models.items()})
+    runners.update({n: torch_runner(m, task) for n, m in torch_models.items()})
 
     ref_logits, ref_emb, labels = predict(runners["ORT fp32"], task, evaluation)
     rows = []

@@ -1,5 +1,6 @@
-"""Users' own models and data, made by the tests: a tabular MLP (scaler inside) and a Hugging
-Face sequence classifier folder built from the shipped MiniLM weights."""
+"""Users' own models and data, made by the tests the way users write theirs: a tabular MLP (scaler
+inside) and a torchvision-style CNN, both ``forward(self, x)``, and a Hugging Face sequence
+classifier folder built from the shipped MiniLM weights."""
 
 from __future__ import annotations
 
@@ -20,8 +21,32 @@ class PatientMLP(nn.Module):
         self.net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, classes))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net((features - self.mean) / self.std)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+'''
+
+CNN_SOURCE = '''
+import torch
+from torch import nn
+
+
+class DigitNet(nn.Module):
+    """Laid out like torchvision's classifiers: features, adaptive pooling, a classifier."""
+
+    def __init__(self, num_classes: int = 10, width: int = 16):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, kernel_size=3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, kernel_size=3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2))
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.classifier = nn.Sequential(nn.Linear(8 * width, 64), nn.ReLU(inplace=True), nn.Linear(64, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
 '''
 
 
@@ -106,3 +131,41 @@ def hf_classifier(folder: Path, steps: int = 30) -> Path:
     model.eval().save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def digits_csv(folder: Path) -> Path:
+    """sklearn's 8×8 digits as a CSV of named pixel columns (``px_r_c``, 0–1) and a ``digit`` label."""
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    frame = pd.DataFrame(bunch.data / 16.0, columns=[f"px_{i // 8}_{i % 8}" for i in range(64)])
+    frame["digit"] = bunch.target
+    path = folder / "digits.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def train_cnn(folder: Path, epochs: int = 6) -> object:
+    """DigitNet trained briefly on digits.csv, as a user's own training script would."""
+    import importlib
+    import sys
+
+    import pandas as pd
+    import torch
+
+    (folder / "digit_models.py").write_text(CNN_SOURCE)
+    sys.path.insert(0, str(folder))
+    module = importlib.import_module("digit_models")
+    frame = pd.read_csv(folder / "digits.csv")
+    x = torch.tensor(frame.drop(columns="digit").to_numpy(), dtype=torch.float32).reshape(-1, 1, 8, 8)
+    y = torch.tensor(frame["digit"].to_numpy())
+    torch.manual_seed(0)
+    model = module.DigitNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(64):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            optimizer.step()
+    return model.eval()

@@ -1,6 +1,7 @@
 """Bring your own model: real ZenML runs on the embedded stack, ending with @champion, on models the
-tests make themselves — a tabular MLP as TorchScript and as state dict + class, and a Hugging Face
-classifier folder — each compressed, gated, ONNX-parity-checked, registered and promoted."""
+tests make themselves as users write them — a tabular MLP and a torchvision-style CNN, both
+``forward(self, x)``, each as TorchScript and as state dict + class, and a Hugging Face classifier
+folder — each pruned and/or quantized, gated, ONNX-parity-checked, registered and promoted."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from .helpers import mlflow_client, run_cli
-from .own_models import hf_classifier, patients_csv, reviews_csv, train_mlp
+from .own_models import digits_csv, hf_classifier, patients_csv, reviews_csv, train_cnn, train_mlp
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +81,47 @@ def test_state_dict_and_class_pruned_structurally_then_quantized(project: Path, 
     assert metrics["candidate.size_mb"] < 0.9 * metrics["baseline.size_mb"]
     assert metrics["parity.agreement"] >= 0.99
     assert report["stages"]["1.prune"]["method"] == "structured"
+
+
+@pytest.fixture(scope="module")
+def cnn_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    folder = tmp_path_factory.mktemp("own-cnn")
+    digits_csv(folder)
+    model = train_cnn(folder)
+    torch.save(model.state_dict(), folder / "cnn_state.pt")
+    torch.jit.save(torch.jit.script(model), folder / "cnn_scripted.pt")
+    return folder
+
+
+def _digits_recipe(name: str, model: dict, stages: list) -> dict:
+    return {"name": name, "model": {**model, "task": "image-classification"},
+            "data": {"source": "csv", "path": "digits.csv", "label": "digit", "features": "*",
+                     "image_shape": [1, 8, 8], "split": {"train": 0.6, "eval": 0.4, "calibration": 64}},
+            "stages": stages, "gate": {"accuracy": {"max_drop": 0.05}, "agreement": {"min": 0.9}},
+            "registry": {"name": name}}
+
+
+@pytest.mark.parametrize(("kind", "model", "stages"), [
+    ("scripted", {"source": "torchscript", "path": "cnn_scripted.pt"},
+     [{"prune": {"sparsity": 0.5}}, {"quantize": {"bits": 8}}]),
+    ("state-dict", {"source": "state-dict", "path": "cnn_state.pt", "class": "digit_models:DigitNet"},
+     [{"prune": {"method": "structured", "sparsity": 0.25}}, {"quantize": {"bits": 8}}]),
+])
+def test_a_torchvision_style_cnn_forward_x_runs_to_champion(cnn_project: Path, modelpress_cli: str, kind: str,
+                                                            model: dict, stages: list) -> None:
+    name = f"digits-{kind}"
+    (cnn_project / f"{kind}.yaml").write_text(yaml.safe_dump(_digits_recipe(name, model, stages)))
+    result = run_cli(modelpress_cli, cnn_project, "run", f"{kind}.yaml")
+    assert result.returncode == 0, result.output[-4000:]
+    assert "promoted to @champion" in result.stdout
+    tags, metrics, report = champion_run(cnn_project, name)
+    assert tags["gate"] == "passed"
+    assert metrics["baseline.accuracy"] > 0.8
+    assert metrics["parity.agreement"] >= 0.99  # the exported graph reproduces the module
+    assert metrics["candidate.size_mb"] < metrics["baseline.size_mb"]
+    assert "1.prune" in report["stages"] and "2.quantize" in report["stages"]
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,12 @@ def test_cnn_export_has_dynamic_batch_and_matches_pytorch(digits) -> None:
     model = SmallCNN((1, 8, 8), 10).eval()
     proto = export_onnx(model, task, frame)
     assert [o.name for o in proto.graph.output] == ["logits", "embedding"]
+    assert [i.name for i in proto.graph.input] == ["pixels"]  # SmallCNN.forward(self, pixels)
     session = onnx_session(proto)
     for rows in (1, 7, 64):
         batch = task.encode(frame.iloc[:rows])
-        logits = session.run(["logits"], batch)[0]
-        expected = model(torch.from_numpy(batch["pixels"]))[0].detach().numpy()
+        logits = session.run(["logits"], {"pixels": batch["pixel_values"]})[0]
+        expected = model(torch.from_numpy(batch["pixel_values"]))[0].detach().numpy()
         np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
     assert check_parity(model, proto, task, frame).agreement == 1.0
 

@@ -21,7 +21,8 @@ def test_plan_orders_stages_by_kind_and_fingerprints_inputs() -> None:
     assert [(s.name, s.kind, s.position) for s in plan.stages] == [("prune", "module", 1), ("quantize", "graph", 2)]
     assert plan.data_fingerprint.startswith("digits:scikit-learn==")
     assert plan.task.model_dump() == {"name": "image-classification", "options": {}, "image_shape": (1, 8, 8),
-                                      "tokenizer": None, "labels": tuple(str(i) for i in range(10)), "features": None}
+                                      "tokenizer": None, "labels": tuple(str(i) for i in range(10)), "features": None,
+                                      "image_preprocessing": None}
     assert [b.name for b in plan.builds] == ["onnx"]
     assert len(plan.tags["recipe_hash"]) == 16
     # the plan is what ZenML caches on: it must survive a JSON round trip unchanged

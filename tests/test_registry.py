@@ -39,7 +39,7 @@ def linear_model(frame, task, steps: int) -> torch.nn.Module:
     """A linear classifier trained ``steps`` steps: more steps, better accuracy."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
-    x = torch.from_numpy(task.encode(frame)["pixels"])
+    x = torch.from_numpy(task.encode(frame)["pixel_values"])
     y = torch.tensor(frame["label"].to_numpy())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     for _ in range(steps):
@@ -60,7 +60,7 @@ def linear_model(frame, task, steps: int) -> torch.nn.Module:
 
 def champion_accuracy(model_uri: str, frame, task) -> float:
     """A registered ONNX model's accuracy on ``frame`` (what the promotion compares here)."""
-    logits, _, labels = predict(onnx_runner(onnx_session(mlflow.onnx.load_model(model_uri))), task, frame)
+    logits, _, labels = predict(onnx_runner(onnx_session(mlflow.onnx.load_model(model_uri)), task), task, frame)
     return quality(logits, labels)["accuracy"]
 
 

@@ -81,6 +81,11 @@ def init(model: Path, data: Path, out: Path, label: str | None, text: str | None
     click.echo(f"wrote {written}; next: modelpress validate {written} && modelpress run {written}")
 
 
+#: where `tasks` and `builds` send a reader who wants to know what works on which model
+SUPPORT_MATRIX = ("\nWhich model families each stage and build is tested on, and why a combination is refused: "
+                  "the support matrix in the README (generated from the tests: tests/support_matrix.py).")
+
+
 @main.command()
 def stages() -> None:
     """List the registered stages (techniques) with each config's fields."""
@@ -112,6 +117,7 @@ def tasks() -> None:
         click.echo("    measures: " + ", ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is "
                                                 f"better)" for m in task.metrics))
         click.echo(f"    promotion compares: {task.primary_metric}")
+    click.echo(SUPPORT_MATRIX)
 
 
 @main.command()
@@ -122,6 +128,7 @@ def builds() -> None:
     for name, build in sorted(BUILDS.all().items()):
         click.echo(f"{name}{' [registers]' if build.registers else ''}: {build.summary}")
         _echo_fields(build, "    ")
+    click.echo(SUPPORT_MATRIX)
 
 
 def _echo_fields(config: Any, indent: str, skip: tuple[str, ...] = ()) -> None:

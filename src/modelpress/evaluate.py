@@ -33,27 +33,39 @@ def onnx_session(model: onnx.ModelProto | bytes, threads: int | None = None) -> 
     return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
 
 
-def onnx_runner(session: ort.InferenceSession) -> Callable[[Batch], Outputs]:
-    wanted = {i.name for i in session.get_inputs()}
+def graph_input_names(model: onnx.ModelProto) -> list[str]:
+    """A graph's inputs in order (initializers listed as inputs by old exporters excluded)."""
+    initializers = {t.name for t in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in initializers]
+
+
+def onnx_runner(session: ort.InferenceSession, task: Task | None = None) -> Callable[[Batch], Outputs]:
+    """Runs a graph on a task's batches (fed by the task's binding), or, without a task, on feed
+    dicts already keyed by the graph's input names."""
+    names = [i.name for i in session.get_inputs()]
 
     def run(batch: Batch) -> Outputs:
-        outputs = session.run(None, {k: v for k, v in batch.items() if k in wanted})
+        if task is None:
+            feeds = {k: v for k, v in batch.items() if k in names}
+        else:
+            feeds = task.graph_binding(names, batch).feeds(batch)
+        outputs = session.run(None, feeds)
         return outputs[0], outputs[1] if len(outputs) > 1 else outputs[0]
 
     return run
 
 
-def torch_runner(model: torch.nn.Module) -> Callable[[Batch], Outputs]:
+def torch_runner(model: torch.nn.Module, task: Task) -> Callable[[Batch], Outputs]:
     import torch
-
-    from .tasks import torch_forward
 
     model.eval()
 
     def run(batch: Batch) -> Outputs:
-        with torch.inference_mode():
-            logits, embedding = torch_forward(model, batch)
-        return logits.float().numpy(), embedding.float().numpy()
+        # Not inference_mode, and detached: a TorchScript module once run with autograd fails in
+        # inference mode, and its executor may hand back outputs that require grad under no_grad.
+        with torch.no_grad():
+            logits, embedding = task.forward(model, batch)
+        return logits.detach().float().numpy(), embedding.detach().float().numpy()
 
     return run
 
@@ -119,8 +131,8 @@ def compare_onnx(baseline: onnx.ModelProto, candidate: onnx.ModelProto, task: Ta
                  eval_frame: pd.DataFrame, timing_batch_size: int = 32,
                  repeats: int = 20) -> dict[str, dict[str, float]]:
     """Every gate metric for baseline and candidate, both run in ONNX Runtime."""
-    runs = {"baseline": onnx_runner(onnx_session(baseline)),
-            "candidate": onnx_runner(onnx_session(candidate))}
+    runs = {"baseline": onnx_runner(onnx_session(baseline), task),
+            "candidate": onnx_runner(onnx_session(candidate), task)}
     ref_logits, ref_emb, labels = predict(runs["baseline"], task, eval_frame)
     logits, emb, _ = predict(runs["candidate"], task, eval_frame)
     timing = interleaved_latency(runs, task.timing_batch(eval_frame, timing_batch_size), repeats)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import onnx
 
-    from .tasks import Batch
+    from .tasks import Batch, Task
 
 # VmHWM (this process image's high-water RSS), not ru_maxrss: Linux carries ru_maxrss over
 # from the parent across fork+exec, so a probe started from a big pipeline process would
@@ -62,7 +62,13 @@ def peak_memory_mb(model: onnx.ModelProto, batch: Batch, timeout_s: float = 120)
 
 
 def add_peak_memory(report: dict[str, dict[str, float]], models: dict[str, onnx.ModelProto],
-                    batch: Batch) -> dict[str, dict[str, float]]:
-    """``report`` with ``peak_memory_mb`` set for each named model (e.g. baseline, candidate)."""
-    return {name: {**metrics, "peak_memory_mb": peak_memory_mb(models[name], batch)} if name in models else metrics
+                    batch: Batch, task: Task) -> dict[str, dict[str, float]]:
+    """``report`` with ``peak_memory_mb`` set for each named model (e.g. baseline, candidate), each
+    fed ``batch`` the way its graph takes the task's inputs."""
+    from .evaluate import graph_input_names
+
+    def peak(model: onnx.ModelProto) -> float:
+        return peak_memory_mb(model, task.graph_binding(graph_input_names(model), batch).feeds(batch))
+
+    return {name: {**metrics, "peak_memory_mb": peak(models[name])} if name in models else metrics
             for name, metrics in report.items()}

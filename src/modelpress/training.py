@@ -126,7 +126,7 @@ def validate(model: nn.Module, task: Task, frame: pd.DataFrame, batch_size: int,
     model.eval()
     loss, weight, correct, count = 0.0, 0, 0, 0
     for batch, labels in task.batches(frame, batch_size):
-        logits, _ = task.outputs(model(**to_device(batch, torch.device(device))))
+        logits, _ = task.outputs(task.call(model, to_device(batch, torch.device(device))))
         y = _labels(labels, logits.device)
         loss += task.loss(logits, y).item() * y.numel()
         weight += y.numel()
@@ -140,7 +140,7 @@ def task_loss(task: Task) -> LossFn:
     """The task's own loss on the trainee's outputs (cross-entropy for the classifiers)."""
 
     def loss(wrapped: nn.Module, inputs: Inputs, labels: torch.Tensor) -> torch.Tensor:
-        logits, _ = task.outputs(wrapped(**inputs))
+        logits, _ = task.outputs(task.call(wrapped, inputs))
         return task.loss(logits, labels)
 
     return loss

@@ -103,7 +103,6 @@ def _train_minilm_head(model: torch.nn.Module, task: Task, train: pd.DataFrame,
     import torch
     from tqdm.auto import tqdm
 
-    from .tasks import torch_forward
     from .training import Batches, fit, plain_settings
 
     model.eval()
@@ -111,7 +110,7 @@ def _train_minilm_head(model: torch.nn.Module, task: Task, train: pd.DataFrame,
     with torch.no_grad():
         for batch, y in tqdm(task.batches(train, 64), total=-(-len(train) // 64),
                              desc="embed train split", unit="batch", leave=False):
-            embeddings.append(torch_forward(model, batch)[1])
+            embeddings.append(task.forward(model, batch)[1])
             labels.append(torch.from_numpy(y))
     x, y = torch.cat(embeddings), torch.cat(labels)
 

@@ -70,8 +70,8 @@ def probe(teacher: nn.Module, harness: DistillHarness, teacher_tap: FeatureTap |
     pairs must be bridgeable; returns the projections the pairs need."""
     batch = task.example(frame, 4)
     inputs = to_device(batch, torch.device("cpu"))
-    teacher_logits, _ = split_outputs(teacher(**inputs))
-    student_logits, _ = split_outputs(harness.student.eval()(**inputs))
+    teacher_logits, _ = split_outputs(task.call(teacher, inputs))
+    student_logits, _ = split_outputs(task.call(harness.student.eval(), inputs))
     if student_logits.shape[-1] != teacher_logits.shape[-1]:
         raise ModelpressError(f"distill: the student outputs {student_logits.shape[-1]} logits and the teacher "
                               f"{teacher_logits.shape[-1]}; soft targets need equal output sizes (logits get "
@@ -105,7 +105,7 @@ def distill_link(teacher: nn.Module, student: Student, config: DistillConfig, ta
             if next(teacher.parameters()).device != labels.device:
                 teacher.to(labels.device)
             with torch.no_grad():
-                teacher_logits, _ = split_outputs(teacher(**inputs))
+                teacher_logits, _ = split_outputs(task.call(teacher, inputs))
                 teacher_features = teacher_tap.take(teacher_names) if teacher_tap else []
             return wrapped(inputs, labels, teacher_logits, teacher_features)
 

@@ -5,16 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from modelpress.registry import RecipeFacts, StageConfig
 from modelpress.train_config import TrainSettings
 
 
-def _model_file(value: str | None, field: str) -> str | None:
-    if value is not None and not Path(value).expanduser().is_file():
-        raise ValueError(f"{field}: no such model file '{value}' (a whole nn.Module saved with torch.save)")
-    return value
+def _model_file(value: str | None, info: ValidationInfo) -> str | None:
+    """The file's absolute path; a relative one is relative to the recipe's folder (context ``base``)."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base")
+    if not path.is_absolute() and base is not None and (Path(base) / path).is_file():
+        path = Path(base) / path
+    if not path.is_file():
+        raise ValueError(f"no such model file '{value}' (a whole nn.Module saved with torch.save)")
+    return str(path.resolve())
 
 
 class StudentSpec(StageConfig):
@@ -27,6 +34,11 @@ class StudentSpec(StageConfig):
     path: str | None = None  # a whole nn.Module saved with torch.save(model, path)
     init: Literal["teacher", "random"] = "teacher"  # derived students start from the teacher's weights
 
+    @field_validator("path")
+    @classmethod
+    def _student_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _model_file(value, info)
+
     @model_validator(mode="after")
     def _one_kind(self) -> StudentSpec:
         derived = self.layers is not None or self.width is not None
@@ -35,7 +47,6 @@ class StudentSpec(StageConfig):
                              "the teacher), not both")
         if self.path is None and not derived:
             raise ValueError("give layers and/or width (derived from the teacher), or path")
-        _model_file(self.path, "path")
         return self
 
 
@@ -77,8 +88,8 @@ class DistillConfig(TrainSettings, StageConfig):
 
     @field_validator("teacher_path")
     @classmethod
-    def _teacher_exists(cls, value: str | None) -> str | None:
-        return _model_file(value, "teacher_path")
+    def _teacher_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _model_file(value, info)
 
     def _derived(self) -> list[StudentSpec]:
         return [s for s in (*self.assistants, self.student) if s.path is None]

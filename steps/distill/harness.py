@@ -3,7 +3,7 @@ learned projections, in one module so DDP synchronises all of their gradients.""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -12,7 +12,10 @@ from modelpress.errors import ModelpressError
 from modelpress.tasks import split_outputs
 
 from .config import DistillConfig
-from .losses import attention_transfer, feature_loss, kd_loss
+from .losses import attention_transfer, feature_loss
+
+if TYPE_CHECKING:
+    from modelpress.tasks import Task
 
 
 class FeatureTap:
@@ -61,10 +64,10 @@ def projection(student: torch.Tensor, teacher: torch.Tensor, pair: tuple[str, st
 
 class DistillHarness(nn.Module):
     def __init__(self, student: nn.Module, pairs: list[tuple[str, str]], projections: list[nn.Module],
-                 config: DistillConfig, task: Any = None):
+                 config: DistillConfig, task: Task):
         super().__init__()
         self.student = student
-        self.task = task  # its distill_loss (token-level for a causal LM); None: the classifiers' KD
+        self.task = task  # calls the student, and its distill_loss (token-level for a causal LM)
         self.projections = nn.ModuleList(projections)
         self.student_names = [s for s, _ in pairs]
         self.config = config
@@ -73,11 +76,8 @@ class DistillHarness(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
                 teacher_logits: torch.Tensor | None, teacher_features: list[torch.Tensor]) -> torch.Tensor:
         config = self.config
-        logits, _ = split_outputs(self.student(**inputs))
-        if self.task is not None:
-            loss = self.task.distill_loss(logits, teacher_logits, labels, config.temperature, config.alpha)
-        else:
-            loss = kd_loss(logits, teacher_logits, labels, config.temperature, config.alpha)
+        logits, _ = split_outputs(self.task.call(self.student, inputs))
+        loss = self.task.distill_loss(logits, teacher_logits, labels, config.temperature, config.alpha)
         if self.tap is None:
             return loss
         features = self.tap.take(self.student_names)

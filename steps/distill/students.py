@@ -13,8 +13,9 @@ from modelpress.errors import ModelpressError
 
 from .config import StudentSpec
 
-# Where transformer stacks keep their layers: BERT-style encoders, Llama-style decoders, GPT-2.
-LAYER_STACKS = ("encoder.layer", "layers", "model.layers", "transformer.h")
+# Where transformer stacks keep their layers: BERT-style encoders, Llama-style decoders, GPT-2,
+# DistilBERT.
+LAYER_STACKS = ("encoder.layer", "layers", "model.layers", "transformer.h", "transformer.layer")
 
 
 @dataclass

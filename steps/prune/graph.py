@@ -8,6 +8,7 @@ the plan are ours (see scores.py, plan.py) so that every granularity shares them
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelpress.errors import ModelpressError
@@ -31,6 +32,7 @@ class GraphPruner:
         layers: str,
         protected: list[nn.Module],
         keep_head_inputs: nn.Module | None,
+        forward: Callable[[nn.Module, dict[str, torch.Tensor]], Any],
     ):
         import torch_pruning as tp
 
@@ -39,7 +41,7 @@ class GraphPruner:
         kinds = module_kinds(layers)
         with trace_errors(model, "Torch-Pruning's dependency tracing"):
             self.graph = tp.DependencyGraph().build_dependency(
-                model, example_inputs=example, verbose=False
+                model, example_inputs=example, forward_fn=forward, verbose=False
             )
         unreached = [
             name

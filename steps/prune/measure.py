@@ -37,9 +37,8 @@ def latency_report(
     if frame is None:
         return {}
     batch = context.task.timing_batch(frame, batch_size)
-    timing = interleaved_latency(
-        {"before": torch_runner(before), "after": torch_runner(after)}, batch, repeats=5, warmup=1
-    )
+    runs = {"before": torch_runner(before, context.task), "after": torch_runner(after, context.task)}
+    timing = interleaved_latency(runs, batch, repeats=5, warmup=1)
     ratio = timing["before"]["latency_ms"] / max(timing["after"]["latency_ms"], 1e-9)
     return {
         "latency_ms_before": round(timing["before"]["latency_ms"], 3),

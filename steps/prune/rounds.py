@@ -126,8 +126,8 @@ class StructuredRound(Round):
                 f"prune: target {self.config.target!r} needs a BERT- or Llama-style "
                 "transformer; this model has none (use target: channels)"
             )
-        self.head = output_layer(self.model, self.example)
-        self.keep_embedding = returns_embedding(self.model, self.example)
+        self.head = output_layer(self.model, self.example, self.context.task)
+        self.keep_embedding = returns_embedding(self.model, self.example, self.context.task)
         self.shapes = self._output_shapes()
 
     def _transformer_kinds(self) -> list[str]:
@@ -182,6 +182,7 @@ class StructuredRound(Round):
             self.config.layers,
             [self.head] if self.head else [],
             self.head if self.keep_embedding else None,
+            self.context.task.call,
         )
         modules = {
             n: m for n, m in self.model.named_modules() if isinstance(m, module_kinds("all"))
@@ -211,7 +212,7 @@ class StructuredRound(Round):
         from modelpress.tasks import split_outputs
 
         with torch.no_grad(), trace_errors(self.model, "the forward pass after pruning"):
-            logits, embedding = split_outputs(self.model(**(example or self.example)))
+            logits, embedding = split_outputs(self.context.task.call(self.model, example or self.example))
         # rank and width: a sequence axis (token logits of a causal LM) follows the input's length
         return [(logits.dim(), logits.shape[-1]), (embedding.dim(), embedding.shape[-1])]
 

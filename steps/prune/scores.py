@@ -38,6 +38,8 @@ class Calibration:
 
     batches: Sequence[tuple[dict[str, torch.Tensor], Any]]
     loss: Callable[[nn.Module, dict[str, torch.Tensor], Any], torch.Tensor]
+    #: the model's raw output on one batch's inputs, called the way the model is written
+    forward: Callable[[nn.Module, dict[str, torch.Tensor]], Any]
     #: wanda: run the model's blocks on this device one at a time (None: where the model is)
     device: str | None = None
     progress: bool = True
@@ -60,9 +62,9 @@ def classification_calibration(context: StageContext, batches: int, batch_size: 
     task = context.task
 
     def loss(model: nn.Module, inputs: dict[str, torch.Tensor], labels: Any) -> torch.Tensor:
-        return task.loss(task.outputs(model(**inputs))[0], labels)  # cross-entropy for classifiers
+        return task.loss(task.outputs(task.call(model, inputs))[0], labels)  # cross-entropy for classifiers
 
-    return Calibration(out, loss)
+    return Calibration(out, loss, task.call)
 
 
 def element_scores(
@@ -150,7 +152,7 @@ def _input_norms(
                 _blockwise_pass(model, blocks, calibration)
             else:
                 for inputs, _ in _progress(calibration, "wanda scores"):
-                    model(**inputs)
+                    calibration.forward(model, inputs)
     finally:
         for h in handles:
             h.remove()
@@ -167,10 +169,6 @@ def _progress(calibration: Calibration, desc: str) -> Any:
     return progress(list(calibration.batches), calibration.progress, desc)
 
 
-def _forward(model: nn.Module, batch: tuple[dict[str, torch.Tensor], Any]) -> Any:
-    return model(**batch[0])
-
-
 def _offload_blocks(model: nn.Module, modules: dict[str, nn.Module],
                     calibration: Calibration) -> tuple[str, nn.ModuleList] | None:
     """The chained blocks to run one at a time on ``calibration.device``, if one is set."""
@@ -178,7 +176,7 @@ def _offload_blocks(model: nn.Module, modules: dict[str, nn.Module],
 
     if calibration.device is None or not calibration.batches:
         return None
-    blocks = chained_blocks(model, list(modules), calibration.batches[0], _forward)
+    blocks = chained_blocks(model, list(modules), calibration.batches[0], _runner(calibration))
     if blocks is None or not all(name.startswith(blocks[0] + ".") for name in modules):
         return None  # a scored layer outside the blocks: one pass of the whole model instead
     return blocks
@@ -196,10 +194,15 @@ def _blockwise_pass(model: nn.Module, blocks: tuple[str, nn.ModuleList], calibra
     prefix, stack = blocks
     device = torch.device(calibration.device)
     with outside_on(model, stack, device):
-        inputs = BlockInputs.capture(model, stack[0], list(calibration.batches), _forward)
+        inputs = BlockInputs.capture(model, stack[0], list(calibration.batches), _runner(calibration))
     for block in progress(list(stack), calibration.progress, f"wanda {prefix} ({len(stack)} blocks)"):
         with onloaded(block, device):
             inputs.advance(inputs.run(block))
+
+
+def _runner(calibration: Calibration) -> Callable[[nn.Module, tuple[dict[str, torch.Tensor], Any]], Any]:
+    """What the block walk calls with one (inputs, labels) batch."""
+    return lambda model, batch: calibration.forward(model, batch[0])
 
 
 def _broadcast(norms: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

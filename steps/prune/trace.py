@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from modelpress.tasks import Task
+
 
 def module_kinds(layers: str) -> tuple[type, ...]:
     from torch import nn
@@ -65,7 +67,7 @@ def trace_errors(model: nn.Module, what: str) -> Iterator[None]:
             h.remove()
 
 
-def output_layer(model: nn.Module, example: dict[str, torch.Tensor]) -> nn.Module | None:
+def output_layer(model: nn.Module, example: dict[str, torch.Tensor], task: Task) -> nn.Module | None:
     """The Linear/Conv whose output *is* the logits (identity check), else the last one run."""
     import torch
 
@@ -79,7 +81,7 @@ def output_layer(model: nn.Module, example: dict[str, torch.Tensor]) -> nn.Modul
     ]
     try:
         with torch.no_grad():
-            logits, _ = split_outputs(model(**example))
+            logits, _ = split_outputs(task.call(model, example))
     finally:
         for h in handles:
             h.remove()
@@ -89,9 +91,9 @@ def output_layer(model: nn.Module, example: dict[str, torch.Tensor]) -> nn.Modul
     return seen[-1][0] if seen else None
 
 
-def returns_embedding(model: nn.Module, example: dict[str, torch.Tensor]) -> bool:
+def returns_embedding(model: nn.Module, example: dict[str, torch.Tensor], task: Task) -> bool:
     import torch
 
     with torch.no_grad():
-        out = model(**example)
+        out = task.call(model, example)
     return isinstance(out, (tuple, list)) and len(out) > 1

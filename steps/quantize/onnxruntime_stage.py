@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import onnx
 
     from modelpress.context import StageContext
-    from modelpress.tasks import Batch
+    from modelpress.tasks import Batch, Task
 
 # Without Gather the word-embedding table stays fp32 and a QDQ MiniLM stays ~59 MB (src/modelpress/DESIGN.md §5).
 STATIC_OPERATORS = ["MatMul", "Gemm", "Gather"]
@@ -52,8 +52,15 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig, context: StageConte
 
     exclude = excluded_nodes(model, config.exclude)
     batches = calibration_batches(context, config.calibration, "quantize") if config.needs_calibration else []
-    quantized = quantize_graph(model, config, batches, exclude, context.report)
-    return quantized
+    return quantize_graph(model, config, graph_feeds(model, context.task, batches), exclude, context.report)
+
+
+def graph_feeds(model: onnx.ModelProto, task: Task, batches: list[Batch]) -> list[Batch]:
+    """The task's batches keyed by the graph's input names, bound the way the graph takes them."""
+    from modelpress.evaluate import graph_input_names
+
+    names = graph_input_names(model)
+    return [task.graph_binding(names, batch).feeds(batch) for batch in batches]
 
 
 def quantize_graph(model: onnx.ModelProto, config: QuantizeConfig, batches: list[Batch],

@@ -19,13 +19,6 @@ if TYPE_CHECKING:
     from modelpress.context import StageContext
 
 
-def embedding_forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-    """What fidelity is measured on: the model's embedding (its logits when it has none)."""
-    from modelpress.tasks import torch_forward
-
-    return torch_forward(model, batch)[1]
-
-
 def task_forward(task: Any) -> Any:
     """The task's own forward (a causal LM's: the last positions' logits), embedding side."""
     return lambda model, batch: task.forward(model, batch)[1]

@@ -73,5 +73,5 @@ def linear_model(frame: Any, task: Any, steps: int) -> torch.nn.Module:
 
 def registered_accuracy(model_uri: str, frame: Any, task: Any) -> float:
     """A registered ONNX model's accuracy on ``frame``, measured here (what promotion compares)."""
-    logits, _, labels = predict(onnx_runner(onnx_session(mlflow.onnx.load_model(model_uri))), task, frame)
+    logits, _, labels = predict(onnx_runner(onnx_session(mlflow.onnx.load_model(model_uri)), task), task, frame)
     return quality(logits, labels)["accuracy"]

@@ -27,8 +27,12 @@ def lm_forward(model, ids):
     return model(input_ids=ids).logits
 
 
+def causal_lm_call(model, inputs):
+    return model(input_ids=inputs["input_ids"])
+
+
 def lm_loss(model, inputs, _target):
-    return next_token_loss(model(**inputs).logits, inputs["input_ids"])
+    return next_token_loss(causal_lm_call(model, inputs).logits, inputs["input_ids"])
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +125,8 @@ def _pruner_scores(model, score, calibration, device=None):
     from modelpress.steps.prune.transformers_blocks import TransformerPruner
 
     pruner = TransformerPruner(model, "mlp")
-    cal = Calibration([({"input_ids": c}, None) for c in calibration], lm_loss, device=device, progress=False)
+    cal = Calibration([({"input_ids": c}, None) for c in calibration], lm_loss, causal_lm_call,
+                      device=device, progress=False)
     return pruner, element_scores(model, pruner.scored_modules(), score, cal)
 
 
@@ -151,7 +156,7 @@ def test_two_four_masks_from_wanda_scores(calibration, sequences):
 
     model = tiny_llama()
     layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != "lm_head"}
-    cal = Calibration([({"input_ids": c}, None) for c in calibration], lm_loss, progress=False)
+    cal = Calibration([({"input_ids": c}, None) for c in calibration], lm_loss, causal_lm_call, progress=False)
     masks = two_four_masks(element_scores(model, layers, "wanda", cal))
     with torch.no_grad():
         for name, mask in masks.items():

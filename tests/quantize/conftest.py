@@ -46,7 +46,7 @@ def trained_net(digits_frame, task) -> TinyNet:
     torch.manual_seed(0)
     net = TinyNet()
     train = digits_frame[digits_frame.split == "train"]
-    x = torch.from_numpy(task.encode(train)["pixels"])  # raw 0..16 pixels, as the stages see them
+    x = torch.from_numpy(task.encode(train)["pixel_values"])  # raw 0..16 pixels, as the stages see them
     y = torch.from_numpy(train["label"].to_numpy().copy()).long()
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     for _ in range(60):

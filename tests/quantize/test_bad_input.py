@@ -37,7 +37,8 @@ def test_nan_calibration_is_refused_and_nothing_changes(trained_net, exported, d
     frame.loc[frame.index[frame.split == "calibration"][3], "f10"] = bad
     context = StageContext(task=task, data=frame)
     before = {k: v.clone() for k, v in trained_net.state_dict().items()}
-    with pytest.raises(CalibrationError, match=r"weight-quantize.calibration: input batch 0: 'pixels' has 1 NaN/inf"):
+    with pytest.raises(CalibrationError,
+                       match=r"weight-quantize.calibration: input batch 0: 'pixel_values' has 1 NaN/inf"):
         weight_quantize(trained_net, WeightQuantizeConfig(algorithm="gptq", bits=4, granularity="per-group",
                                                           group_size=32), context)
     assert all(torch.equal(before[k], v) for k, v in trained_net.state_dict().items())

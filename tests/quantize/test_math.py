@@ -86,7 +86,7 @@ def _layer_inputs(trained_net, digits_frame, task, split):
     captured = []
     hook = trained_net.up.register_forward_pre_hook(lambda m, a: captured.append(a[0].detach()))
     with torch.no_grad():
-        trained_net(torch.from_numpy(task.encode(rows)["pixels"]))
+        trained_net(torch.from_numpy(task.encode(rows)["pixel_values"]))
     hook.remove()
     return torch.cat(captured)
 

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from modelpress.evaluate import onnx_session
+from modelpress.evaluate import onnx_runner, onnx_session
 from modelpress.steps.quantize import QuantizeConfig, quantize
 
 SCHEMES = {
@@ -22,8 +22,8 @@ SCHEMES = {
 }
 
 
-def _embedding(graph, batch):
-    return onnx_session(graph).run(None, batch)[1]
+def _embedding(graph, batch, task):
+    return onnx_runner(onnx_session(graph), task)(batch)[1]
 
 
 def _cosine(a, b):
@@ -35,10 +35,10 @@ def test_scheme_round_trips(name, exported, context, digits_frame, task, tmp_pat
     config = QuantizeConfig(**{"calibration": {"progress": False}, **SCHEMES[name]})
     quantized = quantize(exported, config, context)
     batch = task.encode(digits_frame[digits_frame.split == "eval"].iloc[:64])
-    out = _embedding(quantized, batch)
-    assert _cosine(out, _embedding(exported, batch)) > 0.98
+    out = _embedding(quantized, batch, task)
+    assert _cosine(out, _embedding(exported, batch, task)) > 0.98
     onnx.save(quantized, tmp_path / "q.onnx")
-    assert np.array_equal(_embedding(onnx.load(tmp_path / "q.onnx"), batch), out)
+    assert np.array_equal(_embedding(onnx.load(tmp_path / "q.onnx"), batch, task), out)
     ops = {n.op_type for n in quantized.graph.node}
     expected = {"fp16": "Cast", "int4-g32-weight-only": "MatMulNBits"}.get(
         name, "DequantizeLinear" if "static" in name else "MatMulInteger")
@@ -73,15 +73,16 @@ def test_static_qdq_keeps_matmul_outputs_and_other_consumers_float(exported, con
 def test_smoothquant_graph_is_exact_in_float(exported, context, task, digits_frame):
     from modelpress.steps.quantize.calibration import calibration_batches
     from modelpress.steps.quantize.config import Calibration
+    from modelpress.steps.quantize.onnxruntime_stage import graph_feeds
     from modelpress.steps.quantize.ort_smooth import smooth_graph
 
-    batches = calibration_batches(context, Calibration(), "quantize")
+    batches = graph_feeds(exported, task, calibration_batches(context, Calibration(), "quantize"))
     smoothed, count = smooth_graph(exported, batches, 0.5, set())
     assert count == 4  # inputs of inp, up (after LayerNorm: folded), down, head
     ops = [n.op_type for n in smoothed.graph.node]
     assert ops.count("Mul") - [n.op_type for n in exported.graph.node].count("Mul") == 3  # LN one folded
     batch = task.encode(digits_frame.iloc[:32])
-    assert np.allclose(_embedding(smoothed, batch), _embedding(exported, batch), rtol=1e-4, atol=1e-4)
+    assert np.allclose(_embedding(smoothed, batch, task), _embedding(exported, batch, task), rtol=1e-4, atol=1e-4)
 
 
 def test_mixed_precision_reaches_target(exported, context):
@@ -100,6 +101,7 @@ def test_gemm_graphs_are_smoothed_and_reported(trained_net, task, digits_frame, 
     from modelpress.deploy.onnx_export import export_onnx
     from modelpress.steps.quantize.calibration import calibration_batches
     from modelpress.steps.quantize.config import Calibration
+    from modelpress.steps.quantize.onnxruntime_stage import graph_feeds
     from modelpress.steps.quantize.ort_smooth import smooth_graph
 
     class Flat(type(trained_net)):
@@ -111,9 +113,10 @@ def test_gemm_graphs_are_smoothed_and_reported(trained_net, task, digits_frame, 
     flat.load_state_dict(trained_net.state_dict())
     graph = export_onnx(flat.eval(), task, digits_frame.iloc[:4])
     assert "Gemm" in {n.op_type for n in graph.graph.node}
-    smoothed, count = smooth_graph(graph, calibration_batches(context, Calibration(), "quantize"), 0.5, set())
+    batches = graph_feeds(graph, task, calibration_batches(context, Calibration(), "quantize"))
+    smoothed, count = smooth_graph(graph, batches, 0.5, set())
     batch = task.encode(digits_frame.iloc[:32])
     assert count == 4
-    assert np.allclose(_embedding(smoothed, batch), _embedding(graph, batch), rtol=1e-4, atol=1e-4)
+    assert np.allclose(_embedding(smoothed, batch, task), _embedding(graph, batch, task), rtol=1e-4, atol=1e-4)
     quantize(graph, QuantizeConfig(activations="static", calibration={"progress": False}), context)
     assert len(context.report["layer_precision"]) == 4

@@ -128,7 +128,7 @@ def test_awq_scaling_lowers_the_output_error_of_a_trained_layer(trained_net, dig
     captured = []
     hook = trained_net.down.register_forward_pre_hook(lambda m, a: captured.append(a[0].detach()))
     with torch.no_grad():
-        trained_net(torch.from_numpy(task.encode(digits_frame)["pixels"].copy()))
+        trained_net(torch.from_numpy(task.encode(digits_frame)["pixel_values"].copy()))
     hook.remove()
     x = torch.cat(captured).reshape(-1, 128)
     cal, held_out = x[::2], x[1::2]

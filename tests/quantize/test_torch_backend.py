@@ -36,7 +36,7 @@ MIN_COSINE = {"int2-g32-asym": 0.8, "int3-g32-gptq": 0.95}
 
 
 def _pixels(frame, task, rows=32):
-    return torch.from_numpy(task.encode(frame.iloc[:rows])["pixels"].copy())
+    return torch.from_numpy(task.encode(frame.iloc[:rows])["pixel_values"].copy())
 
 
 @pytest.mark.parametrize("name", list(SCHEMES))
@@ -84,7 +84,7 @@ def test_fp8_weights_are_e4m3(trained_net, context):
                                   "int4-g32-awq-rtn-mse"])
 def test_onnx_export_carries_qdq(name, trained_net, context, digits_frame, task):
     from modelpress.deploy.onnx_export import check_parity, export_onnx
-    from modelpress.evaluate import onnx_session
+    from modelpress.evaluate import onnx_runner, onnx_session
 
     quantized = weight_quantize(trained_net, WeightQuantizeConfig(
         **SCHEMES[name], calibration={"progress": False}), context)
@@ -92,7 +92,7 @@ def test_onnx_export_carries_qdq(name, trained_net, context, digits_frame, task)
     ops = [n.op_type for n in graph.graph.node]
     assert ops.count("DequantizeLinear") == 4, ops
     batch = task.encode(digits_frame.iloc[:16])
-    onnx_out = onnx_session(graph).run(None, batch)[1]
+    onnx_out = onnx_runner(onnx_session(graph), task)(batch)[1]
     with torch.inference_mode():
         # the graph's weights are exactly the stored codes; activations stay float in QDQ weight-only
         layers = {n: m for n, m in quantized.named_modules() if isinstance(m, QuantLinear)}
@@ -100,7 +100,7 @@ def test_onnx_export_carries_qdq(name, trained_net, context, digits_frame, task)
         reference.load_state_dict(trained_net.state_dict())
         for n, m in layers.items():
             reference.get_submodule(n).weight.copy_(m.dequantized_weight())
-        expected = reference(torch.from_numpy(batch["pixels"].copy()))[1].numpy()
+        expected = reference(torch.from_numpy(batch["pixel_values"].copy()))[1].numpy()
     assert np.allclose(onnx_out, expected, atol=1e-3, rtol=1e-3)
     check_parity(quantized, graph, task, digits_frame.iloc[:64])  # the pipeline's export check passes
 

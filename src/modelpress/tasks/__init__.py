@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Batch, Metric, Task, TaskConfig, TaskSpec, split_outputs, torch_forward
+from .base import Batch, Metric, Task, TaskConfig, TaskSpec, split_outputs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,4 +21,4 @@ def tasks() -> Mapping[str, type[Task]]:
     return TASKS.all()
 
 
-__all__ = ["Batch", "Metric", "Task", "TaskConfig", "TaskSpec", "split_outputs", "tasks", "torch_forward"]
+__all__ = ["Batch", "Metric", "Task", "TaskConfig", "TaskSpec", "split_outputs", "tasks"]

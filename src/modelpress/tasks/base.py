@@ -14,7 +14,7 @@ logits stand in for it when a model returns none.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from ..images import ImagePreprocessing
 from ..registry import StrictConfig
+from .calling import Binding, bind, graph_signature, signature_of, unwrapped
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,12 +95,6 @@ def split_outputs(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return outputs, outputs
 
 
-def torch_forward(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    import torch
-
-    return split_outputs(model(**{k: torch.from_numpy(v) for k, v in batch.items()}))
-
-
 class Task:
     """Base class; concrete tasks register with :func:`modelpress.registry.register_task`."""
 
@@ -110,7 +105,11 @@ class Task:
     #: the kind of data for which ``modelpress init`` proposes this task when neither the model
     #: nor the user names one (one task per kind)
     init_for: ClassVar[DataKind | None] = None
+    #: the inputs every batch carries, by their Hugging Face names; a model takes them by these
+    #: names or, when it names them otherwise (``forward(self, x)``), by position in this order
     input_names: ClassVar[tuple[str, ...]] = ()
+    #: inputs a batch may carry that are passed only to models that take them (``token_type_ids``)
+    optional_inputs: ClassVar[tuple[str, ...]] = ()
     metrics: ClassVar[tuple[Metric, ...]] = ()
     #: the metric promotion compares a candidate and the current champion on
     primary_metric: ClassVar[str] = ""
@@ -177,7 +176,8 @@ class Task:
         raise NotImplementedError
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        return {name: {0: "batch"} for name in self.input_names}
+        """Per input (by the task's name): which axes vary between batches."""
+        return {name: {0: "batch"} for name in (*self.input_names, *self.optional_inputs)}
 
     def batches(self, frame: pd.DataFrame, batch_size: int, shuffle: bool = False,
                 seed: int = 0) -> Iterator[tuple[Batch, np.ndarray]]:
@@ -204,8 +204,25 @@ class Task:
     def outputs(raw: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return split_outputs(raw)
 
-    def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch_forward(model, batch)
+    def binding(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> Binding:
+        """How ``model`` takes this task's inputs (``modelpress.tasks.calling``)."""
+        what = f"the model's forward ({type(unwrapped(model)).__name__})"
+        return bind(signature_of(model), self.input_names, self.optional_inputs, batch, what)
+
+    def graph_binding(self, input_names: Sequence[str], batch: Mapping[str, Any]) -> Binding:
+        """How an exported graph with these inputs takes this task's batches."""
+        return bind(graph_signature(input_names), self.input_names, self.optional_inputs, batch, "the ONNX graph")
+
+    def call(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> Any:
+        """``model``'s raw output on ``batch`` (numpy arrays or tensors), called the way it is written."""
+        import torch
+
+        inputs = {k: torch.from_numpy(v) if not isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return self.binding(model, inputs).call(model, inputs)
+
+    def forward(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, embedding) of ``model`` on ``batch``."""
+        return self.outputs(self.call(model, batch))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

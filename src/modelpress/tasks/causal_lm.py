@@ -20,7 +20,7 @@ import hashlib
 import math
 import statistics
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -177,7 +177,7 @@ class CausalLM(Task):
 
     # --- model outputs ----------------------------------------------------------------------
 
-    def forward(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits of the last ``fidelity_positions`` positions (what calibration compares)."""
         import torch
 

@@ -41,12 +41,17 @@ class ClassificationTask(Task):
         """The model must give one logit per label (a mismatch would only show as nonsense)."""
         import torch
 
+        example = self.example(frame, 2)
+        try:
+            self.binding(model, example)
+        except ModelpressError as exc:
+            raise ModelpressError(f"{where}: {exc}") from None
         labels = self.spec.labels
         if not labels:
             return
         try:
-            with torch.inference_mode():
-                logits, _ = self.forward(model.eval(), self.example(frame, 2))
+            with torch.no_grad():  # not inference_mode: a TorchScript module once run with autograd fails in it
+                logits, _ = self.forward(model.eval(), example)
         except Exception as exc:  # noqa: BLE001 -- any failure here is the user's model meeting our inputs
             raise ModelpressError(f"{where}: the model fails on this data's inputs "
                                   f"({', '.join(self.input_names)}): {type(exc).__name__}: {exc}"
@@ -65,7 +70,7 @@ class ClassificationTask(Task):
 
         report = compare_onnx(baseline, candidate, self, eval_frame, timing_batch_size=TIMING_BATCH)
         report = add_peak_memory(report, {"baseline": baseline, "candidate": candidate},
-                                 self.timing_batch(eval_frame, TIMING_BATCH))
+                                 self.timing_batch(eval_frame, TIMING_BATCH), self)
         # Besides the declared metrics the report keeps diagnostics (cosine_min, max_abs_diff).
         return Evaluation(task=self.name, eval_rows=len(eval_frame),
                           baseline={k: float(v) for k, v in report["baseline"].items() if k != "eval_rows"},

@@ -29,6 +29,8 @@ class TextClassification(ClassificationTask):
     data_kind: ClassVar[DataKind] = "text"
     init_for: ClassVar[DataKind | None] = "text"
     input_names = ("input_ids", "attention_mask")
+    #: BERT-family models take segment ids too (all zeros for one text); passed when they do
+    optional_inputs = ("token_type_ids",)
     hf_architectures = ("ForSequenceClassification",)
     hf_auto_class = "AutoModelForSequenceClassification"
     capabilities = frozenset({"students-by-layers"})
@@ -38,13 +40,14 @@ class TextClassification(ClassificationTask):
             list(frame["text"]), padding=padding, truncation=True,
             max_length=self.config.max_length, return_tensors="np",
         )
-        return {name: encoded[name].astype("int64") for name in self.input_names}
+        return {name: encoded[name].astype("int64") for name in (*self.input_names, *self.optional_inputs)
+                if name in encoded}
 
     def timing_batch(self, frame: pd.DataFrame, batch_size: int) -> Batch:
         return self.encode(frame.iloc[:batch_size], padding="max_length")
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        return {name: {0: "batch", 1: "sequence"} for name in self.input_names}
+        return {name: {0: "batch", 1: "sequence"} for name in (*self.input_names, *self.optional_inputs)}
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from modelpress.steps.distill import DistillConfig
 
 
 def _eval_accuracy(model, task, frame) -> float:
-    logits, _, labels = predict(torch_runner(model), task, frame[frame["split"] == "eval"])
+    logits, _, labels = predict(torch_runner(model, task), task, frame[frame["split"] == "eval"])
     return quality(logits, labels)["accuracy"]
 
 

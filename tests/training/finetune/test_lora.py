@@ -11,14 +11,15 @@ from modelpress.errors import ModelpressError
 from modelpress.nets import SmallCNN, TextClassifier
 from modelpress.steps.finetune import FinetuneConfig, LoraSettings
 from modelpress.steps.finetune.lora import attach_lora, default_train_modules, merge_lora
-from modelpress.tasks import split_outputs
+from modelpress.tasks import Task, split_outputs
 from modelpress.training import Validation, carve_validation, fit, frame_batches, task_loss
 
 
-def _train_a_little(model: torch.nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
+def _train_a_little(model: torch.nn.Module, task: Task, inputs: dict[str, torch.Tensor],
+                    labels: torch.Tensor) -> None:
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-2)
     for _ in range(5):
-        loss = torch.nn.functional.cross_entropy(split_outputs(model(**inputs))[0], labels)
+        loss = torch.nn.functional.cross_entropy(split_outputs(task.call(model, inputs))[0], labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -37,7 +38,7 @@ def test_cnn_lora_merges_into_a_plain_model_with_the_same_outputs(digits_frame, 
     config = FinetuneConfig(epochs=1, lr=1e-2)
     fit(peft_model, task_loss(image_task), frame_batches(image_task, train.iloc[:256], config.batch_size, 1), config,
         seed=0, desc="lora", validation=Validation(image_task, val))
-    pixels = torch.from_numpy(image_task.encode(val)["pixels"])
+    pixels = torch.from_numpy(image_task.encode(val)["pixel_values"])
     with torch.no_grad():
         unmerged = peft_model(pixels=pixels)[0]
         original = digits_teacher(pixels=pixels)[0]
@@ -56,13 +57,13 @@ def test_bert_lora_merge_matches_and_exports(text_frame, text_task, make_tiny_be
     peft_model = attach_lora(model, LoraSettings(r=4, alpha=8), ["head"])
     batch, labels = next(text_task.batches(text_frame, 16))
     inputs = {k: torch.from_numpy(v) for k, v in batch.items()}
-    _train_a_little(peft_model, inputs, torch.from_numpy(labels))
+    _train_a_little(peft_model, text_task, inputs, torch.from_numpy(labels))
     with torch.no_grad():
-        unmerged = peft_model(**inputs)[0]
+        unmerged = text_task.call(peft_model, inputs)[0]
     merged = merge_lora(peft_model)
     assert type(merged) is TextClassifier
     with torch.no_grad():
-        assert torch.allclose(merged(**inputs)[0], unmerged, atol=1e-5)
+        assert torch.allclose(text_task.call(merged, inputs)[0], unmerged, atol=1e-5)
     evaluation = text_frame[text_frame["split"] == "eval"]
     parity = check_parity(merged, export_onnx(merged, text_task, evaluation), text_task, evaluation)
     assert parity.agreement == 1.0

@@ -53,7 +53,7 @@ def test_masked_lora_trains_the_function_it_ships(pruned, digits_frame, image_ta
     peft_model = attach_lora(copy.deepcopy(pruned), LoraSettings(r=4), ["fc2"])
     assert mask_lora_deltas(peft_model, masks) == 3  # conv1, conv2, fc1 (fc2 is trained in full)
     batch, labels = next(image_task.batches(digits_frame, 64))
-    pixels = torch.from_numpy(batch["pixels"])
+    pixels = torch.from_numpy(batch["pixel_values"])
     optimizer = torch.optim.Adam([p for p in peft_model.parameters() if p.requires_grad], lr=5e-2)
     for _ in range(5):
         loss = torch.nn.functional.cross_entropy(peft_model(pixels=pixels)[0], torch.from_numpy(labels))
