@@ -130,7 +130,7 @@ def test_bad_image_data_is_refused_at_validate_with_one_line(project: Path) -> N
     shutil.copy(project / "pets" / "cat" / "c0.png", one_class)
     pd.DataFrame({"file": ["pets/cat/c0.png", "pets/cat/gone.png", "pets/dog/d0.png"],
                   "y": ["cat", "cat", "dog"]}).to_csv(project / "gone.csv", index=False)
-    vit = {"source": "huggingface", "path": "vit"}
+    vit, bare = {"source": "huggingface", "path": "vit"}, {"source": "huggingface", "path": "vit-bare"}
     cases = {
         "data.path: no such file or folder: 'nowhere'": ({"source": "images", "path": "nowhere"}, None),
         "data.path: ": ({"source": "images", "path": "one-class", "transform": TRANSFORM}, None),
@@ -142,9 +142,9 @@ def test_bad_image_data_is_refused_at_validate_with_one_line(project: Path) -> N
         "data.transform: the model brings its own preprocessing": (
             {"source": "images", "path": "pets", "transform": {**TRANSFORM, "mode": "RGB"}}, vit),
         "data.transform: the model's folder has no preprocessor_config.json": (
-            {"source": "images", "path": "pets"}, {"source": "huggingface", "path": "vit-bare"}),
+            {"source": "images", "path": "pets"}, bare),
         "data.transform.mode: L gives 1 channel(s), but the model's config.json has num_channels 3": (
-            {"source": "images", "path": "pets", "transform": TRANSFORM}, {"source": "huggingface", "path": "vit-bare"}),
+            {"source": "images", "path": "pets", "transform": TRANSFORM}, bare),
         "data.labels: class folder(s) dog of": ({"source": "images", "path": "pets", "labels": ["cat", "bird"],
                                                  "transform": TRANSFORM}, None),
         "data.transform: resize: 20 keeps each image's aspect ratio": (
