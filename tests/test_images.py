@@ -245,6 +245,16 @@ def test_init_recognises_an_image_folder(project: Path) -> None:
     with pytest.raises(ModelpressError, match="--labels: the class folder.s. dog are not among them"):
         starter_recipe(Choices(model=project / "net.pt", data=project / "pets", out=project / "x.yaml",
                                model_class="net:Net", labels=["cat", "bird"]))
+    # a table with a column of image bytes beside the label: the same, with `image:`
+    names = sorted(FILES)
+    pd.DataFrame({"y": [n.split("/")[0] for n in names], "photo": [(project / "pets" / n).read_bytes()
+                                                                  for n in names]}).to_parquet(project / "init.parquet")
+    table = Choices(model=project / "net.pt", data=project / "init.parquet", out=project / "table.yaml",
+                    model_class="net:Net")
+    written = yaml.safe_load(write_starter(table).read_text())
+    assert written["model"]["task"] == "image-classification"
+    assert written["data"] == {"source": "parquet", "path": "init.parquet", "label": "y", "image": "photo",
+                               "labels": ["cat", "dog"], "transform": {"resize": [16, 16], "mode": "L"}}
 
 
 # --- the preprocessing ships with the model ------------------------------------------------------

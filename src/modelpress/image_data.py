@@ -85,7 +85,7 @@ def column_images(values: pd.Series, data_file: Path) -> pd.DataFrame:
 
     rows = []
     for row, value in enumerate(values):
-        data, path = _bytes_or_path(value)
+        data, path = bytes_or_path(value)
         if data is not None:
             rows.append((data, f"{data_file.name} row {row}"))
         elif path is not None:
@@ -99,9 +99,10 @@ def column_images(values: pd.Series, data_file: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["image", "image_file"], index=values.index)
 
 
-def _bytes_or_path(value: Any) -> tuple[bytes | None, str | None]:
+def bytes_or_path(value: Any) -> tuple[bytes | None, str | None]:
+    """(the image's bytes, None) or (None, its path) from a cell of an image column; (None, None)."""
     if isinstance(value, dict):  # a Hugging Face datasets Image record, as Parquet stores it
-        return _bytes_or_path(value.get("bytes") or value.get("path"))
+        return bytes_or_path(value.get("bytes") or value.get("path"))
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value), None
     if isinstance(value, str) and value.strip():
@@ -118,7 +119,7 @@ def path_problems(values: pd.Series, data_file: Path) -> list[str]:
     """Every row of an image column holds bytes or names an existing file (checked at validate)."""
     missing = []
     for row, value in enumerate(values):
-        data, path = _bytes_or_path(value)
+        data, path = bytes_or_path(value)
         if data is None and (path is None or not _resolve(path, data_file).is_file()):
             missing.append((row, path))
     if not missing:
@@ -153,7 +154,7 @@ def column_fingerprint(data_file: Path, values: pd.Series) -> str:
 
     digest = hashlib.sha256(sha256_file(data_file).encode())
     for value in values:
-        _, path = _bytes_or_path(value)
+        _, path = bytes_or_path(value)
         if path is not None and _resolve(path, data_file).is_file():
             digest.update(sha256_file(_resolve(path, data_file)).encode())
     return f"sha256:{digest.hexdigest()}"

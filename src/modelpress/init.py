@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import ModelpressError, RecipeError
 
@@ -47,6 +47,7 @@ def starter_recipe(choices: Choices) -> dict[str, Any]:
     """The recipe as a dict (validated by :func:`write_starter`)."""
     import pandas as pd
 
+    from .image_data import column_images
     from .registry import get_task
 
     if choices.data.is_dir():
@@ -62,8 +63,14 @@ def starter_recipe(choices: Choices) -> dict[str, Any]:
         model["task"] = task
     data: dict[str, Any] = {"source": "parquet" if choices.data.suffix in (".parquet", ".pq") else "csv",
                             "path": _relative(choices.data, choices.out.parent), "label": label}
-    if get_task(task).data_kind == "text":
+    kind = get_task(task).data_kind
+    if kind == "text":
         data["text"] = choices.text or _text_column(frame, label)
+    elif kind == "image":
+        data["image"] = _image_column(frame, label) or _no_images(choices.data, task, frame)
+        if facts.image_processor is None:  # a plain module: its preprocessing must be declared
+            first = frame[data["image"]].dropna().iloc[:1]
+            data["transform"] = _transform_of(column_images(first, choices.data)["image"].iloc[0])
     else:
         data["features"] = "*"
     data["labels"] = list(facts.labels) if facts.labels else _declared(choices.labels, frame[label]) \
@@ -108,16 +115,34 @@ def _image_recipe(choices: Choices) -> dict[str, Any]:
         data["labels"] = list(classes)
     if facts.image_processor is None:  # a plain module: its preprocessing must be declared
         first = next(iter(folder_files(choices.data).values()))[0]
-        data["transform"] = _transform_of(first)
+        data["transform"] = _transform_of(first.read_bytes())
     return _recipe(choices, model, data)
 
 
-def _transform_of(image: Path) -> dict[str, Any]:
+def _image_column(frame: Any, label: str) -> str | None:
+    """The first column whose first value is an image: bytes, or a path with an image suffix."""
+    from .image_data import IMAGE_SUFFIXES, bytes_or_path
+
+    for column in frame.columns:
+        values = frame[column].dropna()
+        if column == label or values.empty:
+            continue
+        data, path = bytes_or_path(values.iloc[0])
+        if data is not None or (path is not None and Path(path).suffix.lower() in IMAGE_SUFFIXES):
+            return str(column)
+    return None
+
+
+def _no_images(data: Path, task: str, frame: Any) -> NoReturn:
+    raise ModelpressError(f"{data}: a {task} model needs a column of images (bytes, or image file paths); "
+                          f"none of {list(frame.columns)} holds them")
+
+
+def _transform_of(image: bytes) -> dict[str, Any]:
     """``data.transform`` for images like ``image``: its size and (RGB or grayscale) mode."""
     from .images import decode
 
-    with open(image, "rb") as handle:
-        decoded = decode(handle.read())
+    decoded = decode(image)
     mode = "L" if decoded.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
     return {"resize": [decoded.height, decoded.width], "mode": mode}
 
@@ -184,7 +209,10 @@ def _data_task(frame: Any, label: str, text: str | None) -> str:
     from .registry import TASKS
 
     inputs = frame.drop(columns=[label])
-    kind = "text" if text is not None or any(_is_text(inputs[c]) for c in inputs.columns) else "features"
+    if text is None and _image_column(frame, label) is not None:
+        kind = "image"
+    else:
+        kind = "text" if text is not None or any(_is_text(inputs[c]) for c in inputs.columns) else "features"
     return next(name for name, task in sorted(TASKS.all().items()) if task.init_for == kind)
 
 
