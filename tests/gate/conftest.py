@@ -61,7 +61,7 @@ def linear_model(frame: Any, task: Any, steps: int) -> torch.nn.Module:
     """Trained ``steps`` full-batch steps: more steps, higher accuracy."""
     torch.manual_seed(0)
     model = Linear()
-    x = torch.from_numpy(task.encode(frame)["pixels"])
+    x = torch.from_numpy(task.encode(frame)["pixel_values"])
     y = torch.tensor(frame["label"].to_numpy())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     for _ in range(steps):
