@@ -80,7 +80,9 @@ def retrain_recipe(name: str, data: Path | None, alias: str = "champion") -> tup
     if data is not None:
         body["data"] = fresh_data_spec(recipe, profile, report, data)
     body["description"] = f"retraining of {name} @{alias} v{version}"
-    return validate_recipe(body, source=f"{name} v{version} recipe (from MLflow)"), profile, version
+    # A dump: every field set, the defaults included (a search candidate's may hold moot ones).
+    checked = validate_recipe(body, source=f"{name} v{version} recipe (from MLflow)", as_written=False)
+    return checked, profile, version
 
 
 def retrain(name: str, data: Path | None = None, alias: str = "champion", enable_cache: bool = True) -> Any:

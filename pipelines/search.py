@@ -64,7 +64,7 @@ def _unpromoted(candidate: Candidate, name: str, index: int) -> RecipeBase:
     body = dict(candidate.recipe)
     body["registry"] = {**body["registry"], "promote_to": None}
     body["description"] = f"search candidate {index}: {candidate.label}"
-    return validate_recipe(body, source=f"{name} search candidate {index} ({candidate.label})")
+    return validate_recipe(body, source=f"{name} search candidate {index} ({candidate.label})", as_written=False)
 
 
 def pareto_keys(task: Any) -> list[tuple[str, bool]]:

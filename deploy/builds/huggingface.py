@@ -48,7 +48,23 @@ class HuggingFaceBuild(Build):
                     f"{facts.task.registered_build!r} instead"]
         if facts.source.artifact != "module":
             return [f"model.source {facts.source.source} gives no Hugging Face module"]
-        return []
+        return self._unchecked_ratio(facts)
+
+    def _unchecked_ratio(self, facts: RecipeFacts) -> list[str]:
+        """The drift check is skipped for activations quantized at run time: a bound given for
+        such a candidate would bound nothing."""
+        from modelpress.steps.quantize.config import WeightQuantizeConfig
+
+        default = type(self).model_fields["max_perplexity_ratio"].default
+        if "max_perplexity_ratio" not in self.model_fields_set or self.max_perplexity_ratio == default:
+            return []
+        runtime = [i for i, stage in enumerate(facts.stages) if isinstance(stage.config, WeightQuantizeConfig)
+                   and stage.config.dtype in ("int", "fp8") and stage.config.activations != "none"]
+        if not runtime:
+            return []
+        return [f"max_perplexity_ratio: has no effect: stages[{runtime[0]}].weight-quantize quantizes "
+                "activations at run time, which a Hugging Face folder does not hold; the folder's logit "
+                "difference is reported, not bounded"]
 
     def write(self, context: BuildContext) -> BuildReport:
         from . import log_build

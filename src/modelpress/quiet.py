@@ -20,7 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from tqdm import tqdm
 
 VERBOSE_ENV = "MODELPRESS_VERBOSE"
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
@@ -35,13 +40,54 @@ def verbose_requested(flag: bool = False) -> bool:
     return flag or os.environ.get(VERBOSE_ENV, "") not in ("", "0", "false")
 
 
+# A log file keeps every redraw of a progress bar: one every 30 s, not one per batch.
+FILE_REDRAW_S = 30.0
+_console_is_terminal: bool | None = None  # what plain_terminal() saw, before any capture
+
+
 def plain_terminal() -> None:
-    """No colour codes when the output is not a terminal (a CI log, a file); call before ZenML
-    is imported, which reads this once."""
-    if not sys.stdout.isatty():
+    """No colour codes, and progress bars that redraw every 30 s, when the output is not a
+    terminal (a CI log, a file); call before ZenML is imported, which reads this once.
+
+    Libraries' tqdm bars read ``TQDM_*`` once, when tqdm is imported, and only where the caller
+    passes no value: the variables cover them when set this early. modelpress' own bars
+    (:func:`progress_bar`) decide when each bar is made, so import order does not matter for them.
+    """
+    global _console_is_terminal
+    _console_is_terminal = sys.stdout.isatty()
+    if not _console_is_terminal:
         os.environ.setdefault("ZENML_LOGGING_COLORS_DISABLED", "true")
-        # A log file keeps every redraw of a progress bar: one every 30 s, not one per batch.
-        os.environ.setdefault("TQDM_MININTERVAL", "30")
+        os.environ.setdefault("TQDM_MININTERVAL", f"{FILE_REDRAW_S:g}")
+        # tqdm's monitor thread forces a redraw of a slowed bar every maxinterval (10 s).
+        os.environ.setdefault("TQDM_MAXINTERVAL", f"{FILE_REDRAW_S:g}")
+
+
+def progress_bar(iterable: Iterable[Any] | None = None, *, desc: str, unit: str = "batch",
+                 total: int | None = None, enabled: bool = True) -> tqdm:
+    """A tqdm bar for modelpress' own loops: on a terminal, tqdm's redraws, cleared at the end;
+    written to a file (CI logs, ``> run.log``), a redraw at most every 30 s (``TQDM_MININTERVAL``)
+    and the final state kept as one line. Update postfixes with ``refresh=False``: tqdm redraws on
+    every ``set_postfix`` otherwise, whatever the interval."""
+    from tqdm.auto import tqdm
+
+    interval = _file_redraw_interval()
+    if interval is None:
+        return tqdm(iterable, desc=desc, unit=unit, total=total, disable=not enabled, leave=False)
+    return tqdm(iterable, desc=desc, unit=unit, total=total, disable=not enabled, leave=True,
+                mininterval=interval, maxinterval=max(interval, 10.0))
+
+
+def _file_redraw_interval() -> float | None:
+    """Seconds between redraws when the bars end up in a file; None on a terminal."""
+    terminal = _console_is_terminal
+    if terminal is None:  # not started by the CLI: ask where tqdm writes
+        terminal = sys.stderr is not None and sys.stderr.isatty()
+    if terminal:
+        return None
+    try:
+        return float(os.environ.get("TQDM_MININTERVAL") or FILE_REDRAW_S)
+    except ValueError:
+        return FILE_REDRAW_S
 
 
 @dataclass

@@ -31,7 +31,7 @@ from .errors import ModelpressError, RecipeError
 from .images import ImageTransform
 from .search import SearchSpec
 from .sources.package import BaselineTraining
-from .strict_fields import StrictModel
+from .strict_fields import StrictModel, ignored_problems
 
 PIPELINE_STEPS = ("load_data", "validate_data", "load_model", "evaluate_baseline",
                   "export_onnx", "evaluate_candidate")
@@ -102,6 +102,14 @@ class FileData(_DataBase):
             raise ValueError('give at least one column, or "*" for every column except the label')
         return value
 
+    def ignored_fields(self) -> dict[str, str]:
+        ignored = {}
+        if self.text is not None:
+            ignored["image_shape"] = "it reshapes feature columns into images; this data is text"
+        if self.label is None:
+            ignored["labels"] = "it declares the classes of the label column, and no label is given"
+        return ignored
+
     @model_validator(mode="after")
     def _one_input_kind(self) -> FileData:
         if sum(field is not None for field in (self.text, self.features, self.image)) != 1:
@@ -144,6 +152,14 @@ class TextData(_DataBase):
     source: Literal["text"]
     field: str = Field("text", description="the JSONL field (CSV/Parquet column) holding each document")
     path: Path
+
+    def ignored_fields(self) -> dict[str, str]:
+        from .lm.corpus import READERS
+
+        if self.path.suffix.lower() in READERS:
+            return {}
+        return {"field": f"{self.path.name} is read one document a line; field names a .jsonl record's "
+                         "field or a .csv/.parquet column"}
 
     @field_validator("path")
     @classmethod
@@ -382,12 +398,14 @@ class RecipeBase(Strict):
         return [_entry_class(name, BUILDS.get(name)).model_validate({name: {}}), *given]
 
     @model_validator(mode="after")
-    def _cross_rules(self) -> RecipeBase:
+    def _cross_rules(self, info: ValidationInfo) -> RecipeBase:
         try:
             task = self.task_class
         except (ModelpressError, KeyError) as exc:
             raise ValueError(str(exc).strip("'\"")) from None
         problems = [*_model_problems(self, task), *_stage_problems(self, task), *_build_problems(self, task)]
+        if (info.context or {}).get("as_written", True):  # what the user wrote: nothing is ignored
+            problems += ignored_problems(self, "")
         steps = {s.name for s in self.stages} | set(PIPELINE_STEPS)
         problems += [f"resources.{key}: no such stage or step; have: {', '.join(sorted(steps))}"
                      for key in self.resources if key not in steps]
@@ -533,6 +551,8 @@ def recipe_model() -> type[RecipeBase]:
 
 
 Recipe = RecipeBase  # for type hints: every recipe is a RecipeBase
+#: the top-level fields every dump of a recipe spells out (no user writes `peers: null`)
+DUMPED_FIELDS = frozenset(RecipeBase.model_fields) - {"search"}
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -567,10 +587,21 @@ def load_recipe(ref: str | Path) -> RecipeBase:
     return validate_recipe(raw, source=str(path), base=path.resolve().parent)
 
 
-def validate_recipe(raw: dict[str, Any], source: str = "<recipe>", base: Path | None = None) -> RecipeBase:
-    """Validate ``raw``; relative paths resolve against ``base`` (the recipe's folder), then the cwd."""
+def validate_recipe(raw: dict[str, Any], source: str = "<recipe>", base: Path | None = None,
+                    as_written: bool | None = None) -> RecipeBase:
+    """Validate ``raw``; relative paths resolve against ``base`` (the recipe's folder), then the cwd.
+
+    ``as_written``: ``raw`` is what a user wrote, so a field it sets that would have no effect is
+    an error (``strict_fields.ignored_problems``). False for recipes modelpress made from one it
+    checked: a search candidate (a grid value may make a written field moot: ``algorithm: rtn``
+    beside ``calibration.samples``) or a dump. None: False for a dump, which spells out every
+    top-level field (``peers: null``, ``drift``, … as ``model_dump`` writes them; the
+    ``recipe/recipe.json`` of a registered version; a search candidate drops ``search``), else True.
+    """
+    if as_written is None:
+        as_written = not DUMPED_FIELDS <= set(raw)
     try:
-        return recipe_model().model_validate(raw, context={"base": base})
+        return recipe_model().model_validate(raw, context={"base": base, "as_written": as_written})
     except ValidationError as exc:
         raise RecipeError(source, format_errors(exc)) from None
 

@@ -19,9 +19,11 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .strict_fields import StrictModel
 
 PATH = re.compile(r"^(?:stages\[(?P<index>\d+)\]\.)?(?P<stage>[A-Za-z_][\w-]*)"
                   r"\.(?P<param>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
@@ -101,10 +103,20 @@ def _value_problems(config: BaseModel, stage: str, param: list[str], values: lis
     fields = type(config).model_fields
     if param[0] not in fields:
         return [f"stage {stage!r} has no parameter {param[0]!r}; it has: {', '.join(fields)}"]
+    if len(param) > 1 and not _is_block(fields[param[0]].annotation):
+        return [f"{'.'.join(param)} is not a nested parameter"]
+    # What the recipe wrote (and what that implies), as ``expand`` builds each candidate from it:
+    # a group_size grid on a stage that names no granularity means per-group here too. A value
+    # that makes a written field moot is fine (algorithm: [rtn, gptq] beside calibration.samples);
+    # a grid value that itself has no effect would only repeat a candidate.
+    written = config.model_dump(mode="json", exclude_unset=True)
     problems = []
     for i, value in enumerate(values):
         try:
-            type(config).model_validate(_with(config.model_dump(mode="json"), param, value))
+            candidate = type(config).model_validate(_with(written, param, value))
+            moot = candidate.ignored_fields().get(".".join(param)) if isinstance(candidate, StrictModel) else None
+            if moot:
+                problems.append(f"[{i}] {value!r}: has no effect: {moot}")
         except ValidationError as exc:
             detail = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors(include_url=False))
             problems.append(f"[{i}] {value!r}: {detail}")
@@ -113,13 +125,20 @@ def _value_problems(config: BaseModel, stage: str, param: list[str], values: lis
     return problems
 
 
+def _is_block(annotation: Any) -> bool:
+    """Whether a field holds a nested block of options (a model, or a model or None)."""
+    members = get_args(annotation) or (annotation,)
+    return any(isinstance(m, type) and issubclass(m, BaseModel) for m in members)
+
+
 def _with(config: dict[str, Any], param: list[str], value: Any) -> dict[str, Any]:
-    """A copy of ``config`` with the (possibly nested) ``param`` set to ``value``."""
+    """A copy of ``config`` with the (possibly nested) ``param`` set to ``value``; a block the
+    recipe did not write starts from its defaults."""
     out = dict(config)
     if len(param) == 1:
         out[param[0]] = value
     else:
-        inner = out.get(param[0])
+        inner = out.get(param[0], {})
         if not isinstance(inner, dict):
             raise TypeError(param[0])
         out[param[0]] = _with(inner, param[1:], value)

@@ -9,6 +9,13 @@ they never meant. pydantic has no per-type switch for "lax, except bool -> numbe
 of every field against its annotation before pydantic converts it. Nested option classes
 that derive from plain ``BaseModel`` (a stage's ``schedule:`` or ``recovery:`` block) are
 walked too, so a stage module does not have to remember to use this base for them.
+
+No field of a recipe is silently ignored either: a config lists, given its other values, the
+fields it would not read (:meth:`StrictModel.ignored_fields`), and :func:`ignored_problems` refuses
+a recipe that wrote one of them (pydantic's ``model_fields_set``: what the YAML said, not the
+defaults) with one line naming it (``stages[0].weight-quantize.group_size: has no effect: …``).
+A field with an obvious meaning for another one fills it instead (:meth:`StrictModel.implied_values`:
+``group_size`` alone means ``granularity: per-group``).
 """
 
 from __future__ import annotations
@@ -25,9 +32,34 @@ _SEQUENCES = (list, tuple, set, frozenset)
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors; a boolean is never a number; inf/nan never pass a float."""
+    """Unknown keys are errors; a boolean is never a number; inf/nan never pass a float; a field
+    the configuration would not read says so (:func:`ignored_problems`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    def ignored_fields(self) -> dict[str, str]:
+        """Fields this configuration would not read, given its other values → why (one line).
+
+        Names may be dotted to reach into a nested block (``calibration.percentile``). Only the
+        recipe as a user wrote it is held to this (:func:`ignored_problems`): a dump of a valid
+        config (a ZenML step's parameters, the recipe a version was registered with) sets every
+        field, and code may pass defaults it does not care about.
+        """
+        return {}
+
+    def implied_values(self) -> dict[str, Any]:
+        """Values that fields left unset take from the ones that were set (per-group
+        granularity from a ``group_size``)."""
+        return {}
+
+    # Runs before the subclasses' own "after" validators, so they check the implied values.
+    @model_validator(mode="after")
+    def _fill_implied(self) -> Any:
+        for name, value in self.implied_values().items():
+            if name not in self.model_fields_set:
+                object.__setattr__(self, name, value)  # frozen: set once, while validating
+                self.model_fields_set.add(name)  # a dump of what was written keeps its meaning
+        return self
 
     # A model-level check (not a field validator: pydantic allows none on the discriminator
     # fields of tagged unions); each problem still carries its field path as its location.
@@ -49,6 +81,35 @@ class StrictModel(BaseModel):
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return data
+
+
+def ignored_problems(value: Any, path: str) -> list[str]:
+    """``path.field: has no effect: why`` for every field written in ``value`` (a validated
+    recipe, or any part of it) that the configuration holding it would not read."""
+    if isinstance(value, (list, tuple)):
+        return [p for i, item in enumerate(value) for p in ignored_problems(item, f"{path}[{i}]")]
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in ignored_problems(item, f"{path}.{key}")]
+    if not isinstance(value, BaseModel):
+        return []
+    problems = []
+    if isinstance(value, StrictModel):
+        problems = [f"{path}.{name}: has no effect: {why}".lstrip(".")
+                    for name, why in value.ignored_fields().items() if _written(value, name)]
+    for name, field in type(value).model_fields.items():
+        if name in value.model_fields_set:
+            problems += ignored_problems(getattr(value, name), f"{path}.{field.alias or name}".lstrip("."))
+    return problems
+
+
+def _written(model: BaseModel, dotted: str) -> bool:
+    """Whether ``dotted`` (``calibration.percentile``) was set on every level."""
+    *parents, name = dotted.split(".")
+    for parent in parents:
+        if parent not in model.model_fields_set or not isinstance(getattr(model, parent), BaseModel):
+            return False
+        model = getattr(model, parent)
+    return name in model.model_fields_set
 
 
 Problem = tuple[tuple[Any, ...], str]

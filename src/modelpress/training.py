@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .errors import ModelpressError
+from .quiet import progress_bar
 from .train_config import Recovery, TrainSettings, plain_settings
 
 if TYPE_CHECKING:
@@ -197,8 +198,6 @@ def fit(trainee: nn.Module, loss_fn: LossFn, batches: Batches, settings: TrainSe
     each optimiser step (re-applying pruning masks); ``on_epoch`` gets each epoch's metrics on
     the main process only.
     """
-    from tqdm.auto import tqdm
-
     torch.manual_seed(seed)
     accelerator = make_accelerator(settings)
     params = [p for p in trainee.parameters() if p.requires_grad]
@@ -220,8 +219,8 @@ def fit(trainee: nn.Module, loss_fn: LossFn, batches: Batches, settings: TrainSe
     best: dict[str, float] | None = None
     best_epoch, stopped_early = 0, False
     checkpoints = _checkpoint_folder(settings, accelerator) if validation else contextlib.nullcontext(None)
-    with checkpoints as folder, tqdm(total=settings.epochs * per_process, desc=desc, unit="batch", leave=False,
-                                     disable=not accelerator.is_local_main_process) as bar:
+    with checkpoints as folder, progress_bar(total=settings.epochs * per_process, desc=desc,
+                                             enabled=accelerator.is_local_main_process) as bar:
         for epoch in range(1, settings.epochs + 1):
             wrapped.train()
             totals = torch.zeros(2, device=device)  # loss sum, rows
@@ -242,7 +241,8 @@ def fit(trainee: nn.Module, loss_fn: LossFn, batches: Batches, settings: TrainSe
                         after_step()
                 totals += torch.tensor([loss.item() * len(y), len(y)], device=device)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{(totals[0] / totals[1]).item():.4f}")
+                # refresh=False: a postfix alone would redraw the bar every batch
+                bar.set_postfix(epoch=epoch, loss=f"{(totals[0] / totals[1]).item():.4f}", refresh=False)
             totals = accelerator.reduce(totals, reduction="sum")
             metrics = {"train_loss": (totals[0] / totals[1]).item(), "lr": scheduler.get_last_lr()[0]}
             if validation is not None:

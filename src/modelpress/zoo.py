@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .errors import ModelpressError
 from .lm.smollm2 import REFERENCE_NOTE
 from .lm.smollm2 import package_dir as smollm2_package_dir
+from .quiet import progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,15 +102,14 @@ def _train_minilm_head(model: torch.nn.Module, task: Task, train: pd.DataFrame,
     """Train only the head (a linear probe): the encoder is frozen, so the training rows are
     embedded once and the one training loop runs on the cached embeddings."""
     import torch
-    from tqdm.auto import tqdm
 
     from .training import Batches, fit, plain_settings
 
     model.eval()
     embeddings, labels = [], []
     with torch.no_grad():
-        for batch, y in tqdm(task.batches(train, 64), total=-(-len(train) // 64),
-                             desc="embed train split", unit="batch", leave=False):
+        for batch, y in progress_bar(task.batches(train, 64), total=-(-len(train) // 64),
+                                     desc="embed train split"):
             embeddings.append(task.forward(model, batch)[1])
             labels.append(torch.from_numpy(y))
     x, y = torch.cat(embeddings), torch.cat(labels)

@@ -39,6 +39,11 @@ class StudentSpec(StageConfig):
     def _student_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
         return _model_file(value, info)
 
+    def ignored_fields(self) -> dict[str, str]:
+        if self.path is None:
+            return {}
+        return {"init": "a given student (path) keeps its own weights; init counts for derived students"}
+
     @model_validator(mode="after")
     def _one_kind(self) -> StudentSpec:
         derived = self.layers is not None or self.width is not None
@@ -90,6 +95,17 @@ class DistillConfig(TrainSettings, StageConfig):
     @classmethod
     def _teacher_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
         return _model_file(value, info)
+
+    def ignored_fields(self) -> dict[str, str]:
+        ignored: dict[str, str] = {}
+        if self.alpha == 0:
+            ignored["temperature"] = "alpha is 0: the student learns from the labels alone, without soft targets"
+        if not self.hidden.weight:
+            ignored |= dict.fromkeys(("hidden.loss", "hidden.projection"),
+                                     "hidden.weight is 0: no hidden-state matching")
+            if not self.attention:
+                ignored["hidden.pairs"] = "hidden.weight and attention are 0: no features are matched"
+        return ignored
 
     def _derived(self) -> list[StudentSpec]:
         return [s for s in (*self.assistants, self.student) if s.path is None]

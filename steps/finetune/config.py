@@ -29,6 +29,11 @@ class FinetuneConfig(TrainSettings, StageConfig):
     train_modules: list[str] | None = None
     preserve_masks: bool = True  # weights exactly zero at the start (pruned) stay zero
 
+    def ignored_fields(self) -> dict[str, str]:
+        if self.lora is not None:
+            return {}
+        return {"train_modules": "without lora every weight trains; train_modules names what LoRA trains in full"}
+
     def required_modules(self) -> dict[str, str]:
         return {"peft": "finetune"} if self.lora is not None else {}
 

@@ -97,6 +97,28 @@ class PruneConfig(StageConfig):
             raise ValueError("semi-structured-2:4 is a fixed 50% pattern; schedule.steps must be 1")
         return self
 
+    def ignored_fields(self) -> dict[str, str]:
+        ignored: dict[str, str] = {}
+        if self.method != "structured":
+            ignored["round_to"] = "it rounds the units structured pruning keeps; method is " + self.method
+        elif self.target in ("ffn", "mlp", "channels"):
+            ignored["head_sparsity"] = f"target {self.target} removes no attention heads"
+        elif self.target == "heads":
+            ignored["round_to"] = "it rounds FFN units and channels; target heads removes attention heads only"
+        if self.method == "semi-structured-2:4":
+            pattern = "semi-structured-2:4 keeps 2 of every 4 weights in each row"
+            ignored |= {"sparsity": f"{pattern} (50 %)", "scope": pattern, "min_density": pattern}
+        if self.score in ("l1", "l2"):
+            ignored |= dict.fromkeys(("calibration_batches", "calibration_batch_size", "calibration_device"),
+                                     f"score {self.score} reads the weights alone; calibration counts for "
+                                     "taylor and wanda")
+        elif self.score == "taylor":
+            ignored["calibration_device"] = ("it runs wanda's block-by-block pass; taylor back-propagates "
+                                             "through the whole model")
+        if self.schedule.steps == 1:
+            ignored["schedule.kind"] = "one step reaches the target sparsity at once; the curve counts for steps > 1"
+        return ignored
+
     def required_modules(self) -> dict[str, str]:
         return {"torch_pruning": "prune"} if self.method == "structured" else {}
 

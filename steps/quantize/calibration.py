@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from modelpress.errors import ModelpressError
+from modelpress.quiet import progress_bar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,6 +56,4 @@ def check_finite(arrays: dict[str, np.ndarray] | Any, where: str) -> None:
 
 
 def progress(items: list, enabled: bool, desc: str, unit: str = "batch") -> Iterator:
-    from tqdm.auto import tqdm
-
-    return iter(tqdm(items, desc=desc, unit=unit, disable=not enabled, leave=False))
+    return iter(progress_bar(items, desc=desc, unit=unit, enabled=enabled))

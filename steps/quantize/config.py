@@ -12,18 +12,45 @@ The fields are shared (``QuantizeFields``); the backend decides which combinatio
 Two stage names because the registry has one ``kind`` per stage: the two backends act on different
 artifacts (ONNX graph vs nn.Module) at different points of the pipeline. A recipe that asks one
 stage for the other backend gets an error naming the right stage. Cheap to import (pydantic only).
+
+``group_size`` alone means per-group (``{bits: 4, group_size: 32}``), as llm-compressor, GPTQModel
+and AutoGPTQ read it; a field the chosen scheme would not read (``group_size`` beside
+``granularity: per-channel``, ``calibration.percentile`` without ``method: percentile``, anything
+but ``exclude`` for an fp16 cast …) is refused, naming it (``ignored_fields``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
-from modelpress.registry import StageConfig
+from modelpress.errors import ModelpressError
+from modelpress.registry import RecipeFacts, StageConfig
 
 Dtype = Literal["int", "fp16", "bf16", "fp8"]
 Granularity = Literal["per-tensor", "per-channel", "per-group"]
+# Powers of two from 16: what ONNX Runtime's MatMulNBits (the GenAI and int4 ONNX builds) takes;
+# the torch modules, kernels and GPTQ take any even group that divides a layer's input width.
+GroupSize = Literal[16, 32, 64, 128, 256]
+#: Hugging Face config fields giving the input widths of a model's Linear layers (attention
+#: projections read hidden_size; o_proj num_attention_heads x head_dim; MLPs the intermediate sizes)
+WIDTH_FIELDS = ("hidden_size", "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size")
+GROUP_SIZES = tuple(sorted(get_args(GroupSize), reverse=True))
+
+
+def untiled(group: int, widths: dict[str, int]) -> dict[str, int]:
+    """The input widths that groups of ``group`` cannot tile (a narrower layer is one group a row)."""
+    return {name: width for name, width in widths.items() if width > group and width % group}
+
+
+def tiling_groups(widths: dict[str, int], untiled_by: dict[str, int]) -> list[int]:
+    """The group sizes that tile every width and group the ``untiled_by`` ones, largest first."""
+    return [group for group in GROUP_SIZES if not untiled(group, widths) and group <= max(untiled_by.values())]
+
+
+CALIBRATION_RUNS = ("calibration.samples", "calibration.batch_size")
+STATIC_CALIBRATOR = ("calibration.method", "calibration.percentile")
 
 
 class Calibration(StageConfig):
@@ -84,8 +111,9 @@ class AWQ(StageConfig):
 class QuantizeFields(StageConfig):
     dtype: Dtype = "int"
     bits: Literal[2, 3, 4, 8] = 8
-    granularity: Granularity = "per-channel"
-    group_size: Literal[32, 64, 128] = 128  # used when granularity is per-group
+    granularity: Granularity = Field("per-channel", description="per-group when only group_size is given")
+    group_size: GroupSize = Field(128, description="weights per group (per-group granularity); given "
+                                  "alone it means granularity: per-group")
     symmetric: bool = True
     activations: Literal["none", "dynamic", "static"] = "dynamic"  # none = weight-only
     algorithm: Literal["rtn", "gptq"] = "rtn"
@@ -103,6 +131,38 @@ class QuantizeFields(StageConfig):
         value = getattr(self, field)
         return ValueError(f"{field}={value!r}: backend {backend!r} supports {supports}; {stage_hint}")
 
+    # --- what a recipe may leave out, and what it must not set ---------------------------------
+
+    def groups(self) -> bool:
+        """Whether the backend can quantize these weights per group (each backend says)."""
+        return True
+
+    def why_ungrouped(self) -> str:
+        """Why ``group_size`` has no effect when the weights are not per-group."""
+        return (f"granularity is {self.granularity}; group_size counts with granularity: per-group "
+                "(give group_size alone for per-group)")
+
+    def implied_values(self) -> dict[str, Any]:
+        # ``group_size`` alone means per-group, as llm-compressor, GPTQModel and AutoGPTQ read it.
+        if "group_size" in self.model_fields_set and self.groups():
+            return {"granularity": "per-group"}
+        return {}
+
+    def cast_ignores(self, extra: tuple[str, ...]) -> dict[str, str]:
+        """An fp16/bf16 cast reads only ``exclude``: every quantization setting is ignored."""
+        why = (f"dtype {self.dtype} casts the weights to {self.dtype} and quantizes nothing; "
+               "the quantization settings count for dtype int")
+        fields = ("bits", "granularity", "group_size", "symmetric", "activations", "algorithm", "smoothquant",
+                  "mixed_precision", *CALIBRATION_RUNS, *STATIC_CALIBRATOR, "calibration.device", *extra)
+        return dict.fromkeys(fields, why)
+
+    def calibration_ignores(self, counts_with: str) -> dict[str, str]:
+        """``calibration.*`` when nothing is calibrated."""
+        if self.needs_calibration:
+            return {}
+        return dict.fromkeys((*CALIBRATION_RUNS, *STATIC_CALIBRATOR, "calibration.device"),
+                             f"this scheme calibrates nothing; calibration counts with {counts_with}")
+
 
 ORT_SUPPORTS = ("int8 (activations dynamic or static), int4 weight-only per-group (activations: none, "
                 "algorithm: rtn) and dtype fp16")
@@ -117,6 +177,37 @@ class QuantizeConfig(QuantizeFields):
     # ONNX op types to quantize; None = the scheme's defaults (MatMul/Gemm, + Gather when static).
     operators: list[Literal["MatMul", "Gemm", "Gather", "Conv", "Attention", "LSTM",
                             "EmbedLayerNormalization"]] | None = None
+
+    def groups(self) -> bool:
+        return self.dtype == "int" and self.bits == 4  # MatMulNBits; int8 is per-tensor or per-channel
+
+    def why_ungrouped(self) -> str:
+        if self.groups():
+            return super().why_ungrouped()
+        return "int8 in ONNX Runtime is per-tensor or per-channel; group_size counts for int4 (per-group)"
+
+    def ignored_fields(self) -> dict[str, str]:
+        if self.dtype in ("bf16", "fp8"):
+            return {}  # refused as such by _ort_can_do_it
+        if self.dtype == "fp16":
+            return self.cast_ignores(("operators",))
+        ignored = self.calibration_ignores("activations: static, smoothquant or mixed_precision")
+        if self.granularity != "per-group":
+            ignored["group_size"] = self.why_ungrouped()
+        if self.bits == 4:
+            ignored["operators"] = "int4 (MatMulNBits) quantizes the weights of MatMul nodes; operators counts for int8"
+        if self.needs_calibration and self.activations != "static":
+            ignored |= dict.fromkeys(STATIC_CALIBRATOR, "chooses the calibrator of static activation "
+                                     "ranges; activations are not static")
+        elif self.calibration.method != "percentile":
+            ignored["calibration.percentile"] = (f"calibration.method is {self.calibration.method}; "
+                                                 "percentile counts with method: percentile")
+        ignored["calibration.device"] = ("places weight-quantize's block-by-block calibration; ONNX Runtime "
+                                         "calibrates the whole graph in its own session")
+        ignored["smoothquant.shared"] = ("ONNX Runtime's SmoothQuant always shares one factor among the "
+                                         "MatMuls reading an activation (it folds into what feeds them)")
+        ignored["smoothquant.exclude"] = "ONNX Runtime's SmoothQuant leaves out what the stage's exclude keeps float"
+        return ignored
 
     @field_validator("backend")
     @classmethod
@@ -189,6 +280,54 @@ class WeightQuantizeConfig(QuantizeFields):
 
     def needs_eager(self) -> str | None:
         return "it replaces Linear layers with quantized modules"
+
+    def groups(self) -> bool:
+        return self.dtype == "int" and self.activations == "none"  # weight-only int
+
+    def why_ungrouped(self) -> str:
+        if self.groups():
+            return super().why_ungrouped()
+        if self.dtype == "int":
+            return ("W8A8 weights (activations: dynamic) are per-tensor or per-channel; group_size counts "
+                    "for weight-only int (activations: none)")
+        return f"{self.dtype} weights are per-tensor or per-channel; group_size counts for int weights"
+
+    def ignored_fields(self) -> dict[str, str]:
+        if self.dtype in ("fp16", "bf16"):
+            return self.cast_ignores(("weight_range", "gptq", "awq"))
+        ignored = self.calibration_ignores("algorithm: gptq, awq, smoothquant or mixed_precision")
+        ignored |= dict.fromkeys(STATIC_CALIBRATOR, "chooses the onnxruntime stage's static activation "
+                                 "calibrator; weight-quantize calibrates on the rows as they are")
+        if self.granularity != "per-group":
+            ignored["group_size"] = self.why_ungrouped()
+        if self.dtype == "fp8":
+            fp8 = "fp8 weights are E4M3 with symmetric scales, rounded to nearest; {} counts for dtype int"
+            ignored |= {field: fp8.format(field) for field in ("bits", "symmetric", "algorithm", "weight_range",
+                                                                "gptq")}
+        return ignored
+
+    def recipe_problems(self, facts: RecipeFacts) -> list[str]:
+        """A group size must divide the input width of every layer it groups (when the source's
+        Hugging Face config gives the widths; the stage checks every layer before it starts)."""
+        if self.granularity != "per-group":
+            return []
+        try:
+            hf_config = facts.source.facts().hf_config or {}
+        except ModelpressError:  # the source reports its own unreadable config
+            return []
+        widths = {name: hf_config.get(name) for name in WIDTH_FIELDS}
+        heads, head_dim = hf_config.get("num_attention_heads"), hf_config.get("head_dim")
+        if isinstance(heads, int) and isinstance(head_dim, int) and heads * head_dim != widths["hidden_size"]:
+            widths["num_attention_heads x head_dim"] = heads * head_dim  # o_proj's input (Gemma, Qwen3)
+        if self.exclude:  # excluded layers are unknown before the model loads: check what q/k/v read
+            widths = {"hidden_size": widths["hidden_size"]}
+        known = {name: width for name, width in widths.items() if isinstance(width, int)}
+        bad = untiled(self.group_size, known)
+        if not bad:
+            return []
+        fits = " or ".join(map(str, tiling_groups(known, bad)[:2])) or "granularity: per-channel"
+        return [f"group_size {self.group_size} does not divide " + ", ".join(f"{k} {w}" for k, w in bad.items())
+                + f" of the model's Linear inputs; use {fits}"]
 
     @field_validator("backend")
     @classmethod

@@ -25,9 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelpress.errors import ModelpressError
+
 from .awq import awq_smoothing
 from .calibration import CalibrationError, check_finite, progress
-from .config import WeightQuantizeConfig
+from .config import WeightQuantizeConfig, tiling_groups, untiled
 from .gptq import HessianAccumulator, gptq_quantize
 from .modules import Fp8Linear, QuantLinear, cast_module
 from .qmath import Grid, fake_quantize, quantize_weight, to_storage
@@ -212,18 +214,31 @@ def _own_hessian(stats: LayerStats, smooth: torch.Tensor | None, release: bool) 
 
 
 def layer_group_size(config: WeightQuantizeConfig, in_features: int) -> int | None:
-    """The configured group, or the largest smaller supported one dividing ``in_features``.
+    """The group of a layer (None: not per-group): the configured one, or the whole row of a
+    layer narrower than it (as GPTQ checkpoints index it). ``group_problems`` refused the rest."""
+    if config.granularity != "per-group":
+        return None
+    if in_features > config.group_size and in_features % config.group_size:
+        raise ValueError(f"weight-quantize.group_size: {config.group_size} does not divide in_features={in_features}")
+    return min(config.group_size, in_features)
 
-    Models whose widths are not multiples of the group (SmolLM2: 576 = 4.5 x 128) would otherwise
-    be unquantizable per group; the group actually used is reported per layer.
+
+def group_problems(config: WeightQuantizeConfig, widths: dict[str, int]) -> str | None:
+    """One line naming the layers whose input width the group size does not tile, if any.
+
+    Groups are never shrunk per layer (they once were, silently): a checkpoint format
+    (compressed-tensors, GPTQ, MatMulNBits) takes one group size, and the recipe asked for this one.
     """
     if config.granularity != "per-group":
         return None
-    for group in (128, 64, 32):
-        if group <= config.group_size and in_features % group == 0 and group % 2 == 0:
-            return group
-    raise ValueError(f"weight-quantize.group_size: no group size <= {config.group_size} divides "
-                     f"in_features={in_features}; exclude the layer or use per-channel")
+    bad = untiled(config.group_size, widths)
+    if not bad:
+        return None
+    fits = tiling_groups(widths, bad)
+    listed = ", ".join(f"{name} ({width})" for name, width in list(bad.items())[:4]) + (" …" if len(bad) > 4 else "")
+    advice = f"use group_size {fits[0]}" if fits else "use granularity: per-channel"
+    return (f"weight-quantize.group_size: {config.group_size} does not divide the input width of "
+            f"{len(bad)} layer(s): {listed}; {advice}, or exclude them")
 
 
 def precision_label(config: WeightQuantizeConfig, in_features: int | None = None) -> str:
@@ -324,6 +339,9 @@ def _quantize_linears(model: nn.Module, config: WeightQuantizeConfig, calibratio
                       forward: Forward, report: dict[str, Any]) -> dict[str, str]:
     layers = select_layers(model, config.exclude)
     widths = {name: m.in_features for name, m in layers.items()}
+    problem = group_problems(config, widths)
+    if problem:  # before any calibration: nothing is computed for a group that cannot be used
+        raise ModelpressError(problem)
     # Mixed precision may put float layers back; otherwise no reference to them is kept, so an
     # in-place run frees each float weight as soon as its layer is replaced.
     float_layers = layers if config.mixed_precision is not None else {}

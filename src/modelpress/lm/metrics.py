@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from modelpress.quiet import progress_bar
 from modelpress.tasks.base import Metric
 
 if TYPE_CHECKING:
@@ -101,7 +102,6 @@ def compare_many(baseline: nn.Module, candidates: Mapping[str, nn.Module], seque
     Holds (1 + candidates) x batch_size x length x vocabulary logits at a time.
     """
     import torch
-    from tqdm.auto import tqdm
 
     base, sums = _Sums(), {name: _Sums() for name in candidates}
     tokens = 0
@@ -112,7 +112,7 @@ def compare_many(baseline: nn.Module, candidates: Mapping[str, nn.Module], seque
     try:
         with torch.inference_mode():
             batches = list(sequence_batches(sequences, batch_size))
-            for ids in tqdm(batches, desc="compare", unit="batch", disable=not progress, leave=False):
+            for ids in progress_bar(batches, desc="compare", enabled=progress):
                 targets = ids[:, 1:].reshape(-1)
                 ref = _forward_logits(baseline, ids)
                 outs = {name: _forward_logits(m, ids).to(ref.device) for name, m in candidates.items()}

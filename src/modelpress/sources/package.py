@@ -61,7 +61,8 @@ class PackageModel(Source):
                 entry.check_installed()
             except ModelpressError as exc:
                 return [str(exc)]
-        if entry.train_baseline is None and "baseline" in self.model_fields_set:
+        # Left at its defaults (as the dump a version is registered with holds it), it is no error.
+        if entry.train_baseline is None and "baseline" in self.model_fields_set and self.baseline != BaselineTraining():
             return [f"model.baseline: package model {self.name!r} is pretrained and used as it loads; "
                     "it has no baseline training to configure"]
         return []
