@@ -106,6 +106,11 @@ class FileData(_DataBase):
         ignored = {}
         if self.text is not None:
             ignored["image_shape"] = "it reshapes feature columns into images; this data is text"
+        elif self.image is not None:
+            ignored["image_shape"] = ("it reshapes feature columns into images; this data is image files "
+                                      "(the model's image processor or data.transform sizes them)")
+        if self.image is None:
+            ignored["transform"] = "it preprocesses image files; this data has no image column"
         if self.label is None:
             ignored["labels"] = "it declares the classes of the label column, and no label is given"
         return ignored
@@ -114,10 +119,6 @@ class FileData(_DataBase):
     def _one_input_kind(self) -> FileData:
         if sum(field is not None for field in (self.text, self.features, self.image)) != 1:
             raise ValueError("give exactly one of 'text' (a column), 'features' (columns) or 'image' (a column)")
-        if self.image_shape is not None and self.features is None:
-            raise ValueError("image_shape reshapes feature columns; it goes with 'features' only")
-        if self.transform is not None and self.image is None:
-            raise ValueError("transform preprocesses image files; it goes with 'image' only")
         return self
 
 
