@@ -157,6 +157,8 @@ def test_bad_image_data_is_refused_at_validate_with_one_line(project: Path) -> N
         assert len(problems) == 1 and problems[0].startswith(expected), (expected, problems)
     assert "1 class folder(s) with image files (cat)" in _problems(
         project, {"source": "images", "path": "one-class", "transform": TRANSFORM})[0]
+    assert "holds image files but no class folders" in _problems(
+        project, {"source": "images", "path": "one-class/cat", "transform": TRANSFORM})[0]
 
 
 # --- preprocessing: the model's own, or data.transform ----------------------------------------

@@ -59,6 +59,9 @@ def layout_problem(root: Path) -> str | None:
         return f"{root} is a file; source images reads a folder laid out as DIR/<class>/<image file>"
     folders = _class_folders(root)
     classes = class_names(root)
+    if not classes and any(_is_image(p) for p in root.iterdir()):
+        return (f"{root} holds image files but no class folders; the layout is DIR/<class>/<image file> "
+                "(is data.path one class folder, not the folder above it?)")
     if len(classes) < 2:
         found = f" ({', '.join(classes)})" if classes else ""
         return (f"{root} has {len(classes)} class folder(s) with image files{found}; the layout is "
