@@ -17,7 +17,7 @@ import torch
 from zenml import log_metadata, step
 
 from modelpress.context import StageContext
-from modelpress.data import assign_splits, describe, label_key, load_frame, sorted_labels
+from modelpress.data import assign_splits, describe, encode_labels, labels_as_text, load_frame
 from modelpress.handoffs import (
     ChampionReport,
     DataReport,
@@ -78,12 +78,8 @@ def validate_data(dataset: pd.DataFrame, data: DataSource, task: TaskSpec) -> tu
     min_rows = max(20, int(dataset["split"].value_counts().min()))
     if labels is not None:  # the model's classes (or the declared set) bound the labels
         schema = schema.with_labels(labels)
-    # Labels are compared as text: the task's label names are text, the file's may be numbers.
-    as_text = dataset.assign(label=dataset["label"].map(lambda v: v if pd.isna(v) else label_key(v)))
-    result = validate_frame(as_text.drop(columns="split"), schema, min_rows=min_rows)
-    names = labels if labels is not None else [label_key(v) for v in sorted_labels(dataset["label"].unique().tolist())]
-    index = {name: i for i, name in enumerate(names)}
-    encoded = dataset.assign(label=as_text["label"].map(index).astype("int64"))
+    result = validate_frame(labels_as_text(dataset).drop(columns="split"), schema, min_rows=min_rows)
+    encoded, names = encode_labels(dataset, labels)
     task_obj.check_data(encoded)
     report = DataReport(success=True, expectations=result["expectations"], rows=result["rows"], labels=names,
                         rows_per_split=_split_counts(dataset), images=result.get("images"))

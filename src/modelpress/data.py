@@ -13,7 +13,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -185,6 +185,22 @@ def declared_labels(spec: DataSpec) -> tuple[Any, ...] | None:
     except (ModelpressError, KeyError):
         return None
     return sorted_labels(column.dropna().unique().tolist())
+
+
+def labels_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its labels as text (the task's label names are text, a file's may be numbers)."""
+    import pandas as pd
+
+    return frame.assign(label=frame["label"].map(lambda v: v if pd.isna(v) else label_key(v)))
+
+
+def encode_labels(frame: pd.DataFrame, labels: Sequence[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` with its labels as class indices in ``labels``' order (the model's ``id2label`` or
+    the declared set; sorted when None), and that order. Every label must be one of them."""
+    names = list(labels) if labels is not None else [label_key(v) for v in
+                                                     sorted_labels(frame["label"].unique().tolist())]
+    index = {name: i for i, name in enumerate(names)}
+    return frame.assign(label=labels_as_text(frame)["label"].map(index).astype("int64")), names
 
 
 def sorted_labels(values: list[Any]) -> tuple[Any, ...]:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from modelpress.errors import ModelpressError
 from modelpress.registry import RecipeFacts, StageConfig
 from modelpress.train_config import TrainSettings
 
@@ -119,6 +120,17 @@ class DistillConfig(TrainSettings, StageConfig):
                   "students-by-width": any(s.width is not None for s in self._derived())}
         how = {"students-by-layers": "by layers (a transformer layer stack)",
                "students-by-width": "by width (the shipped SmallCNN)"}
+        capable = set(facts.task.capabilities) | self._model_capabilities(facts)
         return [f"a {facts.task.name} model cannot give a student derived {how[need]}; "
                 "give student.path (a student architecture saved with torch.save)"
-                for need, asked in wanted.items() if asked and need not in facts.task.capabilities]
+                for need, asked in wanted.items() if asked and need not in capable]
+
+    @staticmethod
+    def _model_capabilities(facts: RecipeFacts) -> set[str]:
+        """What the model itself allows whatever its task: a Hugging Face config that counts its
+        transformer layers (a ViT's, say) has a layer stack to cut down."""
+        try:
+            config = facts.source.facts().hf_config or {}
+        except ModelpressError:
+            return set()
+        return {"students-by-layers"} if isinstance(config.get("num_hidden_layers"), int) else set()

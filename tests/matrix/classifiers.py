@@ -135,6 +135,53 @@ def _hf_text(config_class: str, **shape: Any) -> Callable[[Path], dict[str, Any]
     return make
 
 
+def _digit_folder(folder: Path, count: int = 120) -> dict[str, Any]:
+    """``folder/digits/<digit>/<n>.png``: sklearn's 8×8 digits upscaled to 32×32 grayscale PNGs."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    for index in range(count):
+        target = folder / "digits" / f"digit-{bunch.target[index]}"
+        target.mkdir(parents=True, exist_ok=True)
+        pixels = np.round(bunch.images[index] * 255 / 16).astype(np.uint8)
+        Image.fromarray(pixels, mode="L").resize((32, 32), Image.Resampling.BILINEAR).save(target / f"{index}.png")
+    return {"source": "images", "path": "digits", "split": {"train": 0.6, "eval": 0.4, "calibration": 16}}
+
+
+def _hf_image(config_class: str, processor: Callable[[], Any], student: dict[str, Any] | None = None,
+              **shape: Any) -> Callable[[Path], dict[str, Any]]:
+    """``student``: the shape of a smaller model of the family, saved whole as student.pt."""
+
+    def make(folder: Path) -> dict[str, Any]:
+        import transformers
+
+        def build(**fields: Any) -> Any:
+            config = getattr(transformers, config_class)(num_labels=10, num_channels=3, image_size=32, **fields)
+            return transformers.AutoModelForImageClassification.from_config(config)
+
+        torch.manual_seed(0)
+        build(**shape).save_pretrained(folder / "model")
+        processor().save_pretrained(folder / "model")
+        if student is not None:
+            torch.save(build(**{**shape, **student}), folder / "student.pt")
+        return {"model": {"source": "huggingface", "path": "model"}, "data": _digit_folder(folder)}
+
+    return make
+
+
+def _vit_processor() -> Any:
+    from transformers import ViTImageProcessor
+
+    return ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+
+
+def _convnext_processor() -> Any:
+    from transformers import ConvNextImageProcessor
+
+    return ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.875)
+
+
 LAYERS = dict(num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, hidden_size=32)
 FAMILIES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "mlp": mlp,
@@ -142,6 +189,9 @@ FAMILIES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "bert": _hf_text("BertConfig", **LAYERS),
     "roberta": _hf_text("RobertaConfig", pad_token_id=1, max_position_embeddings=66, **LAYERS),
     "distilbert": _hf_text("DistilBertConfig", dim=32, n_layers=2, n_heads=2, hidden_dim=64),
+    "vit": _hf_image("ViTConfig", _vit_processor, patch_size=8, **LAYERS),
+    "convnext": _hf_image("ConvNextConfig", _convnext_processor, student={"hidden_sizes": [4, 8]}, patch_size=4,
+                          num_stages=2, hidden_sizes=[8, 16], depths=[1, 1]),
 }
 
 #: what each stage column runs (a family may give its own, e.g. distill's student)
@@ -156,6 +206,8 @@ STAGE_CONFIGS: dict[str, dict[str, Any]] = {
 FAMILY_STAGE_CONFIGS: dict[tuple[str, str], dict[str, Any]] = {
     ("mlp", "distill"): {"student": {"path": "student.pt"}, "epochs": 1, "batch_size": 16},
     ("cnn", "distill"): {"student": {"path": "student.pt"}, "epochs": 1, "batch_size": 16},
+    # a ConvNeXt has stages, not a layer stack to cut down: its users distill into a smaller one
+    ("convnext", "distill"): {"student": {"path": "student.pt"}, "epochs": 1, "batch_size": 16},
 }
 
 
