@@ -37,13 +37,13 @@ def pull(model_uri: str, dest: Path, instance_kind: InstanceKind = "KIND_CPU",
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep pod logs readable
     from mlflow import MlflowClient
 
-    mlflow_client = MlflowClient(tracking_uri=tracking_uri)
+    mlflow_client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     version = _resolve(model_uri, mlflow_client)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".pull-") as scratch:
         staging = Path(scratch) / "repository"
-        model = _download_onnx(model_uri, version, Path(scratch), tracking_uri)
+        model = _download_onnx(model_uri, version, Path(scratch), mlflow_client)
         metadata = _provenance(model_uri, version, mlflow_client)
         if optimize:
             from modelpress.deploy.ort_optimize import optimize_offline
@@ -69,14 +69,15 @@ def _resolve(model_uri: str, mlflow_client: MlflowClient) -> ModelVersion:
                               f"{mlflow_client.tracking_uri}: {exc.message}") from None
 
 
-def _download_onnx(model_uri: str, version: ModelVersion, scratch: Path,
-                   tracking_uri: str | None) -> Any:
+def _download_onnx(model_uri: str, version: ModelVersion, scratch: Path, mlflow_client: MlflowClient) -> Any:
     import mlflow
     import onnx
 
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(scratch / "download"),
-        tracking_uri=tracking_uri)
+    # Where the version's files are, asked of *our* client: MLflow resolves a models:/ URI through
+    # the process-wide registry URI, not the tracking_uri passed to download_artifacts.
+    source = mlflow_client.get_model_version_download_uri(version.name, version.version)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(scratch / "download"),
+                                               tracking_uri=mlflow_client.tracking_uri)
     path = Path(local) / "model.onnx"
     if not path.is_file():
         raise ModelpressError(f"{model_uri} (version {version.version}) has no model.onnx; "
@@ -120,7 +121,7 @@ def pull_build(model_uri: str, build: str, dest: Path, tracking_uri: str | None 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
 
-    mlflow_client = MlflowClient(tracking_uri=tracking_uri)
+    mlflow_client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     version = _resolve(model_uri, mlflow_client)
     logged = {Path(a.path).name for a in mlflow_client.list_artifacts(version.run_id, BUILDS_ARTIFACT)
               if a.is_dir} if version.run_id else set()

@@ -34,7 +34,7 @@ def champion_run(project: Path, name: str) -> tuple[str, dict[str, float], dict]
 
 
 def test_hugging_face_vit_on_png_files_to_champion_and_served_with_its_processor(
-        project: Path, modelpress_cli: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        project: Path, modelpress_cli: str) -> None:
     import numpy as np
     import onnxruntime as ort
     from PIL import Image
@@ -65,8 +65,8 @@ def test_hugging_face_vit_on_png_files_to_champion_and_served_with_its_processor
 
     # The registered graph carries the processor: pulled, it is the folder's own, and a client
     # that preprocesses with it gets the classes right from ONNX Runtime.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / '.modelpress' / 'mlflow.db'}")
-    folder = pull("models:/digits-vit@champion", project / "pulled")
+    folder = pull("models:/digits-vit@champion", project / "pulled",
+                  tracking_uri=f"sqlite:///{project / '.modelpress' / 'mlflow.db'}")
     shipped = ViTImageProcessor.from_pretrained(folder / version)
     assert shipped.to_dict() == ViTImageProcessor.from_pretrained(project / "digit-vit").to_dict()
     files = sorted((project / "digits").rglob("*.png"))[::10]

@@ -12,10 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from modelpress.builds import Build, BuildContext
+from modelpress.builds import Build, BuildContext, onnx_graph_problems
 from modelpress.errors import ModelpressError
 from modelpress.handoffs import BuildReport
-from modelpress.registry import register_build
+from modelpress.registry import RecipeFacts, register_build
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ class TensorRTBuild(Build):
     precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"  # auto: int8 for QDQ graphs, else fp16
 
     summary: ClassVar[str] = "a TensorRT engine (<name>-tensorrt/<version>/model.plan) on GPU runners"
+
+    def problems(self, facts: RecipeFacts) -> list[str]:
+        return onnx_graph_problems(facts)
 
     def write(self, context: BuildContext) -> BuildReport:
         import mlflow

@@ -8,9 +8,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from modelpress.builds import Build, BuildContext
+from modelpress.builds import Build, BuildContext, onnx_graph_problems
 from modelpress.handoffs import BuildReport
-from modelpress.registry import register_build
+from modelpress.registry import RecipeFacts, register_build
 
 
 @register_build("triton-repository")
@@ -19,6 +19,9 @@ class TritonRepositoryBuild(Build):
         "KIND_CPU", description="instance_group kind in config.pbtxt (modelpress pull can rewrite it)")
 
     summary: ClassVar[str] = "a Triton model repository (model.onnx + config.pbtxt, dynamic batching)"
+
+    def problems(self, facts: RecipeFacts) -> list[str]:
+        return onnx_graph_problems(facts)
 
     def write(self, context: BuildContext) -> BuildReport:
         import mlflow

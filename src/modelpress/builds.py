@@ -117,3 +117,12 @@ class Build(StrictConfig):
         raise NotImplementedError
 
 
+
+
+def onnx_graph_problems(facts: RecipeFacts) -> list[str]:
+    """Why a build made from the ONNX graph the task evaluates (a Triton repository, a TensorRT
+    engine) cannot be made for this recipe: a task evaluated as a PyTorch module exports none."""
+    if facts.task.evaluated_in != "onnx":
+        return [f"is made from the ONNX graph a task evaluates, and a {facts.task.name} model is evaluated "
+                f"and registered as a PyTorch module ({facts.task.registered_build!r}); nothing would build it"]
+    return []
