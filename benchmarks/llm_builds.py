@@ -196,7 +196,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from modelpress.deploy.builds import checks, gguf, onnxruntime_genai
-    from modelpress.deploy.builds.llama import copy_tokenizer
+    from modelpress.deploy.builds.causal_lm import copy_tokenizer
 
     torch.set_num_threads(THREADS)
     t0 = time.time()
