@@ -42,6 +42,13 @@ ROUTER_ROLES = ("FFN_GATE_INP", "FFN_GATE_INP_SHEXP")
 EXPERT_INPUT_ROLES = ("FFN_GATE_EXP", "FFN_UP_EXP")
 
 
+def available() -> bool:
+    """Whether the ``gguf`` package (the ``llm`` extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("gguf") is not None
+
+
 def gguf_arch_name(model_type: str | None) -> str | None:
     """llama.cpp's name for a Hugging Face ``model_type`` (None: gguf knows no such architecture)."""
     import gguf
@@ -85,7 +92,10 @@ def tensor_role(model_type: str, blocks: int, module_name: str) -> tuple[str, st
 
 
 def roles(model_type: str, blocks: int, module_names: list[str]) -> dict[str, str]:
-    """Role of every module the architecture's map knows (the others are left out)."""
+    """Role of every module the architecture's map knows (the others are left out; none without
+    the gguf package, whose absence the builds report as a missing package)."""
+    if not available():
+        return {}
     found = {}
     for name in module_names:
         role = tensor_role(model_type, blocks, name)

@@ -45,7 +45,7 @@ class Config(LLMBuild):
     build_name: ClassVar[str] = NAME
     summary: ClassVar[str] = ("a Hugging Face folder with a compressed-tensors quantization_config "
                               "(vLLM, Transformers), the candidate's codes")
-    needs: ClassVar[dict[str, str]] = {'compressed_tensors': 'llm', 'safetensors': 'llm'}
+    needs: ClassVar[dict[str, str]] = {'compressed_tensors': 'llm', 'safetensors': 'llm', 'gguf': 'llm'}
 
     dtype: Literal["auto", "float16", "bfloat16"] = Field(
         "auto", description="dtype of the unquantized tensors (embeddings, norms, float layers); "

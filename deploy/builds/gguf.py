@@ -113,8 +113,8 @@ class Config(LLMBuild):
 def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
     found = validation.shape_problems(stages, hf_config, NAME)
     model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
-    if not isinstance(hf_config, dict) or model is None:
-        return found
+    if not isinstance(hf_config, dict) or model is None or not arch.available():
+        return found  # without gguf, LLMBuild.problems names the missing package
     if arch.gguf_arch_name(model.model_type) is None:
         return found + [f"{NAME}: llama.cpp's tensor maps (gguf {_gguf_version()}) have no architecture for "
                         f"model_type {model.model_type!r}"]
@@ -505,8 +505,7 @@ def read_back(path: Path, model: nn.Module, scheme: causal_lm.Scheme, config: Co
         tensor = tensors[entry.name]
         qtype = exact_blocks(entry, scheme)
         if qtype is not None:
-            _check_codes(entry, tensor, qtype)
-            exact += 1
+            exact += _check_codes(entry, tensor, qtype)
             continue
         values = float_values(entry)
         found = gguf.dequantize(tensor.data, tensor.tensor_type).reshape(values.shape)
@@ -515,7 +514,7 @@ def read_back(path: Path, model: nn.Module, scheme: causal_lm.Scheme, config: Co
             raise ModelpressError(f"{NAME}: {entry.name} ({tensor.tensor_type.name}) differs from the candidate's "
                                   f"values (relative error {error:.2e})")
         worst = max(worst, error)
-    return {"tensors_read_back": float(len(plan)), "tensors_with_exact_codes": float(exact),
+    return {"tensors_read_back": float(len(plan)), "layers_with_exact_codes": float(exact),
             "max_value_rel_error": worst}
 
 
@@ -524,8 +523,9 @@ def _tolerance(qtype: str) -> float:
     return {"F32": 0.0, "F16": 1e-3, "BF16": 8e-3, "Q8_0": 0.02}.get(qtype, 0.2)
 
 
-def _check_codes(entry: Entry, tensor: Any, qtype: str) -> None:
-    """The blocks hold the candidate's codes and scales bit for bit (a flipped code fails here)."""
+def _check_codes(entry: Entry, tensor: Any, qtype: str) -> int:
+    """The blocks hold the candidate's codes and scales bit for bit (a flipped code fails here);
+    returns how many layers the tensor holds (an MoE expert stack: one per expert)."""
     import numpy as np
 
     raw = np.asarray(tensor.data)
@@ -547,6 +547,7 @@ def _check_codes(entry: Entry, tensor: Any, qtype: str) -> None:
         if not (np.array_equal(q, stored) and np.array_equal(d, fp16) and minimum_ok):
             where = f"{entry.name}[{index}]" if len(modules) > 1 else entry.name
             raise ModelpressError(f"{NAME}: {where}'s codes or scales differ from the candidate's")
+    return len(modules)
 
 
 def _check_metadata(reader: Any, config: Any) -> None:

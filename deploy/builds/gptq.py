@@ -50,7 +50,7 @@ class Config(LLMBuild):
     build_name: ClassVar[str] = NAME
     summary: ClassVar[str] = ("the GPTQ checkpoint layout (qweight/qzeros/scales/g_idx) "
                               "vLLM, Transformers and GenAI read")
-    needs: ClassVar[dict[str, str]] = {'safetensors': 'llm'}
+    needs: ClassVar[dict[str, str]] = {'safetensors': 'llm', 'gguf': 'llm'}
 
     dtype: Literal["auto", "float16", "bfloat16"] = Field(
         "auto", description="dtype of the unquantized tensors; auto keeps the candidate's")

@@ -52,7 +52,7 @@ class Config(LLMBuild):
 
     build_name: ClassVar[str] = NAME
     summary: ClassVar[str] = "an ONNX Runtime GenAI folder (MatMulNBits int4 from the candidate's codes, or fp32)"
-    needs: ClassVar[dict[str, str]] = {'onnxruntime_genai': 'llm'}
+    needs: ClassVar[dict[str, str]] = {'onnxruntime_genai': 'llm', 'gguf': 'llm'}
 
     accuracy_level: Literal[1, 4] = Field(
         1, description="MatMulNBits compute: 1 keeps activations fp32 (the candidate's arithmetic, "
@@ -71,6 +71,8 @@ def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
     if model is not None and model.architecture not in builder_architectures():
         return found + [f"{NAME}: onnxruntime-genai {_version()}'s model builder does not convert "
                         f"{model.architecture} (its causal LMs: {', '.join(sorted(_causal_lms()))})"]
+    if isinstance(hf_config, dict) and hf_config.get("model_type") and hf_config.get("eos_token_id") is None:
+        found.append(f"{NAME}: config.json has no eos_token_id, which GenAI's genai_config.json needs (set it)")
     weights = validation.weight_stage(stages)
     if weights is None or weights.dtype in ("fp16", "bf16"):
         return found  # float: built at fp32 for the CPU
@@ -241,8 +243,8 @@ def greedy_match(expected: list[int], got: list[int], ends: set[int]) -> int:
     """Leading tokens GenAI generated as the candidate did; a text both end at the same place
     (GenAI stops at an end-of-text token, the candidate's greedy loop does not) matches in full."""
     for i, token in enumerate(expected):
-        if i >= len(got):
-            return len(expected) if got and got[-1] in ends else i
+        if i >= len(got):  # GenAI stopped: where the candidate ends the text too (the end token is not kept)
+            return len(expected) if token in ends or (got and got[-1] in ends) else i
         if got[i] != token:
             return i
         if token in ends:

@@ -246,9 +246,10 @@ def smoothing_problems(stage: Any, layout: Layout, build: str) -> list[str]:
         found.append(f"{build}: {field}.shared is false: per-layer factors cannot be folded into the "
                      "norm that q/k/v (gate/up) share")
     smoothed = [n for n in layout.quantized(stage) if not any(re.search(p, n) for p in options.exclude)]
-    if not layout.roles:
+    if not layout.roles:  # without the gguf package the build reports the missing package instead
         return found + [f"{build}: {field}: llama.cpp's tensor map (gguf) does not describe model_type "
-                        f"{layout.model_type!r}, so where its factors fold cannot be told; drop {field}"]
+                        f"{layout.model_type!r}, so where its factors fold cannot be told; drop {field}"
+                        ] if arch.available() else found
     role_of = layout.roles
     experts = [n for n in smoothed if role_of.get(n) in arch.EXPERT_INPUT_ROLES]
     if experts:

@@ -79,7 +79,7 @@ def test_gguf_blocks_hold_the_exact_codes(scheme, qtype, quantize, tokenizer_dir
     from modelpress.deploy.builds import gguf
 
     out, metrics = build(gguf, quantize(scheme), tokenizer_dir, tmp_path, eval_ids)
-    assert metrics["tensors_with_exact_codes"] == 14.0  # 2 blocks x 7 projections, read back from the file
+    assert metrics["layers_with_exact_codes"] == 14.0  # 2 blocks x 7 projections, read back from the file
     assert metrics["transformers_gguf_loaded"] == 1.0
     assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)
     reader = gguf_lib.GGUFReader(str(out / gguf.FILENAME))
