@@ -286,8 +286,8 @@ def random_qwen2(tokenizer: Any) -> Any:
 
     ids = {f"{k}_token_id": getattr(tokenizer, f"{k}_token_id") for k in ("bos", "eos", "pad")}
     config = Qwen2Config(vocab_size=len(tokenizer), **ids, hidden_size=576, intermediate_size=1536,
-                         num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
-                         tie_word_embeddings=True, rope_theta=100000.0)
+                         num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=100000.0)
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config).eval()
 
