@@ -280,12 +280,12 @@ def main() -> None:
 
 
 def random_qwen2(tokenizer: Any) -> Any:
-    """A Qwen2 causal LM of SmolLM2-135M's shape for ``tokenizer``, randomly initialised (seed 0)."""
+    """A Qwen2 causal LM of SmolLM2-135M's shape for ``tokenizer``, randomly initialised (seed 0); its
+    config names no special tokens, as Qwen2Config's defaults do (the GenAI build takes the tokenizer's)."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
-    ids = {f"{k}_token_id": getattr(tokenizer, f"{k}_token_id") for k in ("bos", "eos", "pad")}
-    config = Qwen2Config(vocab_size=len(tokenizer), **ids, hidden_size=576, intermediate_size=1536,
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=576, intermediate_size=1536,
                          num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
                          max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=100000.0)
     torch.manual_seed(0)

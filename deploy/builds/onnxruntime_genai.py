@@ -71,8 +71,6 @@ def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
     if model is not None and model.architecture not in builder_architectures():
         return found + [f"{NAME}: onnxruntime-genai {_version()}'s model builder does not convert "
                         f"{model.architecture} (its causal LMs: {', '.join(sorted(_causal_lms()))})"]
-    if isinstance(hf_config, dict) and hf_config.get("model_type") and hf_config.get("eos_token_id") is None:
-        found.append(f"{NAME}: config.json has no eos_token_id, which GenAI's genai_config.json needs (set it)")
     weights = validation.weight_stage(stages)
     if weights is None or weights.dtype in ("fp16", "bf16"):
         return found  # float: built at fp32 for the CPU
@@ -165,6 +163,7 @@ def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config |
             gptq.write(model, tokenizer_dir, source, gptq.Config(), allow_wrapped_zeros=True, block=block)
         else:
             _write_float(model, tokenizer_dir, source)
+        _special_ids_from_tokenizer(source)
         _run_builder(source, out_dir, precision, _extra_options(model, scheme, config), config, Path(scratch))
     causal_lm.write_manifest(out_dir, NAME, scheme, precision=precision, accuracy_level=config.accuracy_level,
                              matmulnbits_block=block)
@@ -187,6 +186,20 @@ def _write_float(model: nn.Module, tokenizer_dir: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True)
     plain.save_pretrained(out_dir)
     causal_lm.copy_tokenizer(tokenizer_dir, out_dir)
+
+
+def _special_ids_from_tokenizer(folder: Path) -> None:
+    """genai_config.json needs an eos_token_id: where config.json has none, the tokenizer's."""
+    from transformers import AutoTokenizer
+
+    body = json.loads((folder / "config.json").read_text())
+    missing = [k for k in ("bos", "eos") if body.get(f"{k}_token_id") is None]
+    if not missing:
+        return
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    for key in missing:
+        body[f"{key}_token_id"] = getattr(tokenizer, f"{key}_token_id")
+    (folder / "config.json").write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
 
 
 def _extra_options(model: nn.Module, scheme: causal_lm.Scheme, config: Config) -> list[str]:

@@ -10,7 +10,7 @@ from modelpress.steps.prune.config import PruneConfig
 from modelpress.steps.quantize.config import WeightQuantizeConfig
 
 SMOLLM2 = {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536,
-           "num_attention_heads": 9, "num_key_value_heads": 3, "eos_token_id": 2}
+           "num_attention_heads": 9, "num_key_value_heads": 3}
 BUILDS = {m.NAME: m for m in (compressed_tensors, gguf, gptq, onnxruntime_genai)}
 
 
@@ -67,15 +67,13 @@ def test_architectures_a_consumer_does_not_take_are_refused_and_the_others_pass(
     assert any("no architecture for model_type 'opt'" in p for p in problems("gguf", wq(**INT4_G64), hf_config=OPT))
     assert any("does not convert OPTForCausalLM" in p for p in problems("onnxruntime-genai", hf_config=OPT))
     assert problems("compressed-tensors", wq(**INT4_G64), hf_config=OPT) == []  # Linear layers by module name
-    no_eos = {k: v for k, v in SMOLLM2.items() if k != "eos_token_id"}
-    assert any("no eos_token_id" in p for p in problems("onnxruntime-genai", hf_config=no_eos))
 
 
 def test_per_channel_int4_reaches_genai_when_a_block_divides_every_width():
     per_channel = wq(bits=4, algorithm="gptq")
     assert problems("onnxruntime-genai", per_channel) == []  # SmolLM2: 576 and 1536 are blocks of 64
     odd = {"model_type": "llama", "hidden_size": 88, "intermediate_size": 200, "num_attention_heads": 4,
-           "num_key_value_heads": 4, "num_hidden_layers": 2, "eos_token_id": 0}  # widths of 8 x 11 and 8 x 25
+           "num_key_value_heads": 4, "num_hidden_layers": 2}  # widths of 8 x 11 and 8 x 25
     found = problems("onnxruntime-genai", per_channel, hf_config=odd)
     assert any("none of (128, 64, 32, 16) divides [88, 200]" in p for p in found), found
 
