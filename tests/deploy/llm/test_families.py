@@ -64,6 +64,8 @@ def gptq_int4(group):
 @pytest.fixture(scope="module")
 def candidate(family):
     """candidate(name, **stage fields) -> the quantized model (cached per family and scheme)."""
+    import torch
+
     from modelpress.steps.quantize.torch_backend import quantize_module
 
     cache = {}
@@ -72,8 +74,13 @@ def candidate(family):
         key = (name, json.dumps(fields, sort_keys=True))
         if key not in cache:
             _, model, calibration, _ = family(name)
-            cache[key] = quantize_module(model, stage(name, **fields), calibration,
-                                         lambda m, ids: m(input_ids=ids).logits[:, -8:])
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # GPTQ's small per-column ops: one thread is fastest, and steady under load
+            try:
+                cache[key] = quantize_module(model, stage(name, **fields), calibration,
+                                             lambda m, ids: m(input_ids=ids).logits[:, -8:])
+            finally:
+                torch.set_num_threads(threads)
         return cache[key]
 
     return get
