@@ -163,8 +163,8 @@ def _into_norm(model: nn.Module, feeder: str, layers: list[str], readers: list[s
     norm = model.get_submodule(feeder) if feeder else None
     width = model.get_submodule(layers[0]).in_features
     if norm is None or getattr(norm, "weight", None) is None or tuple(norm.weight.shape) != (width,):
-        problems.append(f"{where}: the input is not a norm's output (each MoE expert reads only its "
-                        "own tokens), so no module can absorb the factor (exclude these layers from awq/smoothquant)")
+        problems.append(f"{where}: the input is no norm's output (e.g. an MoE expert reads only the tokens "
+                        "routed to it), so no module can absorb the factor (exclude these layers from awq/smoothquant)")
         return
     smooths = [_smooth(model.get_submodule(n)) for n in readers]
     first = smooths[0]
