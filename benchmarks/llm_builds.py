@@ -20,6 +20,15 @@ drifts during the run hits all rows alike.
 
 The reference is itself a dequantized 4-bit model (the package ships Q4_1), so absolute
 perplexities are those of that model.
+
+``--family qwen2`` measures a non-Llama family instead: a randomly initialised Qwen2 of SmolLM2's
+size (hidden 576, MLP 1536, 30 blocks, 9 query / 3 KV heads with q/k/v biases, tied embeddings,
+SmolLM2's tokenizer; no Qwen2 checkpoint ships in a package), int4 g64 codes from weight-quantize
+(RTN: decode speed does not depend on how the codes were chosen), its GenAI builds' decode speed
+beside Transformers fp32, and its GGUF build's consumer check. Random weights make absolute
+perplexities meaningless (~vocabulary size): the builds are compared with the candidate (ratio).
+No GGUF decode speed: that needs llama.cpp, which is not installed here (llama-cpp-python builds
+it from source, ~15-20 min on 2 cores).
 """
 
 from __future__ import annotations
@@ -190,13 +199,18 @@ def main() -> None:
     parser.add_argument("--eval-seqs", type=int, default=16)
     parser.add_argument("--cal-seqs", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved speed rounds")
+    parser.add_argument("--family", choices=["smollm2", "qwen2"], default="smollm2",
+                        help="qwen2: a random Qwen2 of SmolLM2's size instead of SmolLM2 (see above)")
     args = parser.parse_args()
+    if args.family == "qwen2":
+        family_benchmark(args)
+        return
 
     import torch
     from transformers import AutoModelForCausalLM
 
     from modelpress.deploy.builds import checks, gguf, onnxruntime_genai
-    from modelpress.deploy.builds.llama import copy_tokenizer
+    from modelpress.deploy.builds.causal_lm import copy_tokenizer
 
     torch.set_num_threads(THREADS)
     t0 = time.time()
@@ -262,6 +276,71 @@ def main() -> None:
     print(table([{"variant": name, **row} for name, row in rows.items()],
                 ["variant", "ppl", "MB", "TTFT ms", "decode tok/s", "decode vs Transformers fp32"]))
     print_targets(rows)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def random_qwen2(tokenizer: Any) -> Any:
+    """A Qwen2 causal LM of SmolLM2-135M's shape for ``tokenizer``, randomly initialised (seed 0); its
+    config names no special tokens, as Qwen2Config's defaults do (the GenAI build takes the tokenizer's)."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=576, intermediate_size=1536,
+                         num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=100000.0)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+def family_benchmark(args: argparse.Namespace) -> None:
+    """``--family qwen2``: GenAI int4 decode speed beside Transformers fp32, and the GGUF build's check."""
+    import torch
+
+    from modelpress.deploy.builds import checks, gguf, onnxruntime_genai
+
+    torch.set_num_threads(THREADS)
+    t0 = time.time()
+    load_start = os.getloadavg()
+    _, tokenizer, _, evaluation = load_smollm2(args.seq_len, args.eval_seqs, 0)
+    model = random_qwen2(tokenizer)
+    prompt = evaluation[0, :PROMPT_TOKENS]
+    work = Path(tempfile.mkdtemp(prefix="llm-builds-qwen2-"))
+    tok_dir = work / "tokenizer"
+    tokenizer.save_pretrained(tok_dir)
+    candidate = quantized(model, [], bits=4, granularity="per-group", group_size=64)
+    candidate_ppl = perplexity_of(lambda row: checks.model_logits(candidate, row[None])[0], evaluation)
+    reference_name = "Transformers fp32 eager (random Qwen2)"
+    rows: dict[str, dict[str, Any]] = {reference_name: {"ppl": perplexity_of(
+        lambda row: checks.model_logits(model, row[None])[0], evaluation)}}
+    timers = {reference_name: lambda: torch_speed(model, prompt)}
+    print(f"[{time.time() - t0:.0f}s] random Qwen2 built and quantized (int4 g64 RTN); candidate ppl "
+          f"{candidate_ppl:.1f}", flush=True)
+    for level in (1, 4):
+        name = f"GenAI int4 g64 (modelpress codes), accuracy {level}"
+        folder = onnxruntime_genai.write(candidate, tok_dir, work / f"genai{level}",
+                                         onnxruntime_genai.Config(accuracy_level=level))
+        genai = genai_model(folder)
+        ppl = genai_perplexity(genai, evaluation)
+        rows[name] = {"ppl": ppl, "ppl vs candidate": ppl / candidate_ppl, "MB": size_mb(folder)}
+        timers[name] = lambda genai=genai: genai_speed(genai, prompt)
+        print(f"[{time.time() - t0:.0f}s] {name}: {rows[name]}", flush=True)
+    print(f"[{time.time() - t0:.0f}s] speed: {args.rounds} interleaved rounds of {len(timers)} variants", flush=True)
+    for name, speed in interleaved_speeds(timers, args.rounds).items():
+        rows[name].update(speed)
+    timers.clear()
+    folder = gguf.write(candidate, tok_dir, work / "gguf", gguf.Config())
+    check = gguf.check(folder, candidate, evaluation[:2, :128], gguf.Config())
+    name = "GGUF Q4_0 (the same codes): gguf reader + Transformers' GGUF loader, no llama.cpp here"
+    rows[name] = {"ppl": check["perplexity_build"], "ppl vs candidate": check["perplexity_ratio"],
+                  "MB": size_mb(folder), "decode tok/s": "n/a"}
+    print(f"[{time.time() - t0:.0f}s] GGUF check: {json.dumps({k: round(v, 4) for k, v in check.items()})}", flush=True)
+    tokens = args.eval_seqs * (args.seq_len - 1)
+    print(f"\nRandom Qwen2 of SmolLM2's size (30 blocks, hidden 576): perplexity on {tokens} Rotten Tomatoes tokens "
+          f"(GGUF row: on the check's 2 x 128); batch 1, {THREADS} threads, prompt {PROMPT_TOKENS} tokens, "
+          f"{NEW_TOKENS} new tokens, medians of {args.rounds} interleaved rounds; load average at start "
+          f"{load_start[0]:.1f}, at end {os.getloadavg()[0]:.1f}; {time.time() - t0:.0f}s in all")
+    print(table([{"variant": name, **row} for name, row in rows.items()],
+                ["variant", "ppl", "ppl vs candidate", "MB", "TTFT ms", "decode tok/s", "decode vs Transformers fp32"]))
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,4 +1,6 @@
-"""``compressed-tensors``: a Hugging Face folder vLLM and Transformers load quantized.
+"""``compressed-tensors``: a Hugging Face folder vLLM and Transformers load quantized, for any
+Transformers causal LM: the format describes Linear layers by module name, and the folder is the
+candidate's own class and config (``causal_lm.float_model``) with its quantized layers compressed.
 
 The candidate's layers become compressed-tensors modules and the library's own compressor
 writes them: ``apply_quantization_config`` gives each Linear the scheme's parameters, we set
@@ -8,6 +10,10 @@ written file), then ``ModelCompressor.compress_model`` + ``save_pretrained`` + `
 
 Formats: W4A16/W8A16 → ``pack-quantized``; W8A8 (per-token dynamic int8 activations) →
 ``int-quantized``; fp8 E4M3 → ``float-quantized``; a float candidate → a plain folder.
+
+Refused at validate: 2/3-bit and asymmetric weights (no vLLM kernel; Transformers 4.57 cannot load
+packed zero points), layers of different group sizes, and quantized MoE routers (vLLM builds its
+routers in float).
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from pydantic import Field
 from modelpress.errors import ModelpressError
 from modelpress.registry import register_build
 
-from . import checks, llama
+from . import causal_lm, checks, validation
 from .llm import LLMBuild
+from .smoothing import fold_smoothing
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +45,7 @@ class Config(LLMBuild):
     build_name: ClassVar[str] = NAME
     summary: ClassVar[str] = ("a Hugging Face folder with a compressed-tensors quantization_config "
                               "(vLLM, Transformers), the candidate's codes")
-    needs: ClassVar[dict[str, str]] = {'compressed_tensors': 'llm', 'safetensors': 'llm'}
+    needs: ClassVar[dict[str, str]] = {'compressed_tensors': 'llm', 'safetensors': 'llm', 'gguf': 'llm'}
 
     dtype: Literal["auto", "float16", "bfloat16"] = Field(
         "auto", description="dtype of the unquantized tensors (embeddings, norms, float layers); "
@@ -51,9 +58,13 @@ class Config(LLMBuild):
 
 def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
     """Why the recipe's stages cannot end in a compressed-tensors folder (empty: they can)."""
-    found = llama.shape_problems(stages, hf_config, NAME)
-    weights = llama.weight_stage(stages)
-    if weights is None or weights.dtype in ("fp16", "bf16", "fp8"):
+    found = validation.shape_problems(stages, hf_config, NAME)
+    weights = validation.weight_stage(stages)
+    model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
+    if weights is None or model is None or weights.dtype in ("fp16", "bf16"):
+        return found
+    found += validation.router_problems(weights, model, NAME)
+    if weights.dtype == "fp8":
         return found
     if weights.bits not in WEIGHT_BITS:
         found.append(f"{NAME}: int{weights.bits} weights — vLLM's compressed-tensors kernels take "
@@ -62,39 +73,24 @@ def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
         found.append(f"{NAME}: asymmetric weights — Transformers 4.57 cannot load compressed-tensors "
                      "checkpoints with packed zero points (compressed-tensors ≤ 0.20.1), so the build "
                      "could not be checked; use symmetric: true, or the gptq build")
-    found += group_problems(weights, hf_config, NAME)
-    return found
-
-
-def group_problems(weights: Any, hf_config: Any, build: str) -> list[str]:
-    """One group size for every projection: it must divide every input width."""
-    if weights.granularity != "per-group":
-        return []
-    get = (lambda k: hf_config.get(k)) if isinstance(hf_config, dict) else (lambda k: getattr(hf_config, k, None))
-    widths = {k: get(k) for k in ("hidden_size", "intermediate_size") if get(k)}
-    bad = {k: w for k, w in widths.items() if w % weights.group_size}
-    if not bad:
-        return []
-    listed = ", ".join(f"{k} {w}" for k, w in bad.items())
-    return [(f"{build}: group_size {weights.group_size} does not divide {listed}; every projection must "
-             "share one group size in this format (pick one that divides all widths, e.g. 64 or 32)")]
+    return found + validation.group_problems(weights, model, NAME)
 
 
 def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None) -> Path:
     """Write the candidate as a compressed-tensors (or plain, when float) Hugging Face folder."""
     config = config or Config()
-    scheme = llama.describe(model)
-    folded = llama.fold_smoothing(model)
-    out_dir = llama.prepare_out_dir(out_dir)
+    scheme = causal_lm.describe(model)
+    folded = fold_smoothing(model)
+    out_dir = causal_lm.prepare_out_dir(out_dir)
     dtype = None if config.dtype == "auto" else _torch_dtype(config.dtype)
-    plain = llama.float_model(folded, dtype)
+    plain = causal_lm.float_model(folded, dtype)
     fmt = None
     if scheme.kind != "float":
         fmt = _compress(plain, folded, scheme, out_dir)
     else:
         plain.save_pretrained(out_dir)
-    llama.copy_tokenizer(tokenizer_dir, out_dir)
-    llama.write_manifest(out_dir, NAME, scheme, format=fmt or "dense")
+    causal_lm.copy_tokenizer(tokenizer_dir, out_dir)
+    causal_lm.write_manifest(out_dir, NAME, scheme, format=fmt or "dense")
     return out_dir
 
 
@@ -104,7 +100,7 @@ def _torch_dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
-def _compress(plain: nn.Module, folded: nn.Module, scheme: llama.Scheme, out_dir: Path) -> str:
+def _compress(plain: nn.Module, folded: nn.Module, scheme: causal_lm.Scheme, out_dir: Path) -> str:
     from compressed_tensors.compressors import ModelCompressor
     from compressed_tensors.quantization import (
         QuantizationConfig,
@@ -127,12 +123,12 @@ def _compress(plain: nn.Module, folded: nn.Module, scheme: llama.Scheme, out_dir
     return fmt
 
 
-def _refuse(scheme: llama.Scheme) -> None:
+def _refuse(scheme: causal_lm.Scheme) -> None:
     if scheme.kind == "int" and (scheme.bits not in WEIGHT_BITS or not scheme.symmetric):
         raise ModelpressError(f"{NAME}: {scheme.label()} weights cannot be written (4/8-bit symmetric only)")
 
 
-def _arguments(scheme: llama.Scheme) -> tuple[Any, Any, str]:
+def _arguments(scheme: causal_lm.Scheme) -> tuple[Any, Any, str]:
     from compressed_tensors.quantization import QuantizationArgs
 
     if scheme.kind == "fp8":
@@ -150,22 +146,22 @@ def _arguments(scheme: llama.Scheme) -> tuple[Any, Any, str]:
     return weights, None, "pack-quantized"
 
 
-def _set_parameters(target: nn.Module, source: nn.Module, scheme: llama.Scheme) -> None:
+def _set_parameters(target: nn.Module, source: nn.Module, scheme: causal_lm.Scheme) -> None:
     """The candidate's dequantized weight and its scales (the compressor re-derives the codes)."""
     import torch
 
     with torch.no_grad():
         if scheme.kind == "fp8":
-            weight, scale = llama.fp8_weight(source)
+            weight, scale = causal_lm.fp8_weight(source)
             target.weight.copy_(weight.float() * scale)
             target.weight_scale.copy_(scale.reshape(target.weight_scale.shape))
             return
-        codes = llama.int_weight(source)
+        codes = causal_lm.int_weight(source)
         target.weight.copy_(codes.dequantize().to(target.weight.dtype))
         target.weight_scale.copy_(codes.scales.reshape(target.weight_scale.shape).to(target.weight_scale.dtype))
 
 
-def _verify_codes(out_dir: Path, folded: nn.Module, scheme: llama.Scheme, fmt: str) -> None:
+def _verify_codes(out_dir: Path, folded: nn.Module, scheme: causal_lm.Scheme, fmt: str) -> None:
     """The written integers are the candidate's codes (signed, zero point subtracted)."""
     import torch
     from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
@@ -175,7 +171,7 @@ def _verify_codes(out_dir: Path, folded: nn.Module, scheme: llama.Scheme, fmt: s
         return  # the compressor casts our E4M3 values back to E4M3: nothing to re-derive
     with safe_open(str(out_dir / "model.safetensors"), "pt") as f:
         for name in scheme.quantized:
-            codes = llama.int_weight(folded.get_submodule(name))
+            codes = causal_lm.int_weight(folded.get_submodule(name))
             expected = codes.codes - codes.zeros.repeat_interleave(codes.group_size, 1)
             if fmt == "pack-quantized":
                 shape = torch.Size(f.get_tensor(f"{name}.weight_shape").tolist())
@@ -197,6 +193,6 @@ def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
     loaded = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype="auto").eval()
     metrics = checks.compare_logits(checks.model_logits(model, eval_input_ids),
                                     checks.model_logits(loaded, eval_input_ids), eval_input_ids)
-    dynamic = llama.describe(model).activations != "none"
+    dynamic = causal_lm.describe(model).activations != "none"
     checks.require_close(metrics, NAME, config.max_perplexity_ratio or (1.01 if dynamic else 1.001))
     return metrics

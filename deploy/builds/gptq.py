@@ -1,4 +1,6 @@
-"""``gptq``: the GPTQ checkpoint layout (vLLM, Transformers/GPTQModel, ONNX Runtime GenAI read it).
+"""``gptq``: the GPTQ checkpoint layout (vLLM, Transformers/GPTQModel, ONNX Runtime GenAI read it),
+for any Transformers causal LM: every quantized Linear by its module name, the rest of the folder
+the candidate's own class and config.
 
 Per quantized Linear (weights ``[N out, K in]``, groups of ``g`` along K):
 ``qweight`` int32 ``[K·b/32, N]`` (codes packed along K, lowest bits first), ``qzeros`` int32
@@ -9,6 +11,9 @@ int4/int2 codes already are; int8 codes are shifted by 128 together with their z
 
 Written by hand (numpy bit packing) because the libraries that write this layout (GPTQModel,
 auto-gptq, optimum) quantize themselves and need CUDA or Transformers 5.
+
+Refused at validate: fp8, W8A8 and 3-bit weights, layers of different group sizes, widths that do
+not pack into int32 words (e.g. a 4-expert router's 4 outputs), and quantized MoE routers.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from pydantic import Field
 from modelpress.errors import ModelpressError
 from modelpress.registry import register_build
 
-from . import checks, llama
+from . import architectures as arch
+from . import causal_lm, checks, validation
 from .llm import LLMBuild
+from .smoothing import fold_smoothing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,7 +50,7 @@ class Config(LLMBuild):
     build_name: ClassVar[str] = NAME
     summary: ClassVar[str] = ("the GPTQ checkpoint layout (qweight/qzeros/scales/g_idx) "
                               "vLLM, Transformers and GenAI read")
-    needs: ClassVar[dict[str, str]] = {'safetensors': 'llm'}
+    needs: ClassVar[dict[str, str]] = {'safetensors': 'llm', 'gguf': 'llm'}
 
     dtype: Literal["auto", "float16", "bfloat16"] = Field(
         "auto", description="dtype of the unquantized tensors; auto keeps the candidate's")
@@ -52,10 +59,8 @@ class Config(LLMBuild):
 
 
 def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
-    from .compressed_tensors import group_problems
-
-    found = llama.shape_problems(stages, hf_config, NAME)
-    weights = llama.weight_stage(stages)
+    found = validation.shape_problems(stages, hf_config, NAME)
+    weights = validation.weight_stage(stages)
     if weights is None or weights.dtype in ("fp16", "bf16"):
         return found + [(f"{NAME}: the candidate has no integer weights (weight-quantize with dtype: int); "
                          "a float model ships as the compressed-tensors build")]
@@ -65,60 +70,81 @@ def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
         found.append(f"{NAME}: GPTQ checkpoints are weight-only; W8A8 ships as compressed-tensors")
     elif weights.bits not in BITS:
         found.append(f"{NAME}: int{weights.bits} weights; the layout is written for {BITS} bits")
-    return found + group_problems(weights, hf_config, NAME)
+    model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
+    if model is None or found:
+        return found
+    return (found + validation.router_problems(weights, model, NAME) + packing_problems(weights, model, NAME)
+            + validation.group_problems(weights, model, NAME))
+
+
+def packing_problems(weights: Any, model: validation.Layout, build: str) -> list[str]:
+    """qweight packs each column's codes and qzeros each group's zero points into int32 words."""
+    per_word = 32 // weights.bits
+    bad = {n: shape for n, shape in model.quantized(weights).items()
+           if (shape[0] % per_word or shape[1] % per_word)
+           and model.roles.get(n) not in arch.ROUTER_ROLES}  # routers: router_problems says it
+    if not bad:
+        return []
+    name, (out, width) = next(iter(bad.items()))
+    return [f"{build}: {name} is {out}x{width}; the GPTQ layout packs {per_word} {weights.bits}-bit codes and zero "
+            f"points into each int32 word, so both sizes must be multiples of {per_word} (exclude it from "
+            "weight-quantize)"]
 
 
 def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None,
-          allow_wrapped_zeros: bool = False) -> Path:
+          allow_wrapped_zeros: bool = False, block: int | None = None) -> Path:
     """Write the candidate's codes in the GPTQ layout, with config.json and the tokenizer.
 
     ``allow_wrapped_zeros``: an asymmetric group whose zero point is 0 is stored as -1 (v1 keeps
     zero−1), which wraps; ONNX Runtime GenAI masks it back, vLLM's GPTQ kernels do not, so it is
-    refused unless the caller's reader masks.
+    refused unless the caller's reader masks. ``block``: write groups of this size, each larger
+    group's scale and zero point repeated (the same values: per-channel codes for a reader whose
+    blocks must be narrower than a row).
     """
     config = config or Config()
     from safetensors.torch import save_file
 
-    scheme = llama.describe(model)
+    scheme = causal_lm.describe(model)
     if scheme.kind != "int" or scheme.activations != "none" or scheme.bits not in BITS:
         raise ModelpressError(f"{NAME}: {scheme.label()} has no GPTQ layout (integer weight-only, "
                               f"{BITS} bits)")
-    folded = llama.fold_smoothing(model)
-    out_dir = llama.prepare_out_dir(out_dir)
+    folded = fold_smoothing(model)
+    out_dir = causal_lm.prepare_out_dir(out_dir)
     dtype = None if config.dtype == "auto" else getattr(__import__("torch"), config.dtype)
-    plain = llama.float_model(folded, dtype)
+    plain = causal_lm.float_model(folded, dtype)
+    aliases = ({n for n, _ in plain.named_parameters(remove_duplicate=False)}
+               - {n for n, _ in plain.named_parameters()})  # a tied LM head: the embedding, stored once
     state = {k: v.contiguous() for k, v in plain.state_dict().items()
-             if k.removesuffix(".weight") not in scheme.quantized}
-    if plain.config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
+             if k.removesuffix(".weight") not in scheme.quantized and k not in aliases}
     wrapped = 0
     for name in scheme.quantized:
-        tensors, wraps = pack_layer(llama.int_weight(folded.get_submodule(name)))
+        weight = causal_lm.int_weight(folded.get_submodule(name))
+        tensors, wraps = pack_layer(weight if block is None else weight.regrouped(block))
         wrapped += wraps
         state.update({f"{name}.{k}": v for k, v in tensors.items()})
     if wrapped and not allow_wrapped_zeros:
         raise ModelpressError(f"{NAME}: {wrapped} asymmetric group(s) have zero point 0, which the v1 "
                               "GPTQ layout (zero−1) cannot store for vLLM; use symmetric: true")
     save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-    _write_config(plain.config, scheme, out_dir)
-    llama.copy_tokenizer(tokenizer_dir, out_dir)
-    llama.write_manifest(out_dir, NAME, scheme, wrapped_zero_points=wrapped)
+    _write_config(plain.config, scheme, out_dir, block)
+    causal_lm.copy_tokenizer(tokenizer_dir, out_dir)
+    causal_lm.write_manifest(out_dir, NAME, scheme, wrapped_zero_points=wrapped)
     return out_dir
 
 
-def quantization_config(scheme: llama.Scheme) -> dict[str, Any]:
-    return {"quant_method": "gptq", "bits": scheme.bits, "group_size": scheme.group_size or -1,
+def quantization_config(scheme: causal_lm.Scheme, block: int | None = None) -> dict[str, Any]:
+    return {"quant_method": "gptq", "bits": scheme.bits, "group_size": block or scheme.group_size or -1,
             "desc_act": False, "sym": scheme.symmetric, "static_groups": False, "true_sequential": True,
             "checkpoint_format": "gptq"}
 
 
-def _write_config(config: Any, scheme: llama.Scheme, out_dir: Path) -> None:
+def _write_config(config: Any, scheme: causal_lm.Scheme, out_dir: Path, block: int | None) -> None:
     body = config.to_dict()
-    body["quantization_config"] = quantization_config(scheme)
+    body["quantization_config"] = quantization_config(scheme, block)
     (out_dir / "config.json").write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
 
 
-def pack_layer(weight: llama.IntWeight) -> tuple[dict[str, torch.Tensor], int]:
+def pack_layer(weight: causal_lm.IntWeight) -> tuple[dict[str, torch.Tensor], int]:
     """(qweight, qzeros, scales, g_idx) of one layer, and how many zero points wrapped."""
     import numpy as np
     import torch
@@ -169,15 +195,17 @@ def read_layer(tensors: dict[str, np.ndarray], name: str, bits: int) -> tuple[np
 
 
 def load_dequantized(out_dir: Path, dtype: Any = None) -> nn.Module:
-    """A LlamaForCausalLM with the folder's GPTQ weights dequantized as a GPTQ reader does."""
+    """The folder's model class (Transformers', from its config.json) with its GPTQ weights
+    dequantized as a GPTQ reader does (Transformers' own GPTQ loader needs gptqmodel: LOADER_NOTE)."""
     import numpy as np
     import torch
     from safetensors.numpy import load_file
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.integrations.accelerate import init_empty_weights
 
     body = json.loads((Path(out_dir) / "config.json").read_text())
     quant = body.pop("quantization_config")
-    config = LlamaConfig(**body)
+    config = AutoConfig.for_model(body.pop("model_type"), **body)
     tensors = load_file(str(Path(out_dir) / "model.safetensors"))
     state = {k: torch.from_numpy(v) for k, v in tensors.items()
              if not k.endswith((".qweight", ".qzeros", ".scales", ".g_idx"))}
@@ -187,10 +215,13 @@ def load_dequantized(out_dir: Path, dtype: Any = None) -> nn.Module:
         g_idx = tensors[f"{name}.g_idx"].astype(np.int64)
         weight = (codes - zeros[g_idx]) * scales[g_idx]  # [K, N]
         state[f"{name}.weight"] = torch.from_numpy(np.ascontiguousarray(weight.T, dtype=np.float32))
-    model = LlamaForCausalLM(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or [m for m in missing if m != "lm_head.weight"]:
-        raise ModelpressError(f"{NAME}: {out_dir} does not hold a full Llama: missing {missing}, "
+    with init_empty_weights():  # every weight is assigned from the file below
+        model = AutoModelForCausalLM.from_config(config)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    head = model.get_output_embeddings()
+    tied = {f"{n}.weight" for n, m in model.named_modules() if m is head} if config.tie_word_embeddings else set()
+    if unexpected or [m for m in missing if m not in tied]:
+        raise ModelpressError(f"{NAME}: {out_dir} does not hold a full {type(model).__name__}: missing {missing}, "
                               f"unexpected {unexpected}")
     if config.tie_word_embeddings:
         model.tie_weights()
@@ -204,13 +235,13 @@ def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
     import numpy as np
     from safetensors.numpy import load_file
 
-    scheme = llama.describe(model)
-    folded = llama.fold_smoothing(model)
+    scheme = causal_lm.describe(model)
+    folded = fold_smoothing(model)
     tensors = load_file(str(Path(out_dir) / "model.safetensors"))
     shift = 128 if scheme.bits == 8 else 0
     scale_error = 0.0
     for name in scheme.quantized:
-        ours = llama.int_weight(folded.get_submodule(name))
+        ours = causal_lm.int_weight(folded.get_submodule(name))
         codes, zeros, scales = read_layer(tensors, name, scheme.bits)
         if not (np.array_equal(codes, ours.codes.numpy().T + shift)
                 and np.array_equal(zeros, ours.zeros.numpy().T + shift)):

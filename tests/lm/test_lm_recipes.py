@@ -94,7 +94,8 @@ def test_a_classifier_recipe_on_a_corpus_needs_labels(project, modelpress_cli):
                                                                          "group_size": 32}}]},
      "export[1].compressed-tensors: int3 weights — vLLM's compressed-tensors kernels take 4- or 8-bit integers"),
     ({"export": ["gguf"], "stages": [{"lowrank": {"param_budget": 0.5}}]},
-     "export[1].gguf: lowrank factors each Linear into two; a Llama checkpoint has one weight per projection"),
+     "export[1].gguf: lowrank factors each Linear into two; the architecture's checkpoint has one weight per "
+     "projection"),
     ({"stages": [{"prune": {"method": "structured", "target": "heads"}}]},
      "stages[0].prune: target 'heads': head pruning of Llama-style decoders (grouped-query attention) "
      "is not supported"),

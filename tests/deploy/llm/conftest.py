@@ -1,5 +1,6 @@
 """A tiny randomly initialised Llama (2 blocks, hidden 64, GQA) with a byte-level BPE tokenizer
-trained here, quantized by the real weight-quantize code: the candidates every build is tested on.
+trained here (families.py's), quantized by the real weight-quantize code: the candidates every
+scheme of every build is tested on (test_builds.py; the other families: test_families.py).
 
 The weights are drawn with a large init range so next-token distributions are peaked: greedy
 continuations then do not flip on the last float bit, and "equal for 16 tokens" is a fair test.
@@ -7,15 +8,11 @@ continuations then do not flip on the last float bit, and "equal for 16 tokens" 
 
 from __future__ import annotations
 
-import random
+import importlib.util
+from pathlib import Path
 
 import pytest
 
-WORDS = ("the a film movie plot actor story good bad great dull funny sad long short scene music director script "
-         "camera ending character heart love time world night day light dark").split()
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-                 "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 SCHEMES = {  # weight-quantize configs the builds are tested on
     "int4-g32-sym-rtn": {"bits": 4, "granularity": "per-group", "group_size": 32},
     "int4-g64-sym-gptq": {"bits": 4, "granularity": "per-group", "group_size": 64, "algorithm": "gptq"},
@@ -33,24 +30,20 @@ SCHEMES = {  # weight-quantize configs the builds are tested on
 }
 
 
-def corpus(n: int = 400, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 14))) + "." for _ in range(n)]
+def _families():
+    """families.py (tiny models of every family, the byte-level BPE tokenizer), loaded by path."""
+    spec = importlib.util.spec_from_file_location("llm_families", Path(__file__).with_name("families.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FAMILIES = _families()
+corpus = FAMILIES.corpus
 
 
 def make_tokenizer(folder):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=384, special_tokens=SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus(), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL[0], eos_token=SPECIAL[0],
-                                   unk_token=SPECIAL[0], pad_token=SPECIAL[0])
-    fast.chat_template = CHAT_TEMPLATE
+    fast = FAMILIES.make_tokenizer()
     fast.save_pretrained(folder)
     return fast
 

@@ -80,6 +80,7 @@ def test_gguf_blocks_hold_the_exact_codes(scheme, qtype, quantize, tokenizer_dir
 
     out, metrics = build(gguf, quantize(scheme), tokenizer_dir, tmp_path, eval_ids)
     assert metrics["layers_with_exact_codes"] == 14.0  # 2 blocks x 7 projections, read back from the file
+    assert metrics["transformers_gguf_loaded"] == 1.0
     assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)
     reader = gguf_lib.GGUFReader(str(out / gguf.FILENAME))
     types = {t.name: t.tensor_type.name for t in reader.tensors}
@@ -154,12 +155,12 @@ def test_genai_generates_the_candidates_greedy_tokens(scheme, quantize, base_mod
 
 @pytest.mark.parametrize("scheme", ["int4-g32-sym-awq", "int4-g64-sym-gptq-awq", "w8a8-smoothquant"])
 def test_folding_smoothing_factors_keeps_the_outputs(scheme, quantize, eval_ids):
-    from modelpress.deploy.builds import llama
+    from modelpress.deploy.builds import smoothing
 
     candidate = quantize(scheme)
     smoothed = [n for n, m in candidate.named_modules() if getattr(m, "smooth", None) is not None]
     assert smoothed, "AWQ scaled no layer: the test would not test folding"
-    folded = llama.fold_smoothing(candidate)
+    folded = smoothing.fold_smoothing(candidate)
     assert not [n for n, m in folded.named_modules() if getattr(m, "smooth", None) is not None]
     with torch.inference_mode():
         np.testing.assert_allclose(folded(input_ids=eval_ids).logits, candidate(input_ids=eval_ids).logits,
