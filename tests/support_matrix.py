@@ -3,8 +3,9 @@
 A test backs a cell with ``@pytest.mark.support(family, column)`` (``column``: a stage or a build
 name) and must prove it: a ✓ test runs the stage or build on a tiny model of that family (random
 init of the real config class) and checks the result with its consumer; a test marked
-``refused="why"`` shows that ``modelpress validate`` refuses the combination with that reason, and
-``untested="why"`` marks a cell this CI cannot run (TensorRT needs a GPU). CI runs every test, so
+``refused="why"`` shows that ``modelpress validate`` refuses the combination with that reason,
+``untested="why"`` marks a cell this CI cannot run (TensorRT needs a GPU), and ``note="…"`` adds
+what a ✓ is limited to (e.g. which consumer could check it). CI runs every test, so
 a cell's mark holds exactly when its test exists.
 
 ``pytest --support-matrix PATH`` writes every collected mark to PATH (JSON) at collection time;
@@ -54,6 +55,7 @@ class Cell:
     test: str  # the test's node id
     refused: str | None = None
     untested: str | None = None
+    note: str | None = None
 
 
 def cells_of(items: list[pytest.Item]) -> list[Cell]:
@@ -61,12 +63,14 @@ def cells_of(items: list[pytest.Item]) -> list[Cell]:
     for item in items:
         for mark in item.iter_markers(MARKER):
             family, column = mark.args
-            cells.append(Cell(family, column, item.nodeid, mark.kwargs.get("refused"), mark.kwargs.get("untested")))
+            cells.append(Cell(family, column, item.nodeid, **{k: mark.kwargs.get(k)
+                                                              for k in ("refused", "untested", "note")}))
     return cells
 
 
 def render(cells: list[Cell]) -> str:
-    """The README table: ✓ (runs and is checked), ✗ⁿ (refused at validate, reason n), ○ⁿ (not run here)."""
+    """The README table: ✓ (runs and is checked; ✓ⁿ with a limit), ✗ⁿ (refused at validate, reason
+    n), ○ⁿ (not run here)."""
     by_cell: dict[tuple[str, str], Cell] = {}
     for cell in sorted(cells, key=lambda c: (c.refused is not None, c.untested is not None, c.test)):
         by_cell.setdefault((cell.family, cell.column), cell)  # a passing test outranks a refusal
@@ -75,12 +79,12 @@ def render(cells: list[Cell]) -> str:
     def mark(cell: Cell | None) -> str:
         if cell is None:
             return "?"
-        why = cell.refused or cell.untested
+        why = cell.refused or cell.untested or cell.note
         if why is None:
             return "✓"
         if why not in notes:
             notes.append(why)
-        return f"{'✗' if cell.refused else '○'}{notes.index(why) + 1}"
+        return f"{'✗' if cell.refused else '○' if cell.untested else '✓'}{notes.index(why) + 1}"
 
     columns = STAGES + BUILDS
     lines = ["| model | " + " | ".join(f"`{c}`" for c in columns) + " |",
@@ -116,7 +120,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", f"{MARKER}(family, column, refused=None, untested=None): "
+    config.addinivalue_line("markers", f"{MARKER}(family, column, refused=None, untested=None, note=None): "
                                        "the README support-matrix cell this test backs")
 
 

@@ -12,8 +12,8 @@ Formats: W4A16/W8A16 → ``pack-quantized``; W8A8 (per-token dynamic int8 activa
 ``int-quantized``; fp8 E4M3 → ``float-quantized``; a float candidate → a plain folder.
 
 Refused at validate: 2/3-bit and asymmetric weights (no vLLM kernel; Transformers 4.57 cannot load
-packed zero points), layers of different group sizes, and quantized MoE routers (vLLM builds its
-routers in float).
+packed zero points) and layers of different group sizes. MoE routers, which vLLM builds in float,
+are never quantized: the causal-lm task protects them.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
     model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
     if weights is None or model is None or weights.dtype in ("fp16", "bf16"):
         return found
-    found += validation.router_problems(weights, model, NAME)
     if weights.dtype == "fp8":
         return found
     if weights.bits not in WEIGHT_BITS:

@@ -12,8 +12,8 @@ int4/int2 codes already are; int8 codes are shifted by 128 together with their z
 Written by hand (numpy bit packing) because the libraries that write this layout (GPTQModel,
 auto-gptq, optimum) quantize themselves and need CUDA or Transformers 5.
 
-Refused at validate: fp8, W8A8 and 3-bit weights, layers of different group sizes, widths that do
-not pack into int32 words (e.g. a 4-expert router's 4 outputs), and quantized MoE routers.
+Refused at validate: fp8, W8A8 and 3-bit weights, layers of different group sizes, and widths that
+do not pack into int32 words. (MoE routers stay float: the causal-lm task protects them.)
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pydantic import Field
 from modelpress.errors import ModelpressError
 from modelpress.registry import register_build
 
-from . import architectures as arch
 from . import causal_lm, checks, validation
 from .llm import LLMBuild
 from .smoothing import fold_smoothing
@@ -73,16 +72,14 @@ def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
     model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
     if model is None or found:
         return found
-    return (found + validation.router_problems(weights, model, NAME) + packing_problems(weights, model, NAME)
+    return (found + packing_problems(weights, model, NAME)
             + validation.group_problems(weights, model, NAME))
 
 
 def packing_problems(weights: Any, model: validation.Layout, build: str) -> list[str]:
     """qweight packs each column's codes and qzeros each group's zero points into int32 words."""
     per_word = 32 // weights.bits
-    bad = {n: shape for n, shape in model.quantized(weights).items()
-           if (shape[0] % per_word or shape[1] % per_word)
-           and model.roles.get(n) not in arch.ROUTER_ROLES}  # routers: router_problems says it
+    bad = {n: shape for n, shape in model.quantized(weights).items() if shape[0] % per_word or shape[1] % per_word}
     if not bad:
         return []
     name, (out, width) = next(iter(bad.items()))

@@ -34,10 +34,11 @@ class Layout:
     roles: dict[str, str] = field(default_factory=dict)  # module name -> llama.cpp tensor role
 
     def quantized(self, stage: Any) -> dict[str, tuple[int, int]]:
-        """The layers ``stage`` (weight-quantize) replaces: every Linear but the excluded ones and
-        the tied LM head (the causal-lm task protects it)."""
+        """The layers ``stage`` (weight-quantize) replaces: every Linear but the excluded ones, the
+        tied LM head and MoE routers (the causal-lm task protects both)."""
         return {n: shape for n, shape in self.linears.items()
-                if n != self.tied_head and not any(re.search(p, n) for p in stage.exclude)}
+                if n != self.tied_head and self.roles.get(n) not in arch.ROUTER_ROLES
+                and not any(re.search(p, n) for p in stage.exclude)}
 
     def groups(self, stage: Any) -> dict[str, int]:
         """Each replaced layer's group size as weight-quantize picks it (its width when per-channel)."""
@@ -138,14 +139,3 @@ def group_problems(weights: Any, model: Layout, build: str, one_group: bool = Tr
         return [f"{build}: group_size {weights.group_size} gives the layers different group sizes ({listed}); "
                 "this format stores one group size, so pick one that divides every input width"]
     return []
-
-
-def router_problems(weights: Any, model: Layout, build: str) -> list[str]:
-    """MoE routers quantized: vLLM builds them unquantized (its MoE models read a float router)."""
-    routers = [n for n in model.quantized(weights) if model.roles.get(n) in arch.ROUTER_ROLES]
-    if not routers:
-        return []
-    leaf = routers[0].rpartition(".")[2]
-    return [f"{build}: weight-quantize would quantize the MoE router {routers[0]} (and {len(routers) - 1} more); "
-            f"vLLM keeps routers in float: add '{re.escape(routers[0].rpartition('.')[0].rpartition('.')[2])}"
-            f"\\.{leaf}$' to weight-quantize.exclude"]

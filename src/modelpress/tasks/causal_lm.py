@@ -205,13 +205,15 @@ class CausalLM(Task):
         return causal_lm_kd_loss(student_logits, teacher_logits, labels, None, temperature, alpha)
 
     def protected_modules(self, model: nn.Module) -> dict[str, str]:
-        """The LM head when it is the input embedding table (tied): changing it changes both."""
+        """The LM head when it is the input embedding table (tied): changing it changes both; and
+        an MoE's routers, which decide which experts run (vLLM and llama.cpp keep them float)."""
+        protected = _moe_routers(model)
         head = _output_embeddings(model)
         embeddings = _input_embeddings(model)
         if head is None or embeddings is None or head.weight.data_ptr() != embeddings.weight.data_ptr():
-            return {}
+            return protected
         name = next((n for n, m in model.named_modules() if m is head), "lm_head")
-        return {name: "its weight is the input embedding table (tied embeddings)"}
+        return {**protected, name: "its weight is the input embedding table (tied embeddings)"}
 
     def head_modules(self, model: nn.Module) -> list[str]:
         return []  # LoRA adapts the block projections; nothing is trained in full
@@ -309,6 +311,24 @@ def context_length(config: Any) -> tuple[int | None, str]:
         if isinstance(value, int) and value > 0:
             return value, key
     return None, ""
+
+
+def _moe_routers(model: nn.Module) -> dict[str, str]:
+    """Each MoE block's router, found by structure rather than by name: the Linear beside a block's
+    ``experts`` that gives one logit per expert (Mixtral's ``block_sparse_moe.gate``, Qwen2-MoE's
+    ``mlp.gate``)."""
+    from torch import nn
+
+    found = {}
+    for name, module in model.named_modules():
+        experts = getattr(module, "experts", None)
+        if not isinstance(experts, nn.ModuleList):
+            continue
+        for child, layer in module.named_children():
+            if isinstance(layer, nn.Linear) and layer.out_features == len(experts):
+                found[f"{name}.{child}"] = (f"it routes each token to {len(experts)} experts (an MoE router: "
+                                            "vLLM and llama.cpp read it in float)")
+    return found
 
 
 def _output_embeddings(model: nn.Module) -> Any:

@@ -44,7 +44,8 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
     "mixtral": ("MixtralConfig", {"num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 4,
                                   "num_experts_per_tok": 2, "tie_word_embeddings": False}),
 }
-#: the MoE router modules, which the LLM builds for vLLM need left in float (weight-quantize.exclude)
+#: the MoE router modules: the causal-lm task keeps them float (vLLM and llama.cpp read float routers),
+#: so tests that call quantize_module directly exclude them as the weight-quantize stage does
 ROUTERS = {"mixtral": r"block_sparse_moe\.gate$"}
 
 

@@ -23,6 +23,16 @@ _spec.loader.exec_module(families)
 NAMES = list(families.FAMILIES)
 CASES = [(name, group) for name in NAMES for group in (32, 128)]
 GENAI = [name for name in NAMES if name != "mixtral"]  # the builder converts no Mixtral
+#: what a ✓ in the README's support matrix is limited to (tests/support_matrix.py)
+LIMITS = {("mixtral", "gguf"): "checked by the gguf reader only: llama.cpp stores Mixtral under its `llama` "
+                               "architecture, which Transformers 4.57 reads back as a dense Llama"}
+
+
+def cells(column: str, names: list[str] = NAMES) -> list:
+    """CASES for ``column``'s test, each backing its family's support-matrix cell."""
+    return [pytest.param(name, group, id=f"{name}-{group}",
+                         marks=pytest.mark.support(name, column, note=LIMITS.get((name, column))))
+            for name, group in CASES if name in names]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +110,7 @@ def build(module, name, fields, family, candidate, tmp_path, config=None):
     return out, module.check(out, model, eval_ids, config)
 
 
-@pytest.mark.parametrize(("name", "group"), CASES)
+@pytest.mark.parametrize(("name", "group"), cells("compressed-tensors"))
 def test_compressed_tensors_loads_in_transformers_for_every_family(name, group, family, candidate, tmp_path):
     from modelpress.deploy.builds import compressed_tensors
 
@@ -112,7 +122,7 @@ def test_compressed_tensors_loads_in_transformers_for_every_family(name, group, 
     assert metrics["max_abs_logit_diff"] == 0.0  # Transformers decompresses exactly the candidate's weights
 
 
-@pytest.mark.parametrize(("name", "group"), CASES)
+@pytest.mark.parametrize(("name", "group"), cells("gptq"))
 def test_gptq_layout_holds_every_familys_codes(name, group, family, candidate, tmp_path):
     from modelpress.deploy.builds import gptq
 
@@ -133,7 +143,7 @@ GGUF_TENSORS = {
 }
 
 
-@pytest.mark.parametrize(("name", "group"), CASES)
+@pytest.mark.parametrize(("name", "group"), cells("gguf"))
 def test_gguf_is_read_back_for_every_family(name, group, family, candidate, tmp_path):
     import gguf as gguf_lib
 
@@ -177,7 +187,7 @@ def test_gguf_check_fails_on_one_flipped_code(name, flip, family, candidate, tmp
         gguf.check(out, model, family(name)[3])
 
 
-@pytest.mark.parametrize(("name", "group"), [(name, group) for name, group in CASES if name in GENAI])
+@pytest.mark.parametrize(("name", "group"), cells("onnxruntime-genai", GENAI))
 def test_genai_generates_the_candidates_tokens_for_every_family_it_builds(name, group, family, candidate, tmp_path):
     from modelpress.deploy.builds import onnxruntime_genai
 
@@ -219,26 +229,29 @@ def test_awq_factors_fold_into_each_familys_norms_and_rows(name, family, candida
     assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)
 
 
+@pytest.mark.support("mixtral", "onnxruntime-genai", refused="ONNX Runtime GenAI's builder (0.15.2) converts no "
+                     "MoE architecture (read from the installed builder)")
 def test_mixtral_refusals_name_the_build_and_the_reason(family):
     """What no consumer of a Mixtral build can take, refused before anything is computed."""
     from modelpress.deploy.builds import compressed_tensors, gguf, gptq, onnxruntime_genai
     from modelpress.steps.quantize import WeightQuantizeConfig
 
     config = hf_config(family, "mixtral")
-    routers_quantized = WeightQuantizeConfig(**gptq_int4(32))
     experts_smoothed = stage("mixtral", bits=4, granularity="per-group", group_size=32, awq={"exclude": ["o_proj"]})
     expected = {
         (onnxruntime_genai, "plain"): "does not convert MixtralForCausalLM",
-        (compressed_tensors, "routers"): "vLLM keeps routers in float: add 'block_sparse_moe\\.gate$'",
-        (gptq, "routers"): "vLLM keeps routers in float",
         (gguf, "experts"): "each expert reads only the tokens routed to it",
         (gptq, "experts"): "add 'experts' to awq.exclude",
     }
-    stages = {"plain": stage("mixtral", **gptq_int4(32)), "routers": routers_quantized, "experts": experts_smoothed}
+    stages = {"plain": stage("mixtral", **gptq_int4(32)), "experts": experts_smoothed}
     for (module, which), reason in expected.items():
         found = module.problems(module.Config(), [stages[which]], config)
         assert any(p.startswith(f"{module.NAME}: ") and reason in p for p in found), (module.NAME, found)
     assert gguf.problems(gguf.Config(), [stages["plain"]], config) == []
+    # routers are never quantized (the causal-lm task protects them), so nothing refuses them
+    unexcluded = WeightQuantizeConfig(**gptq_int4(32))
+    for module in (compressed_tensors, gptq, gguf):
+        assert not any("router" in p for p in module.problems(module.Config(), [unexcluded], config))
 
 
 @pytest.mark.parametrize(("got", "matched"), [
@@ -250,3 +263,24 @@ def test_greedy_match_counts_a_text_both_end_at_the_same_place_as_matched(got, m
     from modelpress.deploy.builds.onnxruntime_genai import greedy_match
 
     assert greedy_match([5, 6, 0, 8], got, ends={0}) == matched
+
+
+def test_the_causal_lm_task_keeps_moe_routers_float(family):
+    """Routers are found by structure (a Linear beside `experts` giving one logit per expert) and
+    protected, so weight-quantize leaves them float; validate's layout agrees."""
+    import re
+
+    from modelpress.deploy.builds import validation
+    from modelpress.steps.quantize import WeightQuantizeConfig
+    from modelpress.steps.quantize.torch_stage import with_protected
+    from modelpress.tasks import TaskSpec
+
+    model = family("mixtral")[1]
+    task = TaskSpec("causal-lm", tokenizer=str(family("mixtral")[0])).build()
+    protected = task.protected_modules(model)
+    routers = [n for n in protected if re.search(families.ROUTERS["mixtral"], n)]
+    assert len(routers) == model.config.num_hidden_layers and set(protected) == set(routers)  # untied head
+    config = with_protected(WeightQuantizeConfig(**gptq_int4(32)), protected, {})
+    assert all(any(re.search(p, n) for p in config.exclude) for n in routers)
+    layout = validation.layout(hf_config(family, "mixtral"))
+    assert not set(routers) & set(layout.quantized(WeightQuantizeConfig(**gptq_int4(32))))
