@@ -55,23 +55,8 @@ def _cells() -> list[Any]:
     return out
 
 
-@pytest.fixture(scope="module")
-def projects(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    made: dict[str, tuple[Path, dict[str, Any]]] = {}
-
-    def project(family: str) -> tuple[Path, dict[str, Any]]:
-        if family not in made:
-            folder = tmp_path_factory.mktemp(family)
-            made[family] = (folder, FAMILIES[family](folder))
-        return made[family]
-
-    return project
-
-
-@pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One MLflow store for every build cell (creating its tables takes seconds)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+def make_project(family: str, folder: Path) -> dict[str, Any]:
+    return FAMILIES[family](folder)
 
 
 @pytest.mark.parametrize(("family", "column"), _cells())

@@ -69,27 +69,11 @@ def _cells() -> list[Any]:
     return out
 
 
-@pytest.fixture(scope="module")
-def projects(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    made: dict[str, tuple[Path, dict[str, Any]]] = {}
-
-    def project(family: str) -> tuple[Path, dict[str, Any]]:
-        if family not in made:
-            folder = tmp_path_factory.mktemp(family)
-            families.write_family(family, folder / "model")
-            (folder / "corpus.txt").write_text("\n".join(families.corpus(240)) + "\n")
-            made[family] = (folder, {
-                "model": {"source": "huggingface", "path": "model", "task": {"name": "causal-lm", "max_length": 32}},
-                "data": {"source": "text", "path": "corpus.txt", "split": {"train": 0.5, "eval": 0.3,
-                                                                           "calibration": 40}}})
-        return made[family]
-
-    return project
-
-
-@pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+def make_project(family: str, folder: Path) -> dict[str, Any]:
+    families.write_family(family, folder / "model")
+    (folder / "corpus.txt").write_text("\n".join(families.corpus(240)) + "\n")
+    return {"model": {"source": "huggingface", "path": "model", "task": {"name": "causal-lm", "max_length": 32}},
+            "data": {"source": "text", "path": "corpus.txt", "split": {"train": 0.5, "eval": 0.3, "calibration": 40}}}
 
 
 @pytest.mark.parametrize(("family", "column"), _cells())
