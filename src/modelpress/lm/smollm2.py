@@ -44,19 +44,28 @@ def package_dir() -> Path:
 
 
 def load_tokenizer() -> Any:
-    """The GGUF's tokenizer (with its chat template); EOS set to the chat's end of turn.
+    """The GGUF's tokenizer (with its chat template) as the GGUF describes it: GPT-2 byte-level BPE
+    that adds no BOS (``tokenizer.ggml.model: gpt2``, ``add_bos_token: false``); EOS set to the
+    chat's end of turn.
 
-    Transformers' GGUF conversion leaves ``eos_token`` at ``<|im_start|>`` (the BOS) while the
-    model's generation config stops at ``<|im_end|>``; packing separates documents with EOS, so
-    it must be the token the model ends a text with.
+    Transformers' GGUF conversion hands it back as a ``LlamaTokenizerFast`` that prepends BOS, with
+    SentencePiece-style decoders around the byte-level one; saved that way, ONNX Runtime GenAI's
+    tokenizer reads ``tokenizer_class: LlamaTokenizer`` and splits every word into unknown pieces.
+    Its conversion also leaves ``eos_token`` at ``<|im_start|>`` (the BOS) while the model's
+    generation config stops at ``<|im_end|>``; packing separates documents with EOS, so it must be
+    the token the model ends a text with.
     """
-    from transformers import AutoTokenizer
+    from tokenizers import decoders, processors
+    from transformers import AutoTokenizer, GPT2TokenizerFast
 
     with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(package_dir(), gguf_file=GGUF_FILE)
-    tokenizer.eos_token = END_OF_TURN
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = END_OF_TURN
+        converted = AutoTokenizer.from_pretrained(package_dir(), gguf_file=GGUF_FILE)
+    backend = converted.backend_tokenizer
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)  # GPT-2's: no BOS
+    tokenizer = GPT2TokenizerFast(tokenizer_object=backend, bos_token=converted.bos_token, eos_token=END_OF_TURN,
+                                  unk_token=converted.unk_token, pad_token=END_OF_TURN, add_prefix_space=False)
+    tokenizer.chat_template = converted.chat_template
     return tokenizer
 
 
