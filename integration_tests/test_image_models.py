@@ -76,8 +76,7 @@ def test_hugging_face_vit_on_png_files_to_champion_and_served_with_its_processor
     assert np.mean([NAMES[p] == f.parent.name for p, f in zip(predicted, files, strict=True)]) > 0.7
 
 
-def test_user_cnn_with_a_declared_transform_to_champion(project: Path, modelpress_cli: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_cnn_with_a_declared_transform_to_champion(project: Path, modelpress_cli: str) -> None:
     import mlflow
 
     user_cnn(project)
@@ -101,10 +100,12 @@ def test_user_cnn_with_a_declared_transform_to_champion(project: Path, modelpres
     assert metrics["parity.agreement"] >= 0.99
     assert report["validation"]["labels"] == sorted(NAMES)
     # the transform travels with the registered model, as transformers' own processor config
-    # (MLflow resolves a models:/ URI through the global registry URI, whatever tracking_uri says)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / '.modelpress' / 'mlflow.db'}")
-    shipped = Path(mlflow.artifacts.download_artifacts(f"models:/digits-cnn/{version}/extra_files",
-                                                       dst_path=str(project / "cnn-model")))
+    # (the version's files are found with this project's client: MLflow would resolve a models:/
+    # URI through the process-wide registry URI, which another test may have set)
+    client = mlflow_client(project)
+    source = client.get_model_version_download_uri("digits-cnn", version)
+    shipped = Path(mlflow.artifacts.download_artifacts(f"{source}/extra_files", dst_path=str(project / "cnn-model"),
+                                                       tracking_uri=client.tracking_uri))
     config = json.loads((shipped / "preprocessor_config.json").read_text())
     assert config["image_processor_type"] == "BitImageProcessor"
     assert (config["size"], config["crop_size"], config["image_mean"]) == (
