@@ -225,7 +225,7 @@ def test_a_grid_value_with_no_effect_is_refused_one_that_moots_a_written_field_i
                                      "smoothquant or mixed_precision"]
 
 
-@pytest.mark.parametrize("name", ["minilm-sentiment", "mnist-cnn", "minilm-pruned-int8"])
+@pytest.mark.parametrize("name", ["minilm-sentiment", "mnist-cnn", "minilm-pruned-int8", "smollm2-int4"])
 def test_the_recipe_a_version_is_registered_with_validates_again(name: str) -> None:
     """A dump sets every field (a version's recipe.json, which retraining reads back): it is
     checked, but not as if a user had written each default."""

@@ -344,7 +344,9 @@ class RecipeBase(Strict):
     data: DataSource
     stages: list[Entry] = Field(min_length=1)
     gate: dict[str, Threshold] = {}
-    export: list[Entry] = Field(["onnx"], validate_default=True)  # names → entries
+    # names → entries; none given: the build the task registers (RecipeBase.builds), so a dumped
+    # recipe re-validates for every task (a default of [onnx] would be refused for a causal LM)
+    export: list[Entry] = Field([], validate_default=True)
     registry: Registry
     resources: dict[str, Resources] = {}
     schedule: Schedule | None = None
@@ -392,7 +394,7 @@ class RecipeBase(Strict):
         when no listed build registers the version."""
         from .registry import BUILDS
 
-        given = list(self.export) if "export" in self.model_fields_set else []
+        given = list(self.export)
         if any(b.config.registers for b in given):
             return given
         name = self.task_class.registered_build
@@ -548,7 +550,7 @@ def recipe_model() -> type[RecipeBase]:
     stage_union, build_union, source_union = _unions()
     return create_model("Recipe", __base__=RecipeBase, model=(source_union, ...),
                         stages=(list[stage_union], Field(min_length=1)),  # type: ignore[valid-type]  # runtime unions
-                        export=(list[build_union], Field(["onnx"], validate_default=True)))  # type: ignore[valid-type]
+                        export=(list[build_union], Field([], validate_default=True)))  # type: ignore[valid-type]
 
 
 Recipe = RecipeBase  # for type hints: every recipe is a RecipeBase
