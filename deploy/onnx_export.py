@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import torch  # this module is only imported by steps that export, never at CLI start-up
 
-from modelpress.errors import ModelpressError
-from modelpress.handoffs import Parity
+from modelpress.core.errors import ModelpressError
+from modelpress.core.handoffs import Parity
 from modelpress.tasks import split_outputs
 from modelpress.tasks.calling import Binding
 
@@ -80,7 +80,7 @@ class _PositionalInputs(torch.nn.Module):
 def check_parity(model: torch.nn.Module, exported: onnx.ModelProto, task: Task,
                  frame: pd.DataFrame) -> Parity:
     """Compare PyTorch and ONNX Runtime on ``frame``; raise if the export changed the model."""
-    from modelpress.evaluate import fidelity, onnx_runner, onnx_session, predict, torch_runner
+    from modelpress.tasks.evaluation import fidelity, onnx_runner, onnx_session, predict, torch_runner
 
     ref_logits, ref_emb, _ = predict(torch_runner(model, task), task, frame)
     logits, emb, _ = predict(onnx_runner(onnx_session(exported), task), task, frame)

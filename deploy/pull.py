@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpress.deploy.triton_repo import TENSORRT_SUFFIX, InstanceKind, write_onnx_model
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -60,7 +60,7 @@ def pull(model_uri: str, dest: Path, instance_kind: InstanceKind = "KIND_CPU",
 def _resolve(model_uri: str, mlflow_client: MlflowClient) -> ModelVersion:
     from mlflow.exceptions import MlflowException
 
-    from modelpress.deploy.registry import resolve_version
+    from modelpress.tracking.model_registry import resolve_version
 
     try:
         return resolve_version(model_uri, mlflow_client)

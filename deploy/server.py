@@ -36,7 +36,7 @@ from modelpress.deploy.v2_protocol import (
     request_problems,
     specs_from_ort,
 )
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 log = logging.getLogger("modelpress.serve")
 

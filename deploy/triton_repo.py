@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from modelpress.errors import ModelpressError
-from modelpress.images import PREPROCESSOR_FILE
+from modelpress.core.errors import ModelpressError
+from modelpress.datasets.pixels import PREPROCESSOR_FILE
 
 if TYPE_CHECKING:
     import onnx

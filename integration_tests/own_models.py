@@ -91,7 +91,7 @@ def train_mlp(folder: Path, classes: int = 2) -> tuple[object, list[str]]:
 
 def reviews_csv(folder: Path, rows: int = 360) -> Path:
     """Rotten Tomatoes snippets with string labels in a column named ``sentiment``."""
-    from modelpress.data import SHIPPED
+    from modelpress.datasets.splits import SHIPPED
 
     frame = SHIPPED["rotten-tomatoes"].load().sample(n=rows, random_state=0)
     out = frame.rename(columns={"text": "review"}).assign(
@@ -109,7 +109,7 @@ def hf_classifier(folder: Path, steps: int = 30) -> Path:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from modelpress.zoo import minilm_path
+    from modelpress.sources.zoo import minilm_path
 
     id2label = {0: "positive", 1: "negative"}
     model = AutoModelForSequenceClassification.from_pretrained(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelpress.recipe import shipped_recipes
+from modelpress.recipe.schema import shipped_recipes
 
 from .helpers import make_user_project, mlflow_client, project_env, run_cli
 

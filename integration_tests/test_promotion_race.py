@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from mlflow import MlflowClient
 
-from modelpress.errors import ModelpressError
-from modelpress.promotion import promote_version
+from modelpress.core.errors import ModelpressError
+from modelpress.release.promotion import promote_version
 
 ROUNDS, RACERS = 20, 8
 

@@ -36,7 +36,7 @@ def test_search_runs_candidates_cached_promotes_the_smallest_passing(tmp_path: P
     assert len(versions) == 6  # 2 sparsities x 2 quantizers composed, 2 quantizers alone
 
     [search_run] = client.search_runs([client.get_experiment_by_name(NAME).experiment_id],
-                                      "tags.`modelpress.search` = 'true'")
+                                      "tags.`modelpress.settings.search` = 'true'")
     table = json.loads(Path(client.download_artifacts(search_run.info.run_id, "search/candidates.json",
                                                       str(tmp_path))).read_text())
     rows = [dict(zip(table["columns"], row)) for row in table["data"]]

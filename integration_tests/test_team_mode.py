@@ -22,7 +22,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from modelpress.recipe import shipped_recipes
+from modelpress.recipe.schema import shipped_recipes
 
 from .helpers import ANSI, project_env, run_cli
 from .team_servers import start_zenml, stop_zenml

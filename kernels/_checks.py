@@ -94,7 +94,7 @@ def check_same_device(op: str, *tensors: torch.Tensor | None) -> None:
 
 def check_runnable_by_triton(x: torch.Tensor, op: str) -> None:
     """Triton kernels need CUDA tensors, unless the CPU interpreter is on (tests)."""
-    from ._triton_common import HAS_TRITON, interpreting
+    from modelpress.kernels._triton_common import HAS_TRITON, interpreting
 
     if not HAS_TRITON:
         raise RuntimeError(f"{op}: triton is not installed (pip install 'modelpress[kernels]')")

@@ -22,7 +22,7 @@ import weakref
 
 import torch
 
-from .packing import implied_zero_point, unpack_int4
+from modelpress.kernels.packing import implied_zero_point, unpack_int4
 
 INT8PACK_MAX_M = 16  # above this, the fp32 reference beats torch._weight_int8pack_mm here
 INT4PACK_GROUP_SIZES = (32, 64, 128, 256)  # what torch's CPU int4 kernel accepts

@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._checks import REFERENCE_DTYPES
+from modelpress.kernels._checks import REFERENCE_DTYPES
 
 BACKENDS = ("triton", "reference")
 ENV_VAR = "MODELPRESS_KERNELS"
@@ -63,13 +63,13 @@ def _decide(device_type: str) -> str:
 
 
 def _triton_importable() -> bool:
-    from ._triton_common import HAS_TRITON
+    from modelpress.kernels._triton_common import HAS_TRITON
 
     return HAS_TRITON
 
 
 def _require_triton(device_type: str) -> None:
-    from ._triton_common import interpreting
+    from modelpress.kernels._triton_common import interpreting
 
     if not _triton_importable():
         raise RuntimeError(f"{ENV_VAR}=triton but triton is not installed "
@@ -87,7 +87,7 @@ def w8a16_linear(
     group_size: int | None = None,
 ) -> torch.Tensor:
     """``x @ dequant(qweight).T + bias`` for int8 weights (``group_size=None``: per-channel)."""
-    from . import cpu_ops, w8a16
+    from modelpress.kernels import cpu_ops, w8a16
 
     return _weight_only(x, (qweight, scales, zeros, group_size, bias), w8a16.w8a16_matmul_triton,
                         w8a16.validate_inputs, cpu_ops.w8a16_cpu, w8a16.w8a16_reference)
@@ -102,7 +102,7 @@ def w4a16_linear(
     group_size: int = 128,
 ) -> torch.Tensor:
     """``x @ dequant(qweight).T + bias`` for packed int4 weights."""
-    from . import cpu_ops, w4a16
+    from modelpress.kernels import cpu_ops, w4a16
 
     return _weight_only(x, (qweight, scales, zeros, group_size, bias), w4a16.w4a16_matmul_triton,
                         w4a16.validate_inputs, cpu_ops.w4a16_cpu, w4a16.w4a16_reference)
@@ -134,7 +134,7 @@ def w8a8_linear(
 
     ``x`` should already carry the SmoothQuant smoothing (folded into the previous layer).
     """
-    from . import cpu_ops, w8a8
+    from modelpress.kernels import cpu_ops, w8a8
 
     def run(x2d: torch.Tensor) -> torch.Tensor:
         if backend_for(x2d.device) == "triton":

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks
-from ._triton_common import (
+from modelpress.kernels import _checks
+from modelpress.kernels._triton_common import (
     GEMV_MAX_M,
     HAS_TRITON,
     autotune,
@@ -37,7 +37,7 @@ from ._triton_common import (
     tl,
     triton,
 )
-from .packing import dequantize_weight_groupwise
+from modelpress.kernels.packing import dequantize_weight_groupwise
 
 OP = "w4a16"
 
@@ -60,7 +60,7 @@ def w4a16_reference(
 
 
 if HAS_TRITON:
-    from ._triton_common import dot_accumulate, swizzled_tile, tile_scale_and_zero
+    from modelpress.kernels._triton_common import dot_accumulate, swizzled_tile, tile_scale_and_zero
 
     _GEMM_CONFIGS = [
         # Hopper (H100/H200). Chosen by compiling each for sm_90a offline (no GPU in development):

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks
-from ._triton_common import HAS_TRITON, autotune, launch, m_bucket, prune_block_m, tl, triton
-from .packing import round_half_away
+from modelpress.kernels import _checks
+from modelpress.kernels._triton_common import HAS_TRITON, autotune, launch, m_bucket, prune_block_m, tl, triton
+from modelpress.kernels.packing import round_half_away
 
 OP = "w8a8"
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -60,8 +60,8 @@ def w8a8_reference(
 
 
 if HAS_TRITON:
-    from ._triton_common import round_half_away as _round_half_away_tl
-    from ._triton_common import swizzled_tile
+    from modelpress.kernels._triton_common import round_half_away as _round_half_away_tl
+    from modelpress.kernels._triton_common import swizzled_tile
 
     _GEMM_CONFIGS = [
         # Hopper int8 tensor cores: BLOCK_K >= 32 for int8 MMA; compiled for sm_90a offline.

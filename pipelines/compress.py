@@ -15,10 +15,10 @@ from typing import Any
 from zenml import pipeline
 from zenml.enums import ExecutionMode
 
-from modelpress.handoffs import Plan
+from modelpress.recipe.plan import Plan
 
-from .gate_steps import evaluate_champion, gate_report, profile_data
-from .steps import (
+from modelpress.pipelines.gate_steps import evaluate_champion, gate_report, profile_data
+from modelpress.pipelines.steps import (
     evaluate,
     export_model,
     gate,
@@ -111,6 +111,6 @@ def compress(plan: Plan) -> None:
 
 
 def _is_graph_source(plan: Plan) -> bool:
-    from modelpress.registry import SOURCES
+    from modelpress.core.registry import SOURCES
 
     return SOURCES.get(plan.source.name).artifact == "graph"

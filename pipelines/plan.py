@@ -8,12 +8,21 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from modelpress import __version__
-from modelpress.data import SHIPPED, declared_labels, describe, feature_columns, file_columns, fingerprint, label_key
-from modelpress.handoffs import Plan, Ref, StagePlan
+from modelpress.datasets.splits import (
+    SHIPPED,
+    declared_labels,
+    describe,
+    feature_columns,
+    file_columns,
+    fingerprint,
+    label_key,
+)
+from modelpress.recipe.plan import Plan
+from modelpress.core.handoffs import Ref, StagePlan
 from modelpress.image_data import preprocessing
-from modelpress.recipe import FileData, RecipeBase
-from modelpress.registry import get_stage
-from modelpress.report import load_peers
+from modelpress.recipe.schema import FileData, RecipeBase
+from modelpress.core.registry import get_stage
+from modelpress.gate.report import load_peers
 from modelpress.tasks import TaskSpec
 
 

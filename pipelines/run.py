@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelpress.handoffs import Evaluation, Promotion, Registration, Verdict
-from modelpress.recipe import RecipeBase
-from modelpress.stack import Tracking, ensure_experiment, ensure_stack
-from modelpress.stale_runs import settle_killed_runs
-from modelpress.tracking import point_mlflow_at
+from modelpress.core.handoffs import Evaluation, Promotion, Registration, Verdict
+from modelpress.recipe.schema import RecipeBase
+from modelpress.tracking.stack import Tracking, ensure_experiment, ensure_stack
+from modelpress.tracking.stale_runs import settle_killed_runs
+from modelpress.tracking.uris import point_mlflow_at
 
 
 @dataclass
@@ -37,8 +37,8 @@ def run_recipe(recipe: RecipeBase, enable_cache: bool = True, run_name: str | No
     ensure_experiment(tracking, recipe.name)
     settle_killed_runs(tracking.tracking_uri or None, recipe.name)  # a killed attempt's run → FAILED
 
-    from .compress import compress
-    from .plan import build_plan
+    from modelpress.pipelines.compress import compress
+    from modelpress.pipelines.plan import build_plan
 
     plan = build_plan(recipe, tracking.tracker, experiment=recipe.name, reference_profile=reference_profile)
     name = run_name or f"{recipe.name}_{{date}}_{{time}}"

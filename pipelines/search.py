@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelpress.errors import ModelpressError
-from modelpress.publish import primary_score
-from modelpress.recipe import RecipeBase, validate_recipe
-from modelpress.report import LATENCY, SIZE
-from modelpress.search import Candidate, expand, pareto, techniques
-from modelpress.tracking import point_mlflow_at
+from modelpress.core.errors import ModelpressError
+from modelpress.release.publish import primary_score
+from modelpress.recipe.schema import RecipeBase, validate_recipe
+from modelpress.gate.report import LATENCY, SIZE
+from modelpress.settings.search import Candidate, expand, pareto, techniques
+from modelpress.tracking.uris import point_mlflow_at
 
 
 @dataclass
@@ -34,7 +34,7 @@ class SearchResult:
 
 
 def run_search(recipe: RecipeBase, raw: dict[str, Any], enable_cache: bool = True) -> SearchResult:
-    from .run import run_recipe
+    from modelpress.pipelines.run import run_recipe
 
     assert recipe.search is not None
     candidates = expand(raw, recipe.stages, recipe.search)
@@ -73,7 +73,7 @@ def pareto_keys(task: Any) -> list[tuple[str, bool]]:
 
 
 def _row(index: int, candidate: Candidate, result: Any) -> dict[str, Any]:
-    from modelpress.registry import get_task
+    from modelpress.core.registry import get_task
 
     evaluation = result.evaluation
     task = get_task(evaluation.task)
@@ -107,10 +107,10 @@ def _step_output(result: Any, step: str, output: str) -> Any:
 
 
 def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, Any]:
-    from modelpress.champion import measure_version
-    from modelpress.deploy.registry import client, promote
+    from modelpress.gate.champion import measure_version
+    from modelpress.tracking.model_registry import client, promote
 
-    from .plan import promotion_tolerance, task_spec
+    from modelpress.pipelines.plan import promotion_tolerance, task_spec
 
     alias = recipe.registry.promote_to
     if not alias:
@@ -118,7 +118,7 @@ def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, A
     point_mlflow_at(last.tracking.tracking_uri)  # the tracker's steps leave MLflow's global URI behind them
     frame = _step_output(last, "validate_data", "validated_dataset")
     eval_frame, task = frame[frame["split"] == "eval"], task_spec(recipe).build()
-    from modelpress.registry import BUILDS
+    from modelpress.core.registry import BUILDS
 
     candidate = BUILDS.get(task.registered_build).load_registered(f"models:/{best['name']}/{best['version']}")
 
@@ -142,8 +142,8 @@ def _report(recipe: RecipeBase, rows: list[dict[str, Any]], best: dict[str, Any]
     """The Pareto table + plot: an HTML file under MODELPRESS_HOME and an MLflow run."""
     import mlflow
 
-    from modelpress.report import load_peers
-    from modelpress.stack import home
+    from modelpress.gate.report import load_peers
+    from modelpress.tracking.stack import home
 
     page, svg = render_search(recipe.task_class, recipe.name, rows, best, promotion, summary,
                               load_peers(recipe.peers))
@@ -155,7 +155,7 @@ def _report(recipe: RecipeBase, rows: list[dict[str, Any]], best: dict[str, Any]
         point_mlflow_at(last.tracking.tracking_uri)
     mlflow.set_experiment(recipe.name)
     with mlflow.start_run(run_name=f"{recipe.name}-search"):
-        mlflow.set_tags({"modelpress.search": "true", "modelpress.objective": summary["objective"],
+        mlflow.set_tags({"modelpress.settings.search": "true", "modelpress.objective": summary["objective"],
                          "modelpress.promoted": str(promotion["promoted"]),
                          "modelpress.promotion_reason": promotion["reason"][:5000]})
         mlflow.log_table({k: [r.get(k) for r in rows] for k in rows[0]} if rows else {}, "search/candidates.json")
@@ -169,7 +169,7 @@ def _report(recipe: RecipeBase, rows: list[dict[str, Any]], best: dict[str, Any]
 
 def render_search(task: Any, name: str, rows: list[dict[str, Any]], best: dict[str, Any] | None,
                   promotion: dict[str, Any], summary: dict[str, Any], peers: list[Any]) -> tuple[str, str]:
-    from modelpress.report import page, pareto_svg, table
+    from modelpress.gate.report import page, pareto_svg, table
 
     keys = (task.primary_metric, SIZE, LATENCY)
     points = []

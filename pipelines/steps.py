@@ -1,9 +1,9 @@
 """The ZenML steps of the compression pipeline: thin wrappers around modelpress' functions.
 
-Parameters and small outputs are typed records (``modelpress.handoffs``: JSON, so ZenML caches
+Parameters and small outputs are typed records (``modelpress.core.handoffs``: JSON, so ZenML caches
 on them); models flow as artifacts (PyTorch modules, TorchScript included, through
 ``TorchModuleMaterializer``; ONNX graphs through ``OnnxModelMaterializer``). A registered kind
-(stage, source, build) arrives as a :class:`~modelpress.handoffs.Ref` and is validated again by
+(stage, source, build) arrives as a :class:`~modelpress.core.handoffs.Ref` and is validated again by
 its registered config class here.
 """
 
@@ -16,14 +16,13 @@ import pandas as pd
 import torch
 from zenml import log_metadata, step
 
-from modelpress.context import StageContext
-from modelpress.data import assign_splits, describe, encode_labels, labels_as_text, load_frame
-from modelpress.handoffs import (
+from modelpress.tasks.context import StageContext
+from modelpress.datasets.splits import assign_splits, describe, encode_labels, labels_as_text, load_frame
+from modelpress.core.handoffs import (
     ChampionReport,
     DataReport,
     Evaluation,
     Parity,
-    Plan,
     Promotion,
     Ref,
     Registration,
@@ -31,13 +30,15 @@ from modelpress.handoffs import (
     StageReport,
     Verdict,
 )
-from modelpress.recipe import DataSource, Threshold
-from modelpress.registry import SOURCES, get_stage
+from modelpress.recipe.plan import Plan
+from modelpress.recipe.schema import DataSource
+from modelpress.settings.blocks import Threshold
+from modelpress.core.registry import SOURCES, get_stage
 from modelpress.tasks import TaskSpec
-from modelpress.validation import validate_corpus, validate_frame
+from modelpress.datasets.validation import validate_corpus, validate_frame
 
-from ..deploy.materializers import OnnxModelMaterializer, TorchModuleMaterializer
-from ..deploy.onnx_export import check_parity, export_onnx
+from modelpress.deploy.materializers import OnnxModelMaterializer, TorchModuleMaterializer
+from modelpress.deploy.onnx_export import check_parity, export_onnx
 
 # An exporter bug shows on any batch; a few hundred rows catch it without a second full eval.
 PARITY_ROWS = 256
@@ -169,7 +170,7 @@ def evaluate(baseline: Any, candidate: Any, dataset: pd.DataFrame,
 def gate(evaluation: Evaluation, champion: ChampionReport,
          thresholds: dict[str, Threshold]) -> Annotated[Verdict, "gate_verdict"]:
     """Apply the recipe's thresholds; the verdict is data, so a failed gate still gets recorded."""
-    from modelpress.gate import run_gate
+    from modelpress.gate.rules import run_gate
 
     verdict = run_gate(thresholds, evaluation, champion)
     log_metadata(metadata={"gate": {"passed": verdict.passed, "reason": verdict.reason}})
@@ -184,7 +185,7 @@ def publish(plan: Plan, evaluation: Evaluation, verdict: Verdict, parity: Parity
             candidate_model: torch.nn.Module | None = None) -> Annotated[Registration, "registration"]:
     """Log everything to MLflow, make the builds, register; @challenger if the gate passed."""
     from modelpress.builds import BuildContext
-    from modelpress.publish import log_and_register
+    from modelpress.release.publish import log_and_register
 
     context = BuildContext(name=plan.registry.name, task=plan.task.build(), eval_frame=eval_rows(dataset),
                            model=candidate_model, onnx=candidate_onnx, parity=parity)
@@ -199,7 +200,7 @@ def promote(registration: Registration, verdict: Verdict, evaluation: Evaluation
             candidate: Any, dataset: pd.DataFrame, task: TaskSpec, alias: str | None,
             tolerance: float) -> Annotated[Promotion, "promotion"]:
     """Move the champion alias only if the gate passed and the candidate is no worse."""
-    from modelpress.publish import promote_if_better
+    from modelpress.release.publish import promote_if_better
 
     outcome = promote_if_better(registration, verdict, evaluation, champion, candidate, eval_rows(dataset),
                                 task.build(), alias, tolerance)

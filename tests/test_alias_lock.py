@@ -1,4 +1,4 @@
-"""The promotion lock (deploy/alias_lock.py) on a real MLflow sqlite registry: one holder at a
+"""The promotion lock (src/modelpress/tracking/alias_lock.py) on a real MLflow sqlite registry: one holder at a
 time, a killed holder's expired lease broken exactly once, a lock read without its tags never
 taken for an expired one, and a holder whose lease ran out never deleting a successor's lock.
 (The race against a real tracking server is integration_tests/test_promotion_race.py.)"""
@@ -12,13 +12,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from modelpress.deploy.alias_lock import (
-    LockTimeout,
-    _break_if_expired,
-    _holder,
-    alias_lock,
-    lock_name,
-)
+from modelpress.tracking.alias_lock import LockTimeout, _break_if_expired, _holder, alias_lock, lock_name
 
 
 @pytest.fixture(scope="module")

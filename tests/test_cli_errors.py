@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from modelpress.cli import main
+from modelpress.cli.main import main
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
@@ -70,7 +70,7 @@ def test_every_command_with_bad_arguments_fails_in_one_short_message(project: Pa
 
 def test_an_internal_error_is_one_line_with_the_traceback_kept(project: Path, monkeypatch) -> None:
     """A bug (not the user's error) is still one line; the traceback goes to a file it names."""
-    import modelpress.cli as cli
+    import modelpress.cli.main as cli
 
     def broken(_recipe):
         raise ZeroDivisionError("a bug")

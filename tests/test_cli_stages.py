@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from modelpress.cli import main
+from modelpress.cli.main import main
 
 
 def test_stages_lists_nested_options_with_defaults_and_descriptions():

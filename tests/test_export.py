@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from modelpress.data import SHIPPED
+from modelpress.datasets.splits import SHIPPED
 from modelpress.deploy.onnx_export import check_parity, export_onnx
-from modelpress.errors import ModelpressError
-from modelpress.evaluate import onnx_session
-from modelpress.nets import SmallCNN
+from modelpress.core.errors import ModelpressError
+from modelpress.tasks.evaluation import onnx_session
+from modelpress.sources.nets import SmallCNN
 from modelpress.tasks import TaskSpec
 
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from modelpress.gate import run_gate
-from modelpress.handoffs import Evaluation
-from modelpress.recipe import Threshold
+from modelpress.gate.rules import run_gate
+from modelpress.core.handoffs import Evaluation
+from modelpress.settings.blocks import Threshold
 
 REPORT = Evaluation(task="image-classification", eval_rows=100,
                     baseline={"accuracy": 0.90, "size_mb": 10.0, "latency_ms": 4.0},

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from modelpress.errors import RecipeError
-from modelpress.recipe import load_recipe, shipped_recipes, validate_recipe
-from modelpress.safe_yaml import MAX_BYTES, MAX_DEPTH, load_plain
+from modelpress.core.errors import RecipeError
+from modelpress.recipe.schema import load_recipe, shipped_recipes, validate_recipe
+from modelpress.core.safe_yaml import MAX_BYTES, MAX_DEPTH, load_plain
 
 SHIPPED = {name: yaml.safe_load(path.read_text()) for name, path in sorted(shipped_recipes().items())}
 BASE = SHIPPED["mnist-cnn"]

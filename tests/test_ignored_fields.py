@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.errors import ModelpressError, RecipeError
-from modelpress.recipe import shipped_recipes, validate_recipe
+from modelpress.core.errors import ModelpressError, RecipeError
+from modelpress.recipe.schema import shipped_recipes, validate_recipe
 
 from .lm.conftest import word_tokenizer
 
@@ -229,7 +229,7 @@ def test_a_grid_value_with_no_effect_is_refused_one_that_moots_a_written_field_i
 def test_the_recipe_a_version_is_registered_with_validates_again(name: str) -> None:
     """A dump sets every field (a version's recipe.json, which retraining reads back): it is
     checked, but not as if a user had written each default."""
-    from modelpress.recipe import load_recipe
+    from modelpress.recipe.schema import load_recipe
 
     dump = load_recipe(shipped_recipes()[name]).model_dump(mode="json", by_alias=True)
     assert validate_recipe(dump).model_dump(mode="json", by_alias=True) == dump

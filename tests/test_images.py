@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from modelpress.data import describe, load_frame
-from modelpress.errors import DataValidationError, ModelpressError, RecipeError
-from modelpress.recipe import validate_recipe
+from modelpress.datasets.splits import describe, load_frame
+from modelpress.core.errors import DataValidationError, ModelpressError, RecipeError
+from modelpress.recipe.schema import validate_recipe
 
 CNN = '''
 import torch
@@ -205,7 +205,7 @@ def test_a_declared_transform_is_the_torchvision_pipeline(project: Path, mode: s
 # --- great-expectations ------------------------------------------------------------------------
 
 def test_great_expectations_name_the_first_file_that_does_not_decode(project: Path, tmp_path: Path) -> None:
-    from modelpress.validation import check_against_profile, data_profile, validate_frame
+    from modelpress.datasets.validation import check_against_profile, data_profile, validate_frame
 
     spec = validated(project, {"source": "images", "path": "pets", "transform": TRANSFORM}).data
     frame = load_frame(spec)
@@ -234,7 +234,7 @@ def test_great_expectations_name_the_first_file_that_does_not_decode(project: Pa
 def test_init_recognises_an_image_folder(project: Path) -> None:
     import yaml
 
-    from modelpress.init import Choices, starter_recipe, write_starter
+    from modelpress.cli.init import Choices, starter_recipe, write_starter
 
     hf = starter_recipe(Choices(model=project / "vit", data=project / "pets", out=project / "hf.yaml"))
     assert hf["model"] == {"source": "huggingface", "path": "vit"}  # the task from config.json

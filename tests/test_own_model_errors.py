@@ -104,7 +104,7 @@ def hf_folders(project: Path) -> tuple[Path, Path]:
     """A tiny random BERT classifier saved twice: without tokenizer files, and with 3 classes + a tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from modelpress.zoo import minilm_path
+    from modelpress.sources.zoo import minilm_path
 
     config = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=32, num_labels=2, id2label={0: "bad", 1: "good"},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelpress.recipe import validate_recipe
+from modelpress.recipe.schema import validate_recipe
 
 RAW = {
     "name": "t",

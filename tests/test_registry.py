@@ -8,10 +8,10 @@ import mlflow
 import pytest
 import torch
 
-from modelpress.data import SHIPPED
+from modelpress.datasets.splits import SHIPPED
 from modelpress.deploy.onnx_export import export_onnx
-from modelpress.deploy.registry import alias_version, promote, register, resolve_version
-from modelpress.evaluate import onnx_runner, onnx_session, predict, quality
+from modelpress.tracking.model_registry import alias_version, promote, register, resolve_version
+from modelpress.tasks.evaluation import onnx_runner, onnx_session, predict, quality
 from modelpress.tasks import TaskSpec
 
 NAME = "digits-linear"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 SCRIPT = """
 import json, os, sys
-from modelpress.stack import ensure_stack
-from modelpress.errors import ModelpressError
+from modelpress.tracking.stack import ensure_stack
+from modelpress.core.errors import ModelpressError
 mode = sys.argv[1]
 if mode == "user":
     from zenml.client import Client

@@ -14,9 +14,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from modelpress.errors import ModelpressError
-from modelpress.promotion import promote_version
-from modelpress.stale_runs import (
+from modelpress.core.errors import ModelpressError
+from modelpress.release.promotion import promote_version
+from modelpress.tracking.stale_runs import (
     HOST_TAG,
     OWNER_ENV,
     PID_TAG,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modelpress.registry import BUILDS, STAGES
+from modelpress.core.registry import BUILDS, STAGES
 
 TESTS = Path(__file__).resolve().parent
 

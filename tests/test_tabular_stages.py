@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.context import StageContext
-from modelpress.errors import RecipeError
-from modelpress.recipe import validate_recipe
-from modelpress.registry import get_stage
+from modelpress.tasks.context import StageContext
+from modelpress.core.errors import RecipeError
+from modelpress.recipe.schema import validate_recipe
+from modelpress.core.registry import get_stage
 from modelpress.tasks import TaskSpec
 
 

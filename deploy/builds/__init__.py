@@ -1,4 +1,4 @@
-"""Builds (export formats), one module each, registered with ``modelpress.registry.register_build``.
+"""Builds (export formats), one module each, registered with ``modelpress.core.registry.register_build``.
 
 The LLM builds (compressed_tensors, gptq, gguf, onnxruntime_genai: a gated causal-LM candidate →
 a folder its runtime loads) are pure-function modules waiting to be registered, each with:

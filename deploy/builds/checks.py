@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 if TYPE_CHECKING:
     import torch

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from modelpress.builds import Build, BuildContext
-from modelpress.errors import ModelpressError
-from modelpress.handoffs import BuildReport
-from modelpress.registry import RecipeFacts, register_build
+from modelpress.core.errors import ModelpressError
+from modelpress.core.handoffs import BuildReport
+from modelpress.core.registry import RecipeFacts, register_build
 
 if TYPE_CHECKING:
     import torch
@@ -67,8 +67,8 @@ class HuggingFaceBuild(Build):
                 "difference is reported, not bounded"]
 
     def write(self, context: BuildContext) -> BuildReport:
-        from . import log_build
-        from .llm import check_ids
+        from modelpress.deploy.builds import log_build
+        from modelpress.deploy.builds.llm import check_ids
 
         if context.torch_model_uri is None or context.model is None or context.scratch is None:
             raise ValueError("the huggingface build needs the PyTorch candidate")
@@ -97,7 +97,7 @@ def _log_metrics(checks: dict[str, float]) -> None:
 
 def write_folder(model: nn.Module, tokenizer: Any, folder: Path) -> list[str]:
     """``save_pretrained`` of a plain copy of ``model`` + the tokenizer; returns what changed."""
-    from . import MANIFEST
+    from modelpress.deploy.builds import MANIFEST
 
     if not hasattr(model, "save_pretrained"):
         raise ModelpressError(f"{NAME}: the candidate ({type(model).__name__}) is not a Hugging Face model")
@@ -174,7 +174,7 @@ def check_folder(folder: Path, model: nn.Module, input_ids: torch.Tensor, auto_c
     only), or their difference is reported (activations quantized at run time)."""
     import transformers
 
-    from . import checks
+    from modelpress.deploy.builds import checks
 
     try:
         loaded = getattr(transformers, auto_class).from_pretrained(str(folder), local_files_only=True).eval()

@@ -20,11 +20,11 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from modelpress.builds import Build, BuildContext
-from modelpress.errors import ModelpressError
-from modelpress.registry import RecipeFacts
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import RecipeFacts
 
 if TYPE_CHECKING:
-    from modelpress.handoffs import BuildReport
+    from modelpress.core.handoffs import BuildReport
 
 #: what the builds' checks feed the built model and the candidate: a few eval sequences, cut short
 CHECK_SEQUENCES, CHECK_LENGTH = 2, 128
@@ -65,9 +65,9 @@ class LLMBuild(Build):
     def write(self, context: BuildContext) -> BuildReport:
         import mlflow
 
-        from modelpress.handoffs import BuildReport
+        from modelpress.core.handoffs import BuildReport
 
-        from . import MANIFEST, log_build
+        from modelpress.deploy.builds import MANIFEST, log_build
 
         if context.model is None:
             raise ModelpressError(f"{self.build_name}: needs the PyTorch candidate")

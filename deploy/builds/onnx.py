@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from modelpress.builds import Build, BuildContext
-from modelpress.handoffs import BuildReport
-from modelpress.registry import RecipeFacts, register_build
+from modelpress.core.handoffs import BuildReport
+from modelpress.core.registry import RecipeFacts, register_build
 
 # Given explicitly because MLflow's inference imports the model in a subprocess, which costs
 # tens of seconds per model.
@@ -27,7 +27,7 @@ class OnnxBuild(Build):
     def write(self, context: BuildContext) -> BuildReport:
         import mlflow
 
-        from modelpress.deploy.registry import ONNX_ARTIFACT
+        from modelpress.tracking.model_registry import ONNX_ARTIFACT
 
         if context.onnx is None:
             raise ValueError("the onnx build needs the ONNX candidate")

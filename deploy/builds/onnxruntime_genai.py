@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from modelpress.errors import ModelpressError
-from modelpress.registry import register_build
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import register_build
 
-from . import causal_lm, checks, gptq, validation
-from .llm import LLMBuild
-from .smoothing import fold_smoothing
+from modelpress.deploy.builds import causal_lm, checks, gptq, validation
+from modelpress.deploy.builds.llm import LLMBuild
+from modelpress.deploy.builds.smoothing import fold_smoothing
 
 if TYPE_CHECKING:
     import torch

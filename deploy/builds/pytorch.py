@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from modelpress.builds import Build, BuildContext
-from modelpress.handoffs import BuildReport
-from modelpress.registry import RecipeFacts, register_build
+from modelpress.core.handoffs import BuildReport
+from modelpress.core.registry import RecipeFacts, register_build
 
 
 @register_build("pytorch")
@@ -24,7 +24,7 @@ class PytorchBuild(Build):
         return []
 
     def write(self, context: BuildContext) -> BuildReport:
-        from modelpress.deploy.registry import TORCH_ARTIFACT
+        from modelpress.tracking.model_registry import TORCH_ARTIFACT
 
         # publish logs every PyTorch candidate; this build registers that logged model
         if context.torch_model_uri is None:

@@ -26,15 +26,15 @@ import copy
 import re
 from typing import TYPE_CHECKING, Any
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
-from . import architectures as arch
+from modelpress.deploy.builds import architectures as arch
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from .validation import Layout
+    from modelpress.deploy.builds.validation import Layout
 
 PROBE_TOKENS = 8
 MAX_FOLD_ERROR = 1e-3  # relative error of the folded model's logits (float rounding only)

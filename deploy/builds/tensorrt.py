@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from modelpress.builds import Build, BuildContext, onnx_graph_problems
-from modelpress.errors import ModelpressError
-from modelpress.handoffs import BuildReport
-from modelpress.registry import RecipeFacts, register_build
+from modelpress.core.errors import ModelpressError
+from modelpress.core.handoffs import BuildReport
+from modelpress.core.registry import RecipeFacts, register_build
 
 log = logging.getLogger(__name__)
 

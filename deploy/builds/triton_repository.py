@@ -9,8 +9,8 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from modelpress.builds import Build, BuildContext, onnx_graph_problems
-from modelpress.handoffs import BuildReport
-from modelpress.registry import RecipeFacts, register_build
+from modelpress.core.handoffs import BuildReport
+from modelpress.core.registry import RecipeFacts, register_build
 
 
 @register_build("triton-repository")

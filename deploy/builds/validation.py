@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
-from . import architectures as arch
+from modelpress.deploy.builds import architectures as arch
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def shape_problems(stages: Any, hf_config: Any, build: str) -> list[str]:
     from modelpress.steps.prune.config import PruneConfig
     from modelpress.steps.quantize.config import QuantizeConfig
 
-    from .smoothing import smoothing_problems
+    from modelpress.deploy.builds.smoothing import smoothing_problems
 
     problems = []
     for stage in stages:

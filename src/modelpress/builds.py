@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .registry import RecipeFacts, StrictConfig
+from modelpress.core.registry import RecipeFacts, StrictConfig
 
 if TYPE_CHECKING:
     import onnx
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     import torch
     from onnx import ModelProto  # the name `onnx` is also a field of BuildContext
 
-    from .handoffs import BuildReport, Parity
-    from .tasks import Task
+    from modelpress.core.handoffs import BuildReport, Parity
+    from modelpress.tasks import Task
 
 
 @dataclass
@@ -58,14 +58,14 @@ class BuildContext:
         preprocessing = self.task.spec.image_preprocessing
         if preprocessing is None:
             return None
-        from .images import processor
+        from modelpress.datasets.pixels import processor
 
         return str(processor(preprocessing).to_json_string())
 
     def preprocessor_files(self) -> list[str]:
         """``[scratch/preprocessor_config.json]`` for MLflow's ``extra_files`` (shipped inside the
         logged models), or ``[]`` when the task's inputs need no image processor."""
-        from .images import PREPROCESSOR_FILE
+        from modelpress.datasets.pixels import PREPROCESSOR_FILE
 
         text = self.preprocessor_config()
         if text is None or self.scratch is None:
@@ -78,7 +78,7 @@ class BuildContext:
         """A copy of ``graph`` that carries the task's image processor in its metadata
         (``preprocessor_config.json``), so the preprocessing travels inside model.onnx: the
         Triton repository and ``modelpress pull`` write it beside the graph."""
-        from .images import PREPROCESSOR_FILE
+        from modelpress.datasets.pixels import PREPROCESSOR_FILE
 
         copied = type(graph)()
         copied.CopyFrom(graph)

@@ -18,15 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModelpressError
-from .sources.base import sha256_file, sha256_tree
+from modelpress.core.errors import ModelpressError
+from modelpress.sources.base import sha256_file, sha256_tree
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .images import ImagePreprocessing
-    from .recipe import ImageFolderData
-    from .sources.base import SourceFacts
+    from modelpress.datasets.pixels import ImagePreprocessing
+    from modelpress.recipe.schema import ImageFolderData
+    from modelpress.sources.base import SourceFacts
 
 #: the suffixes torchvision's ImageFolder takes (IMG_EXTENSIONS), compared case-insensitively
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -183,7 +183,7 @@ def preprocessing_problems(spec: Any, facts: SourceFacts) -> list[str]:
 
 def preprocessing(spec: Any, facts: SourceFacts) -> ImagePreprocessing:
     """The recipe's ``data.transform``, else the model's own image processor."""
-    from .images import from_folder, from_transform
+    from modelpress.datasets.pixels import from_folder, from_transform
 
     transform = getattr(spec, "transform", None)
     if transform is not None:

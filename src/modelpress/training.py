@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .errors import ModelpressError
-from .quiet import progress_bar
-from .train_config import Recovery, TrainSettings, plain_settings
+from modelpress.core.errors import ModelpressError
+from modelpress.core.quiet import progress_bar
+from modelpress.settings.training import Recovery, TrainSettings, plain_settings
 
 if TYPE_CHECKING:
     import pandas as pd
     from accelerate import Accelerator
 
-    from .tasks import Task
+    from modelpress.tasks import Task
 
 Inputs = dict[str, torch.Tensor]
 #: loss_fn(prepared_trainee, inputs, labels) -> scalar loss; the trainee must be called

@@ -8,20 +8,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 from modelpress.tasks import split_outputs
 from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, to_device, validate
 
-from .harness import DistillHarness, FeatureTap, projection
-from .students import Student, build_student, load_module, parameter_count
+from modelpress.steps.distill.harness import DistillHarness, FeatureTap, projection
+from modelpress.steps.distill.students import Student, build_student, load_module, parameter_count
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
     from modelpress.tasks import Task
 
-    from .config import DistillConfig
+    from modelpress.steps.distill.config import DistillConfig
 
 
 def run_distill(model: nn.Module, config: DistillConfig, context: StageContext) -> nn.Module:

@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from modelpress.errors import ModelpressError
-from modelpress.registry import RecipeFacts, StageConfig
-from modelpress.train_config import TrainSettings
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import RecipeFacts, StageConfig
+from modelpress.settings.training import TrainSettings
 
 
 def _model_file(value: str | None, info: ValidationInfo) -> str | None:

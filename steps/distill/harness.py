@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 from modelpress.tasks import split_outputs
 
-from .config import DistillConfig
-from .losses import attention_transfer, feature_loss
+from modelpress.steps.distill.config import DistillConfig
+from modelpress.tasks.losses import attention_transfer, feature_loss
 
 if TYPE_CHECKING:
     from modelpress.tasks import Task

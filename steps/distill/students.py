@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
-from .config import StudentSpec
+from modelpress.steps.distill.config import StudentSpec
 
 # Where transformer stacks keep their layers: BERT-style encoders, Llama-style decoders, GPT-2,
 # DistilBERT.
@@ -98,7 +98,7 @@ def _top(scores: torch.Tensor, count: int) -> torch.Tensor:
 def narrow_cnn(source: nn.Module, original: nn.Module, width: float) -> Student:
     """A SmallCNN with ``width`` × the original's channels and hidden units, keeping the
     source's largest-L1 filters/units so the student starts close to its teacher."""
-    from modelpress.nets import SmallCNN
+    from modelpress.sources.nets import SmallCNN
 
     if not isinstance(source, SmallCNN) or not isinstance(original, SmallCNN):
         raise ModelpressError("distill.student.width: width reduction supports SmallCNN teachers; give "

@@ -1,6 +1,6 @@
 """Configs of the fine-tuning room (cheap to import: pydantic only).
 
-The training budget (:class:`~modelpress.train_config.TrainSettings`) is shared by ``finetune``
+The training budget (:class:`~modelpress.settings.training.TrainSettings`) is shared by ``finetune``
 and ``distill``: both run the one training loop (``modelpress.training.fit``), so the same YAML
 keys mean the same thing.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from modelpress.registry import StageConfig
-from modelpress.train_config import TrainSettings
+from modelpress.core.registry import StageConfig
+from modelpress.settings.training import TrainSettings
 
 __all__ = ["FinetuneConfig", "LoraSettings", "TrainSettings"]
 

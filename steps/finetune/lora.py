@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
-from .config import LoraSettings
+from modelpress.steps.finetune.config import LoraSettings
 
 ADAPTABLE = (nn.Linear, nn.Conv2d)
 

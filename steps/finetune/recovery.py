@@ -9,13 +9,13 @@ from torch import nn
 
 from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, task_loss, validate
 
-from .lora import attach_lora, mask_lora_deltas, merge_lora, trainable_share
-from .masks import apply_masks, detect_masks, mask_applier, sparsity
+from modelpress.steps.finetune.lora import attach_lora, mask_lora_deltas, merge_lora, trainable_share
+from modelpress.steps.finetune.masks import apply_masks, detect_masks, mask_applier, sparsity
 
 if TYPE_CHECKING:
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
 
-    from .config import FinetuneConfig
+    from modelpress.steps.finetune.config import FinetuneConfig
 
 
 def run_finetune(model: nn.Module, config: FinetuneConfig, context: StageContext) -> nn.Module:

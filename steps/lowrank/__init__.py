@@ -4,7 +4,7 @@ Only the config and the registration are imported here (cheap); torch is importe
 stage runs.
 """
 
-from .config import LowRankConfig
-from .stage import lowrank
+from modelpress.steps.lowrank.config import LowRankConfig
+from modelpress.steps.lowrank.stage import lowrank
 
 __all__ = ["LowRankConfig", "lowrank"]

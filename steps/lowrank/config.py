@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from modelpress.registry import StageConfig
-from modelpress.train_config import Recovery
+from modelpress.core.registry import StageConfig
+from modelpress.settings.training import Recovery
 
 
 class LowRankConfig(StageConfig):

@@ -11,15 +11,15 @@ import fnmatch
 import math
 from typing import TYPE_CHECKING
 
-from modelpress.registry import register_stage
+from modelpress.core.registry import register_stage
 
-from .config import LowRankConfig
+from modelpress.steps.lowrank.config import LowRankConfig
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
 
 
 @register_stage(

@@ -4,7 +4,7 @@ Only the config and the registration are imported here (cheap); torch and Torch-
 imported when the stage runs.
 """
 
-from .config import PruneConfig
-from .stage import prune
+from modelpress.steps.prune.config import PruneConfig
+from modelpress.steps.prune.stage import prune
 
 __all__ = ["PruneConfig", "prune"]

@@ -16,9 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from modelpress.errors import ModelpressError
-from modelpress.registry import RecipeFacts, StageConfig
-from modelpress.train_config import Recovery
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import RecipeFacts, StageConfig
+from modelpress.settings.training import Recovery
 
 Method = Literal["magnitude", "structured", "semi-structured-2:4"]
 Score = Literal["l1", "l2", "taylor", "wanda"]

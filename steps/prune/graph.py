@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
-from .plan import Group
-from .scores import column_scores, row_scores
-from .trace import module_kinds, trace_errors
+from modelpress.steps.prune.plan import Group
+from modelpress.steps.prune.scores import column_scores, row_scores
+from modelpress.steps.prune.trace import module_kinds, trace_errors
 
 if TYPE_CHECKING:
     import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 if TYPE_CHECKING:
     import torch

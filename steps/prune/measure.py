@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
 
 
 def footprint(model: nn.Module, when: str) -> dict[str, float]:
@@ -29,7 +29,7 @@ def latency_report(
     before: nn.Module, after: nn.Module, context: StageContext, batch_size: int = 32
 ) -> dict[str, float]:
     """Eager PyTorch latency of one fixed-shape batch, both models interleaved (same noise)."""
-    from modelpress.evaluate import interleaved_latency, torch_runner
+    from modelpress.tasks.evaluation import interleaved_latency, torch_runner
 
     frame = next(
         (context.split(s) for s in ("eval", "calibration", "train") if len(context.split(s))), None

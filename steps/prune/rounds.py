@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
-from .config import PruneConfig
-from .masks import two_four_masks, unstructured_masks
-from .plan import plan_removals
-from .scores import Calibration, classification_calibration, element_scores
-from .trace import layers_of, module_kinds, output_layer, returns_embedding, trace_errors
+from modelpress.steps.prune.config import PruneConfig
+from modelpress.steps.prune.masks import two_four_masks, unstructured_masks
+from modelpress.steps.prune.plan import plan_removals
+from modelpress.steps.prune.scores import Calibration, classification_calibration, element_scores
+from modelpress.steps.prune.trace import layers_of, module_kinds, output_layer, returns_embedding, trace_errors
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
 
 
 class Round:
@@ -115,7 +115,7 @@ class StructuredRound(Round):
     """Physically removes units: Torch-Pruning groups for CNN/MLP, named blocks for transformers."""
 
     def __init__(self, *args: Any):
-        from .transformers_blocks import TransformerPruner
+        from modelpress.steps.prune.transformers_blocks import TransformerPruner
 
         super().__init__(*args)
         self.originals: dict[str, int] = {}
@@ -174,7 +174,7 @@ class StructuredRound(Round):
                     )
                 )
             return self.transformer, plan
-        from .graph import GraphPruner
+        from modelpress.steps.prune.graph import GraphPruner
 
         graph = GraphPruner(
             self.model,

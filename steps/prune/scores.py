@@ -23,13 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
 
 
 @dataclass
@@ -97,7 +97,7 @@ def _summed_gradients(
 ) -> dict[str, torch.Tensor]:
     import torch
 
-    from ..quantize.calibration import progress
+    from modelpress.steps.quantize.calibration import progress
 
     was_training = model.training
     model.eval()  # dropout off: scores should not depend on a dropout draw
@@ -164,7 +164,7 @@ def _input_norms(
 
 
 def _progress(calibration: Calibration, desc: str) -> Any:
-    from ..quantize.calibration import progress
+    from modelpress.steps.quantize.calibration import progress
 
     return progress(list(calibration.batches), calibration.progress, desc)
 
@@ -172,7 +172,7 @@ def _progress(calibration: Calibration, desc: str) -> Any:
 def _offload_blocks(model: nn.Module, modules: dict[str, nn.Module],
                     calibration: Calibration) -> tuple[str, nn.ModuleList] | None:
     """The chained blocks to run one at a time on ``calibration.device``, if one is set."""
-    from ..quantize.sequential import chained_blocks
+    from modelpress.steps.quantize.sequential import chained_blocks
 
     if calibration.device is None or not calibration.batches:
         return None
@@ -188,8 +188,8 @@ def _blockwise_pass(model: nn.Module, blocks: tuple[str, nn.ModuleList], calibra
     head) are not reached; the pruners score block layers only."""
     import torch
 
-    from ..quantize.calibration import progress
-    from ..quantize.sequential import BlockInputs, onloaded, outside_on
+    from modelpress.steps.quantize.calibration import progress
+    from modelpress.steps.quantize.sequential import BlockInputs, onloaded, outside_on
 
     prefix, stack = blocks
     device = torch.device(calibration.device)

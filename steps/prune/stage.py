@@ -9,16 +9,16 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
-from modelpress.errors import ModelpressError
-from modelpress.registry import register_stage
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import register_stage
 
-from .config import PruneConfig
+from modelpress.steps.prune.config import PruneConfig
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
 
 
 @register_stage(
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     "scored by l1, l2, taylor or wanda, scheduled, with recovery fine-tune",
 )
 def prune(model: nn.Module, config: PruneConfig, context: StageContext) -> nn.Module:
-    from .measure import footprint, latency_report
-    from .rounds import make_round
+    from modelpress.steps.prune.measure import footprint, latency_report
+    from modelpress.steps.prune.rounds import make_round
 
     pruned = copy.deepcopy(model).eval()
     example = example_inputs(context)

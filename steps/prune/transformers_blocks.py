@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .plan import Group
-from .scores import column_scores, row_scores
+from modelpress.steps.prune.plan import Group
+from modelpress.steps.prune.scores import column_scores, row_scores
 
 if TYPE_CHECKING:
     import torch

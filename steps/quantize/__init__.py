@@ -11,8 +11,8 @@ Both support exclusion patterns and sensitivity-driven mixed precision. Only pyd
 here: torch/onnxruntime load inside ``apply``.
 """
 
-from .config import QuantizeConfig, WeightQuantizeConfig
-from .onnxruntime_stage import quantize
-from .torch_stage import weight_quantize
+from modelpress.steps.quantize.config import QuantizeConfig, WeightQuantizeConfig
+from modelpress.steps.quantize.onnxruntime_stage import quantize
+from modelpress.steps.quantize.torch_stage import weight_quantize
 
 __all__ = ["QuantizeConfig", "WeightQuantizeConfig", "quantize", "weight_quantize"]

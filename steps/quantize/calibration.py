@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from modelpress.errors import ModelpressError
-from modelpress.quiet import progress_bar
+from modelpress.core.errors import ModelpressError
+from modelpress.core.quiet import progress_bar
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
     from modelpress.tasks import Batch
 
-    from .config import Calibration
+    from modelpress.steps.quantize.config import Calibration
 
 
 class CalibrationError(ModelpressError):

@@ -25,8 +25,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
-from modelpress.errors import ModelpressError
-from modelpress.registry import RecipeFacts, StageConfig
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import RecipeFacts, StageConfig
 
 Dtype = Literal["int", "fp16", "bf16", "fp8"]
 Granularity = Literal["per-tensor", "per-channel", "per-group"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .qmath import Grid, dequantize_codes, group_params, quantize_codes, searched_group_params
+from modelpress.steps.quantize.qmath import Grid, dequantize_codes, group_params, quantize_codes, searched_group_params
 
 if TYPE_CHECKING:
     import torch

@@ -23,7 +23,7 @@ from torch import nn
 
 from modelpress.kernels import dispatch
 
-from .qmath import Grid, dequantize_storage
+from modelpress.steps.quantize.qmath import Grid, dequantize_storage
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .ort_graph import reduce_intermediates, weight_matmuls
+from modelpress.steps.quantize.ort_graph import reduce_intermediates, weight_matmuls
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from modelpress.tasks import Batch
 
-    from .config import QuantizeConfig
+    from modelpress.steps.quantize.config import QuantizeConfig
 
 SAMPLE_ROWS = 256
 
@@ -74,7 +74,7 @@ def sensitivity(model: onnx.ModelProto, config: QuantizeConfig, batches: list[Ba
 def output_cosine(reference: onnx.ModelProto, candidate: onnx.ModelProto, batches: list[Batch]) -> float:
     import numpy as np
 
-    from modelpress.evaluate import onnx_runner, onnx_session
+    from modelpress.tasks.evaluation import onnx_runner, onnx_session
 
     ref_run, cand_run = onnx_runner(onnx_session(reference)), onnx_runner(onnx_session(candidate))
     cosines = []

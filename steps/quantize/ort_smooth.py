@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from .ort_graph import WeightMatMul, reduce_intermediates, weight_matmuls
+from modelpress.steps.quantize.ort_graph import WeightMatMul, reduce_intermediates, weight_matmuls
 
 if TYPE_CHECKING:
     import numpy as np

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .calibration import progress
+from modelpress.steps.quantize.calibration import progress
 
 Forward = Callable[[nn.Module, Any], torch.Tensor]
 CACHE_ARGS = ("past_key_value", "past_key_values", "layer_past")  # per-call caches: never replayed

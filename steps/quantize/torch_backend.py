@@ -25,15 +25,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
-from .awq import awq_smoothing
-from .calibration import CalibrationError, check_finite, progress
-from .config import WeightQuantizeConfig, tiling_groups, untiled
-from .gptq import HessianAccumulator, gptq_quantize
-from .modules import Fp8Linear, QuantLinear, cast_module
-from .qmath import Grid, fake_quantize, quantize_weight, to_storage
-from .sequential import chained_blocks, quantize_sequentially
+from modelpress.steps.quantize.awq import awq_smoothing
+from modelpress.steps.quantize.calibration import CalibrationError, check_finite, progress
+from modelpress.steps.quantize.config import WeightQuantizeConfig, tiling_groups, untiled
+from modelpress.steps.quantize.gptq import HessianAccumulator, gptq_quantize
+from modelpress.steps.quantize.modules import Fp8Linear, QuantLinear, cast_module
+from modelpress.steps.quantize.qmath import Grid, fake_quantize, quantize_weight, to_storage
+from modelpress.steps.quantize.sequential import chained_blocks, quantize_sequentially
 
 Forward = Callable[[nn.Module, Any], torch.Tensor]
 SAMPLE_ROWS = 256  # input rows kept per layer to rank layer sensitivity

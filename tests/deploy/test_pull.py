@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from modelpress.deploy.pull import pull
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 
 def run_onnx(path, pixels):

@@ -15,7 +15,7 @@ from modelpress.deploy.triton_repo import (
     write_onnx_model,
     write_tensorrt_model,
 )
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 7: "TYPE_INT64", 6: "TYPE_INT32", 10: "TYPE_FP16"}
 

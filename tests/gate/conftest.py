@@ -10,8 +10,8 @@ import torch
 from mlflow.tracking._model_registry import utils as registry_utils
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from modelpress.data import SHIPPED
-from modelpress.evaluate import onnx_runner, onnx_session, predict, quality
+from modelpress.datasets.splits import SHIPPED
+from modelpress.tasks.evaluation import onnx_runner, onnx_session, predict, quality
 from modelpress.tasks import TaskSpec
 
 

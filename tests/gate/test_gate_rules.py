@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from modelpress.errors import RecipeError
-from modelpress.gate import run_gate
-from modelpress.handoffs import ChampionReport, Evaluation
-from modelpress.recipe import Threshold, load_recipe, validate_recipe
+from modelpress.core.errors import RecipeError
+from modelpress.gate.rules import run_gate
+from modelpress.core.handoffs import ChampionReport, Evaluation
+from modelpress.settings.blocks import Threshold
+from modelpress.recipe.schema import load_recipe, validate_recipe
 
 REPORT = Evaluation(task="image-classification", eval_rows=100,
                     baseline={"accuracy": 0.90, "size_mb": 10.0, "latency_ms": 4.0},

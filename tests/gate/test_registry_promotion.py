@@ -13,14 +13,15 @@ import pytest
 
 from modelpress.builds import BuildContext
 from modelpress.deploy.onnx_export import export_onnx
-from modelpress.deploy.registry import alias_version, previous_tag, promote
-from modelpress.errors import ModelpressError
-from modelpress.gate import run_gate
-from modelpress.handoffs import ChampionReport, DataReport
+from modelpress.tracking.model_registry import alias_version, previous_tag, promote
+from modelpress.core.errors import ModelpressError
+from modelpress.gate.rules import run_gate
+from modelpress.core.handoffs import ChampionReport, DataReport
 from modelpress.pipelines.plan import build_plan
-from modelpress.promotion import promote_version, rollback
-from modelpress.publish import log_and_register, promote_if_better
-from modelpress.recipe import Threshold, validate_recipe
+from modelpress.release.promotion import promote_version, rollback
+from modelpress.release.publish import log_and_register, promote_if_better
+from modelpress.settings.blocks import Threshold
+from modelpress.recipe.schema import validate_recipe
 
 from .conftest import linear_model, registered_accuracy
 

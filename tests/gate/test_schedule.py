@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from modelpress.errors import RecipeError
-from modelpress.recipe import load_recipe, validate_recipe
+from modelpress.core.errors import RecipeError
+from modelpress.recipe.schema import load_recipe, validate_recipe
 
 PROBE = """
 import json
-from modelpress.errors import ModelpressError
-from modelpress.recipe import load_recipe, validate_recipe
+from modelpress.core.errors import ModelpressError
+from modelpress.recipe.schema import load_recipe, validate_recipe
 raw = load_recipe("mnist-cnn").model_dump(mode="json")
 raw["schedule"] = {"cron": "30 2 * * MON"}
 recipe = validate_recipe(raw)
@@ -37,7 +37,7 @@ client.create_stack_component(name="k8s", flavor="kubernetes", component_type=T.
 client.create_stack(name="k8s-stack", components={T.ORCHESTRATOR: "k8s", T.ARTIFACT_STORE: "default",
                                                   T.EXPERIMENT_TRACKER: "modelpress-mlflow"})
 client.activate_stack("k8s-stack")
-from modelpress.schedule import active_orchestrator, build_schedule
+from modelpress.release.schedule import active_orchestrator, build_schedule
 info, schedule = active_orchestrator(), build_schedule(recipe)
 assert isinstance(schedule, Schedule)
 out.update(flavor=info.flavor, schedulable=info.schedulable, cron=schedule.cron_expression, name=schedule.name)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from modelpress.errors import RecipeError
-from modelpress.recipe import load_recipe, validate_recipe
-from modelpress.search import expand, pareto, techniques
+from modelpress.core.errors import RecipeError
+from modelpress.recipe.schema import load_recipe, validate_recipe
+from modelpress.settings.search import expand, pareto, techniques
 
 
 def _with_search(search: dict) -> dict:

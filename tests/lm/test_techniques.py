@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.context import StageContext
+from modelpress.tasks.context import StageContext
 from modelpress.lm.metrics import compare, greedy_decode, next_token_loss
 from modelpress.steps.quantize import WeightQuantizeConfig
 from modelpress.steps.quantize.modules import Fp8Linear, QuantLinear
@@ -179,7 +179,7 @@ def test_lowrank_factors_the_llamas_linears(sequences):
 
 # ----------------------------------------------------------------------------- distill / LoRA
 def _kd_steps(teacher, student, sequences, steps=8):
-    from modelpress.steps.distill.losses import causal_lm_kd_loss
+    from modelpress.tasks.losses import causal_lm_kd_loss
 
     optimizer = torch.optim.AdamW(student.parameters(), lr=3e-3)
     losses = []

@@ -9,9 +9,9 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from modelpress.context import StageContext
+from modelpress.tasks.context import StageContext
 from modelpress.deploy.onnx_export import check_parity, export_onnx
-from modelpress.registry import get_stage
+from modelpress.core.registry import get_stage
 from modelpress.steps.lowrank.config import LowRankConfig
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from modelpress.context import StageContext
-from modelpress.data import assign_splits, encode_labels, load_frame
-from modelpress.recipe import RecipeBase, validate_recipe
+from modelpress.tasks.context import StageContext
+from modelpress.datasets.splits import assign_splits, encode_labels, load_frame
+from modelpress.recipe.schema import RecipeBase, validate_recipe
 from modelpress.tasks import Task
 
 

@@ -109,7 +109,7 @@ def cnn(folder: Path) -> dict[str, Any]:
 
 
 def _reviews(folder: Path, rows: int = 160) -> dict[str, Any]:
-    from modelpress.data import SHIPPED
+    from modelpress.datasets.splits import SHIPPED
 
     frame = SHIPPED["rotten-tomatoes"].load().sample(n=rows, random_state=0)
     frame.rename(columns={"text": "review", "label": "fresh"}).to_csv(folder / "reviews.csv", index=False)
@@ -121,7 +121,7 @@ def _hf_text(config_class: str, **shape: Any) -> Callable[[Path], dict[str, Any]
     def make(folder: Path) -> dict[str, Any]:
         import transformers
 
-        from modelpress.zoo import minilm_path
+        from modelpress.sources.zoo import minilm_path
 
         config = getattr(transformers, config_class)(vocab_size=30522, num_labels=2, **shape)
         torch.manual_seed(0)

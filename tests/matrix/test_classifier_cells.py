@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE))  # tests/ is no package: the matrix helpers are im
 from cells import load, recipe_for  # noqa: E402
 from classifiers import FAMILIES, finite_logits, stage_config  # noqa: E402
 
-from modelpress.errors import RecipeError  # noqa: E402
+from modelpress.core.errors import RecipeError
 
 
 def _support() -> Any:
@@ -81,7 +81,7 @@ def _stage(loaded: Any) -> None:
     """The stage runs; its result gives finite logits for every eval row and (module stages)
     exports to an ONNX graph that reproduces it."""
     from modelpress.deploy.onnx_export import check_parity, export_onnx
-    from modelpress.registry import get_stage
+    from modelpress.core.registry import get_stage
 
     entry = loaded.recipe.stages[0]
     spec, evaluation = get_stage(entry.name), loaded.eval
@@ -103,7 +103,7 @@ def _build(loaded: Any, column: str, uri: str, tmp_path: Path) -> None:
 
     from modelpress.builds import BuildContext
     from modelpress.deploy.onnx_export import check_parity, export_onnx
-    from modelpress.evaluate import onnx_runner, onnx_session, predict
+    from modelpress.tasks.evaluation import onnx_runner, onnx_session, predict
 
     evaluation = loaded.eval
     graph = export_onnx(loaded.model, loaded.task, evaluation)

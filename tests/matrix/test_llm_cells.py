@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE))  # tests/ is no package: the matrix helpers are im
 
 from cells import load, recipe_for  # noqa: E402
 
-from modelpress.errors import RecipeError  # noqa: E402
+from modelpress.core.errors import RecipeError
 
 
 def _by_path(name: str, path: Path) -> Any:
@@ -93,7 +93,7 @@ def test_cell(projects: Any, tracking_uri: str, family: str, column: str, tmp_pa
     torch.set_num_threads(1)  # tiny models: two spinning threads only contend on a busy 2-core runner
     loaded = load(raw, folder)
     entry = loaded.recipe.stages[0]
-    from modelpress.registry import get_stage
+    from modelpress.core.registry import get_stage
 
     candidate = get_stage(entry.name).apply(loaded.model, entry.config, loaded.context())
     ids = torch.as_tensor(loaded.task.example(loaded.eval, 2)["input_ids"])

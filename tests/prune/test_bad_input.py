@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.errors import ModelpressError
-from modelpress.nets import SmallCNN
-from modelpress.registry import get_stage
+from modelpress.core.errors import ModelpressError
+from modelpress.sources.nets import SmallCNN
+from modelpress.core.registry import get_stage
 
 from .conftest import IMAGE
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from modelpress.deploy.onnx_export import check_parity, export_onnx
-from modelpress.nets import SmallCNN
-from modelpress.registry import get_stage
+from modelpress.sources.nets import SmallCNN
+from modelpress.core.registry import get_stage
 
 from .conftest import IMAGE, MLP
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from modelpress.registry import get_stage
+from modelpress.core.registry import get_stage
 from modelpress.steps.prune.scores import (
     classification_calibration,
     column_scores,

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from modelpress.deploy.onnx_export import check_parity, export_onnx
-from modelpress.evaluate import onnx_runner, onnx_session
-from modelpress.nets import SmallCNN
-from modelpress.registry import get_stage
+from modelpress.tasks.evaluation import onnx_runner, onnx_session
+from modelpress.sources.nets import SmallCNN
+from modelpress.core.registry import get_stage
 
 from .conftest import IMAGE, params, tiny_bert
 
@@ -161,7 +161,7 @@ def test_llama_mlp_units_are_removed_exactly() -> None:
 
 @pytest.mark.parametrize("target", ["channels", "heads"])
 def test_target_must_fit_the_architecture(image_context, text_context, target: str) -> None:
-    from modelpress.errors import ModelpressError
+    from modelpress.core.errors import ModelpressError
 
     model, context = (
         (tiny_bert(), text_context)

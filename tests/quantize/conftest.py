@@ -27,8 +27,8 @@ class TinyNet(nn.Module):
 
 @pytest.fixture(scope="session")
 def digits_frame():
-    from modelpress.data import SHIPPED, assign_splits
-    from modelpress.recipe import Split
+    from modelpress.datasets.splits import SHIPPED, assign_splits
+    from modelpress.recipe.schema import Split
 
     return assign_splits(SHIPPED["digits"].load(), Split(train=0.7, eval=0.3, calibration=64), 0, 600)
 
@@ -59,7 +59,7 @@ def trained_net(digits_frame, task) -> TinyNet:
 
 @pytest.fixture()
 def context(digits_frame, task):
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
 
     return StageContext(task=task, data=digits_frame)
 

@@ -31,7 +31,7 @@ def test_excluded_layers_stay_float(trained_net, context):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nan_calibration_is_refused_and_nothing_changes(trained_net, exported, digits_frame, task, bad):
-    from modelpress.context import StageContext
+    from modelpress.tasks.context import StageContext
 
     frame = digits_frame.copy()
     frame.loc[frame.index[frame.split == "calibration"][3], "f10"] = bad
@@ -82,15 +82,15 @@ def test_torch_refuses_what_it_cannot_do(fields, expected):
 
 
 def test_shipped_recipes_still_validate():
-    from modelpress.recipe import load_recipe, shipped_recipes
+    from modelpress.recipe.schema import load_recipe, shipped_recipes
 
     for name in ("minilm-sentiment", "mnist-cnn"):
         assert load_recipe(shipped_recipes()[name]).stages
 
 
 def test_recipe_error_names_the_stage_and_field():
-    from modelpress.errors import RecipeError
-    from modelpress.recipe import validate_recipe
+    from modelpress.core.errors import RecipeError
+    from modelpress.recipe.schema import validate_recipe
 
     raw = {"name": "x", "model": {"source": "package", "name": "small-cnn"},
            "data": {"source": "digits"}, "stages": [{"quantize": {"bits": 2}}],
@@ -101,7 +101,7 @@ def test_recipe_error_names_the_stage_and_field():
 
 
 def test_recipe_with_both_stages_validates():
-    from modelpress.recipe import validate_recipe
+    from modelpress.recipe.schema import validate_recipe
 
     raw = {"name": "x", "model": {"source": "package", "name": "small-cnn"},
            "data": {"source": "digits"}, "registry": {"name": "x"},

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from modelpress.evaluate import onnx_runner, onnx_session
+from modelpress.tasks.evaluation import onnx_runner, onnx_session
 from modelpress.steps.quantize import QuantizeConfig, quantize
 
 SCHEMES = {

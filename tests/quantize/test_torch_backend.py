@@ -84,7 +84,7 @@ def test_fp8_weights_are_e4m3(trained_net, context):
                                   "int4-g32-awq-rtn-mse"])
 def test_onnx_export_carries_qdq(name, trained_net, context, digits_frame, task):
     from modelpress.deploy.onnx_export import check_parity, export_onnx
-    from modelpress.evaluate import onnx_runner, onnx_session
+    from modelpress.tasks.evaluation import onnx_runner, onnx_session
 
     quantized = weight_quantize(trained_net, WeightQuantizeConfig(
         **SCHEMES[name], calibration={"progress": False}), context)

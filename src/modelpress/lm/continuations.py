@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .metrics import greedy_decode
+from modelpress.lm.metrics import greedy_decode
 
 if TYPE_CHECKING:
     import torch

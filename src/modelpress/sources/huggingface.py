@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationInfo, field_validator
 
-from ..errors import ModelpressError
-from ..images import PREPROCESSOR_FILE
-from ..registry import register_source
-from .base import Source, SourceFacts, resolve_path, sha256_tree
+from modelpress.core.errors import ModelpressError
+from modelpress.datasets.pixels import PREPROCESSOR_FILE
+from modelpress.core.registry import register_source
+from modelpress.sources.base import Source, SourceFacts, resolve_path, sha256_tree
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..tasks import Task
+    from modelpress.tasks import Task
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -70,7 +70,7 @@ class HuggingFaceModel(Source):
         return str(names[0]) if names else ""
 
     def facts(self) -> SourceFacts:
-        from ..registry import TASKS
+        from modelpress.core.registry import TASKS
 
         config = self.config()
         architecture = self.architecture()
@@ -96,7 +96,7 @@ class HuggingFaceModel(Source):
         if not any((self.path / name).exists() for name in WEIGHT_FILES):
             problems.append(f"model.path: {self.path} has no weights ({' or '.join(WEIGHT_FILES[::2])})")
         if task is None:
-            from ..registry import TASKS
+            from modelpress.core.registry import TASKS
 
             known = ", ".join(f"…{a} → {t.name}" for t in TASKS.all().values() for a in t.hf_architectures)
             problems.append(f"model.task: {self.path}/config.json names architecture "

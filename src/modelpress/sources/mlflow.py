@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from ..errors import ModelpressError
-from ..registry import register_source
-from .base import Source, SourceFacts
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import register_source
+from modelpress.sources.base import Source, SourceFacts
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..tasks import Task
+    from modelpress.tasks import Task
 
 #: the version tag publish records the text tokenizer under (a folder or a package name)
 TOKENIZER_TAG = "modelpress.tokenizer"
@@ -41,7 +41,7 @@ class MlflowModel(Source):
     def _recorded_tokenizer(self) -> str | None:
         if not self.uri.startswith("models:/"):
             return None
-        from ..deploy.registry import resolve_version
+        from modelpress.tracking.model_registry import resolve_version
 
         try:
             return (resolve_version(self.uri).tags or {}).get(TOKENIZER_TAG)
@@ -51,7 +51,7 @@ class MlflowModel(Source):
     def fingerprint(self) -> str:
         if not self.uri.startswith("models:/"):
             return self.uri
-        from ..deploy.registry import resolve_version
+        from modelpress.tracking.model_registry import resolve_version
 
         try:
             resolved = resolve_version(self.uri)
@@ -63,7 +63,7 @@ class MlflowModel(Source):
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        from ..deploy.registry import TORCH_ARTIFACT, resolve_version
+        from modelpress.tracking.model_registry import TORCH_ARTIFACT, resolve_version
 
         try:
             uri = self.uri

@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..errors import ModelpressError
-from ..registry import StrictConfig, register_source
-from .base import Source, SourceFacts
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import StrictConfig, register_source
+from modelpress.sources.base import Source, SourceFacts
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..tasks import Task
+    from modelpress.tasks import Task
 
 
 class BaselineTraining(StrictConfig):
@@ -26,32 +26,32 @@ class BaselineTraining(StrictConfig):
 
 @register_source("package")
 class PackageModel(Source):
-    """A model from `modelpress.zoo` (``minilm-l6``, ``small-cnn``), trained on the data first."""
+    """A model from `modelpress.sources.zoo` (``minilm-l6``, ``small-cnn``), trained on the data first."""
 
     source: Literal["package"] = "package"
     name: str
     baseline: BaselineTraining = BaselineTraining()
 
-    summary = "a model that ships in an installed package (see `modelpress.zoo`), baseline-trained unless pretrained"
+    summary = "a model that ships in an installed package (see `modelpress.sources.zoo`), baseline-trained unless pretrained"
 
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        from ..zoo import ZOO
+        from modelpress.sources.zoo import ZOO
 
         if name not in ZOO:
             raise ValueError(f"unknown package model {name!r}; known: {', '.join(sorted(ZOO))}")
         return name
 
     def facts(self) -> SourceFacts:
-        from ..zoo import ZOO
+        from modelpress.sources.zoo import ZOO
 
         entry = ZOO[self.name]
         return SourceFacts(task=entry.task, tokenizer=entry.tokenizer, hf_config=entry.hf_config,
                            notes=entry.notes)
 
     def problems(self, task: type[Task] | None) -> list[str]:
-        from ..zoo import ZOO
+        from modelpress.sources.zoo import ZOO
 
         entry = ZOO[self.name]
         if task is not None and task.name != entry.task:
@@ -68,14 +68,14 @@ class PackageModel(Source):
         return []
 
     def fingerprint(self) -> str:
-        from .. import __version__
+        from modelpress import __version__
 
         return f"{self.name}:modelpress=={__version__}"
 
     def load(self, task: Task, dataset: pd.DataFrame) -> Any:
         import torch
 
-        from ..zoo import ZOO
+        from modelpress.sources.zoo import ZOO
 
         entry = ZOO[self.name]
         torch.manual_seed(0)

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from ..errors import ModelpressError
-from ..registry import register_source
-from .base import Source, resolve_path, sha256_file, unreadable
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import register_source
+from modelpress.sources.base import Source, resolve_path, sha256_file, unreadable
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..tasks import Task
+    from modelpress.tasks import Task
 
 SAFE_ALTERNATIVES = ("save its state_dict and use source state-dict (with class:), "
                      "torch.jit.save it and use source torchscript, or export ONNX and use source onnx")

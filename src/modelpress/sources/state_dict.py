@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 
-from ..errors import ModelpressError
-from ..registry import register_source
-from .base import Source, resolve_path, sha256_file, unreadable
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import register_source
+from modelpress.sources.base import Source, resolve_path, sha256_file, unreadable
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from ..tasks import Task
+    from modelpress.tasks import Task
 
 SHOWN_KEYS = 5
 

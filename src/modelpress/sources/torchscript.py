@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationInfo, field_validator
 
-from ..registry import register_source
-from .base import Source, resolve_path, sha256_file, unreadable
+from modelpress.core.registry import register_source
+from modelpress.sources.base import Source, resolve_path, sha256_file, unreadable
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..tasks import Task
+    from modelpress.tasks import Task
 
 
 def is_torchscript(path: Path) -> bool:

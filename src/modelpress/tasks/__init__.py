@@ -1,14 +1,14 @@
 """Tasks: how a kind of model takes its inputs, what its outputs mean and what it measures.
 
 Each task is one module here that registers a :class:`Task` subclass with
-:func:`modelpress.registry.register_task`; see ``base.py`` for what a task declares.
+:func:`modelpress.core.registry.register_task`; see ``base.py`` for what a task declares.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Batch, Metric, Task, TaskConfig, TaskSpec, split_outputs
+from modelpress.tasks.base import Batch, Metric, Task, TaskConfig, TaskSpec, split_outputs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def tasks() -> Mapping[str, type[Task]]:
     """Every registered task by name (the built-in modules are imported on first use)."""
-    from ..registry import TASKS
+    from modelpress.core.registry import TASKS
 
     return TASKS.all()
 

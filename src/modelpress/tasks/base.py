@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from ..images import ImagePreprocessing
-from ..registry import StrictConfig
-from .calling import Binding, bind, graph_signature, signature_of, unwrapped
+from modelpress.datasets.pixels import ImagePreprocessing
+from modelpress.core.registry import StrictConfig
+from modelpress.tasks.calling import Binding, bind, graph_signature, signature_of, unwrapped
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     import torch
 
-    from ..data import DataSchema
-    from ..handoffs import Evaluation
-    from ..sources.base import SourceFacts
+    from modelpress.datasets.splits import DataSchema
+    from modelpress.core.handoffs import Evaluation
+    from modelpress.sources.base import SourceFacts
 
 Batch = dict[str, "np.ndarray"]
 DataKind = Literal["text", "features", "image"]
@@ -80,7 +80,7 @@ class TaskSpec(BaseModel):
         super().__init__(**({"name": name} if name is not None else {}), options=options, **data)
 
     def build(self) -> Task:
-        from ..registry import get_task
+        from modelpress.core.registry import get_task
 
         return get_task(self.name)(self)
 
@@ -96,7 +96,7 @@ def split_outputs(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Task:
-    """Base class; concrete tasks register with :func:`modelpress.registry.register_task`."""
+    """Base class; concrete tasks register with :func:`modelpress.core.registry.register_task`."""
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[TaskConfig]] = TaskConfig
@@ -234,7 +234,7 @@ class Task:
     def distill_loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
                      labels: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
         """Knowledge-distillation loss: soft teacher targets (share ``alpha``) + the labels."""
-        from modelpress.steps.distill.losses import kd_loss
+        from modelpress.tasks.losses import kd_loss
 
         return kd_loss(student_logits, teacher_logits, labels, temperature, alpha)
 

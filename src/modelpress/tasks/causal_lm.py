@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from ..errors import ModelpressError
-from ..lm.continuations import DEFAULT_PROMPTS
-from ..lm.metrics import LM_METRICS
-from ..registry import register_task
-from .base import Batch, DataKind, Metric, Task, TaskConfig, split_outputs
+from modelpress.core.errors import ModelpressError
+from modelpress.lm.continuations import DEFAULT_PROMPTS
+from modelpress.lm.metrics import LM_METRICS
+from modelpress.core.registry import register_task
+from modelpress.tasks.base import Batch, DataKind, Metric, Task, TaskConfig, split_outputs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ..handoffs import Evaluation
+    from modelpress.core.handoffs import Evaluation
 
 #: the context-length keys of a Hugging Face config, in the order they are trusted
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
@@ -64,7 +64,7 @@ class CausalLMConfig(TaskConfig):
 @functools.cache
 def tokenizer(source: str | None) -> Any:
     """The model's own tokenizer (a folder's files, or a package's loader), with a pad token."""
-    from ..zoo import load_tokenizer
+    from modelpress.sources.zoo import load_tokenizer
 
     loaded = load_tokenizer(source)
     if loaded.eos_token_id is None:
@@ -102,7 +102,7 @@ class CausalLM(Task):
 
     @classmethod
     def source_problems(cls, config: TaskConfig, source: Any) -> list[str]:
-        from ..errors import ModelpressError as Error
+        from modelpress.core.errors import ModelpressError as Error
 
         try:
             hf_config = source.facts().hf_config
@@ -133,7 +133,7 @@ class CausalLM(Task):
         return self.tokenizer
 
     def _packed(self, frame: pd.DataFrame, where: str | None = None) -> np.ndarray:
-        from ..lm.corpus import pack_documents
+        from modelpress.lm.corpus import pack_documents
 
         texts = frame["text"].tolist()
         key = hashlib.sha256("\x00".join([str(self.spec.tokenizer), str(self.config.max_length), *texts])
@@ -167,7 +167,7 @@ class CausalLM(Task):
 
     def timing_batch(self, frame: pd.DataFrame, batch_size: int) -> Batch:
         """``latency_batch`` x ``latency_length`` ids (the config's, whatever ``batch_size`` asks)."""
-        from ..lm.metrics import prefill_ids
+        from modelpress.lm.metrics import prefill_ids
 
         rows, length = self.config.latency_batch, self.config.latency_length
         sequences = self._packed(frame)
@@ -186,7 +186,7 @@ class CausalLM(Task):
         return logits, logits
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        from ..lm.metrics import next_token_loss
+        from modelpress.lm.metrics import next_token_loss
 
         return next_token_loss(logits, labels)
 
@@ -198,7 +198,7 @@ class CausalLM(Task):
     def distill_loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
                      labels: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
         """Token-level KD: every position's next-token distribution, and the next tokens."""
-        from modelpress.steps.distill.losses import causal_lm_kd_loss
+        from modelpress.tasks.losses import causal_lm_kd_loss
 
         if teacher_logits is None:  # alpha = 0: the next tokens alone
             return self.loss(student_logits, labels)
@@ -241,9 +241,9 @@ class CausalLM(Task):
 
     def evaluate(self, baseline: nn.Module, candidate: nn.Module, eval_frame: pd.DataFrame) -> Evaluation:
         """Both models on the same eval tokens; speed timed interleaved (same machine noise)."""
-        from ..handoffs import Evaluation, Example
-        from ..lm.continuations import side_by_side
-        from ..lm.metrics import compare, size_mb
+        from modelpress.core.handoffs import Evaluation, Example
+        from modelpress.lm.continuations import side_by_side
+        from modelpress.lm.metrics import compare, size_mb
 
         cfg = self.config
         sequences = self._packed(eval_frame, where="data: split 'eval'")[: cfg.eval_sequences]
@@ -265,7 +265,7 @@ class CausalLM(Task):
     def _speed(self, models: dict[str, nn.Module], eval_frame: pd.DataFrame) -> dict[str, dict[str, float]]:
         import torch
 
-        from ..lm.metrics import latency_ms, tokens_per_s
+        from modelpress.lm.metrics import latency_ms, tokens_per_s
 
         ids = torch.as_tensor(self.timing_batch(eval_frame, self.config.latency_batch)["input_ids"])
         prompt = ids[:1, :DECODE_PROMPT_TOKENS]
@@ -293,7 +293,7 @@ def peak_memory_mb(model: nn.Module, input_ids: torch.Tensor) -> float:
     (the process's resident high-water mark above its resident size, or the GPU allocator's)."""
     import torch
 
-    from ..lm.metrics import PeakMemory, rss_mb, size_mb
+    from modelpress.lm.metrics import PeakMemory, rss_mb, size_mb
 
     device = next(iter(model.parameters())).device
     before = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb()

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from ..errors import ModelpressError
-from .base import Metric, Task
+from modelpress.core.errors import ModelpressError
+from modelpress.tasks.base import Metric, Task
 
 if TYPE_CHECKING:
     import onnx
     import pandas as pd
     import torch
 
-    from ..handoffs import Evaluation
+    from modelpress.core.handoffs import Evaluation
 
 CLASSIFICATION_METRICS = (  # in the order the summary prints them
     Metric("size_mb", "size (MB)", False, fmt="{:.2f}"),
@@ -64,9 +64,9 @@ class ClassificationTask(Task):
     def evaluate(self, baseline: onnx.ModelProto, candidate: onnx.ModelProto,
                  eval_frame: pd.DataFrame) -> Evaluation:
         """Every metric for baseline and candidate, both in ONNX Runtime, latency interleaved."""
-        from ..evaluate import compare_onnx
-        from ..handoffs import Evaluation
-        from ..memory import add_peak_memory
+        from modelpress.tasks.evaluation import compare_onnx
+        from modelpress.core.handoffs import Evaluation
+        from modelpress.tasks.memory import add_peak_memory
 
         report = compare_onnx(baseline, candidate, self, eval_frame, timing_batch_size=TIMING_BATCH)
         report = add_peak_memory(report, {"baseline": baseline, "candidate": candidate},

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from ..registry import register_task
-from .base import Batch, DataKind, TaskConfig
-from .classification import ClassificationTask
+from modelpress.core.registry import register_task
+from modelpress.tasks.base import Batch, DataKind, TaskConfig
+from modelpress.tasks.classification import ClassificationTask
 
 if TYPE_CHECKING:
     import pandas as pd

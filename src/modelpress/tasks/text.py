@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from ..registry import register_task
-from .base import Batch, DataKind, TaskConfig
-from .classification import ClassificationTask
+from modelpress.core.registry import register_task
+from modelpress.tasks.base import Batch, DataKind, TaskConfig
+from modelpress.tasks.classification import ClassificationTask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +55,6 @@ def tokenizer(source: str | None) -> Any:
     """The tokenizer in a folder, or in the package named ``source`` (the shipped MiniLM)."""
     from transformers import AutoTokenizer
 
-    from ..zoo import resolve_tokenizer
+    from modelpress.sources.zoo import resolve_tokenizer
 
     return AutoTokenizer.from_pretrained(resolve_tokenizer(source))

@@ -86,7 +86,7 @@ def test_modelpress_validate_refuses_a_mixtral_recipe_in_one_line_per_build(tmp_
     import yaml
     from click.testing import CliRunner
 
-    from modelpress.cli import main
+    from modelpress.cli.main import main
 
     spec = importlib.util.spec_from_file_location("llm_families", Path(__file__).with_name("families.py"))
     families = importlib.util.module_from_spec(spec)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 
 def build(module, candidate, tokenizer_dir, tmp_path, eval_ids, config=None):

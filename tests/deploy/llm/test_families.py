@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modelpress.errors import ModelpressError
+from modelpress.core.errors import ModelpressError
 
 _spec = importlib.util.spec_from_file_location("llm_families", Path(__file__).with_name("families.py"))
 families = importlib.util.module_from_spec(_spec)

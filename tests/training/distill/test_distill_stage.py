@@ -6,11 +6,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from modelpress.context import StageContext
-from modelpress.errors import ModelpressError
-from modelpress.evaluate import predict, quality, torch_runner
-from modelpress.nets import SmallCNN
-from modelpress.registry import get_stage
+from modelpress.tasks.context import StageContext
+from modelpress.core.errors import ModelpressError
+from modelpress.tasks.evaluation import predict, quality, torch_runner
+from modelpress.sources.nets import SmallCNN
+from modelpress.core.registry import get_stage
 from modelpress.steps.distill import DistillConfig
 
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from modelpress.errors import ModelpressError
-from modelpress.steps.distill.losses import attention_transfer, causal_lm_kd_loss, kd_loss, soft_kl
+from modelpress.core.errors import ModelpressError
+from modelpress.tasks.losses import attention_transfer, causal_lm_kd_loss, kd_loss, soft_kl
 
 
 def _softmax(row: list[float], temperature: float) -> list[float]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelpress.errors import RecipeError
-from modelpress.recipe import validate_recipe
+from modelpress.core.errors import RecipeError
+from modelpress.recipe.schema import validate_recipe
 
 BASE = {
     "name": "t",

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modelpress.errors import ModelpressError
-from modelpress.nets import SmallCNN
+from modelpress.core.errors import ModelpressError
+from modelpress.sources.nets import SmallCNN
 from modelpress.steps.distill import StudentSpec
 from modelpress.steps.distill.students import build_student, kept_layers
 

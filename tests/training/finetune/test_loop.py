@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 
-from modelpress.context import StageContext
-from modelpress.errors import ModelpressError
-from modelpress.registry import get_stage
+from modelpress.tasks.context import StageContext
+from modelpress.core.errors import ModelpressError
+from modelpress.core.registry import get_stage
 from modelpress.steps.finetune import FinetuneConfig
 from modelpress.training import Validation, carve_validation, fit, frame_batches, task_loss, validate
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelpress.context import StageContext
-from modelpress.registry import get_stage
+from modelpress.tasks.context import StageContext
+from modelpress.core.registry import get_stage
 from modelpress.steps.finetune import FinetuneConfig
 from modelpress.steps.finetune.masks import detect_masks
 

@@ -13,10 +13,10 @@ SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
     import torch.distributed as dist
-    from modelpress.context import StageContext
-    from modelpress.data import SHIPPED
-    from modelpress.nets import SmallCNN
-    from modelpress.registry import get_stage
+    from modelpress.tasks.context import StageContext
+    from modelpress.datasets.splits import SHIPPED
+    from modelpress.sources.nets import SmallCNN
+    from modelpress.core.registry import get_stage
     from modelpress.tasks import TaskSpec
 
     out = sys.argv[1]

@@ -1,0 +1,1 @@
+"""The ``modelpress`` command line (``main``), its error handling and its lifecycle commands."""

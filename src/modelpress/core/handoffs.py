@@ -1,0 +1,171 @@
+"""Typed records that cross ZenML steps: the plan, evaluations, verdicts, registrations.
+
+Each is a frozen pydantic model, so ZenML stores it with its pydantic materializer, shows it in
+the dashboard and keys its cache on the JSON. Registered kinds (a stage's, a source's, a task's
+or a build's config) travel as :class:`Ref`: the registered name plus the config's JSON, which
+the consuming step validates again with the registered class. Metric dictionaries are keyed by
+the names the task declares (``Task.metrics``), never by a list kept here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from modelpress.recipe.schema import DataSource
+
+from modelpress.settings.blocks import Drift, ModelRegistrySettings, Resources, Threshold
+from modelpress.tasks.base import TaskSpec
+
+Metrics = dict[str, float]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Ref(Record):
+    """A registered kind by name, with its config as JSON (validated again where it is used)."""
+
+    name: str
+    config: dict[str, JsonValue] = {}
+
+
+class StagePlan(Ref):
+    kind: Literal["module", "graph"]
+    position: int  # 1-based, as in the step names (stage1_prune)
+
+
+class Example(Record):
+    """One input and what the baseline and the candidate made of it, shown side by side in the
+    report (a prompt and its continuations, for a causal LM)."""
+
+    input: str
+    baseline: str
+    candidate: str
+    same: bool  # the two outputs are identical
+
+
+class Evaluation(Record):
+    """Every metric the task measures, for the baseline and the candidate, on the same eval rows,
+    and the examples the task chose to show (``examples_title`` names what they are)."""
+
+    task: str
+    baseline: Metrics
+    candidate: Metrics
+    eval_rows: int
+    examples: list[Example] = []
+    examples_title: str = "examples"
+
+    def ratio(self, metric: str) -> float:
+        base = self.baseline.get(metric)
+        return self.candidate[metric] / base if base else float("nan")
+
+
+class ChampionReport(Record):
+    """The registry's current champion measured beside the candidate (``version`` None: no champion).
+
+    ``error`` is set when a champion exists but could not be measured: the gate then fails its
+    champion checks instead of skipping them.
+    """
+
+    version: str | None = None
+    alias: str | None = None
+    metrics: Metrics | None = None
+    candidate: Metrics | None = None  # the candidate, timed interleaved with the champion
+    error: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.version is not None and self.metrics is not None
+
+
+class Check(Record):
+    metric: str
+    rule: str
+    limit: float
+    value: float | None
+    passed: bool
+    note: str = ""
+
+
+class Verdict(Record):
+    passed: bool
+    reason: str
+    checks: list[Check] = []
+    champion_version: str | None = None
+
+
+class Parity(Record):
+    """ONNX Runtime against PyTorch on the start of the eval split."""
+
+    agreement: float
+    cosine: float
+    cosine_min: float
+    max_abs_diff: float
+
+
+class ImageStats(Record):
+    """What the image files hold (every one decoded by validate_data)."""
+
+    files: int
+    min_width: int
+    max_width: int
+    min_height: int
+    max_height: int
+    modes: dict[str, int]  # PIL mode (RGB, L, RGBA, …) → files
+
+
+class DataReport(Record):
+    """What great-expectations checked and how the labels were encoded."""
+
+    success: bool
+    expectations: int
+    rows: int
+    labels: list[str] = []  # class names in index order (empty: the task has no labels)
+    rows_per_split: dict[str, int] = {}
+    images: ImageStats | None = None  # image files: their sizes and modes
+
+
+class StageReport(Record):
+    """Facts a stage reported (logged to MLflow as ``stage.<position>.<stage>.<key>``)."""
+
+    position: int
+    stage: str
+    facts: dict[str, JsonValue] = {}
+
+
+class BuildReport(Record):
+    """One build written, checked by its consumer and logged under ``builds/<name>/``."""
+
+    name: str
+    artifact_path: str | None = None  # None: nothing was written (e.g. TensorRT unavailable)
+    model_uri: str | None = None  # the registering build's MLflow model
+    checks: dict[str, float] = {}
+    notes: list[str] = []
+
+
+class Registration(Record):
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+    aliases: list[str] = []
+    builds: list[BuildReport] = []
+
+
+class Promotion(Record):
+    promoted: bool
+    reason: str
+    name: str
+    version: str
+    alias: str | None = None
+    previous: str | None = None
+
+
+class PeerPoint(Record):
+    """A benchmark point drawn in the gate report's plot (``peers:`` in the recipe)."""
+
+    name: str
+    metrics: Metrics = Field(default_factory=dict)

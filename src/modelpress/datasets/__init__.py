@@ -1,0 +1,1 @@
+"""Data: splitting, validation with great-expectations, image preprocessing."""

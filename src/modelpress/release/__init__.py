@@ -1,0 +1,1 @@
+"""Releasing a gated candidate: registering (publish), promoting, scheduling retraining."""

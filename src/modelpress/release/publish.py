@@ -1,0 +1,195 @@
+"""Record a candidate in MLflow (params, metrics, reports, models, builds), register, promote.
+
+Runs inside a ZenML step that has the MLflow experiment tracker, so an MLflow run is active.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelpress.builds import BuildContext
+    from modelpress.core.handoffs import (
+        ChampionReport,
+        DataReport,
+        Evaluation,
+        Promotion,
+        Registration,
+        StageReport,
+        Verdict,
+    )
+    from modelpress.recipe.plan import Plan
+    from modelpress.tasks import Task
+
+TORCH_REQUIREMENTS = ["torch", "modelpress"]
+#: the version tag naming the text tokenizer (a folder or a package), read by source mlflow
+TOKENIZER_TAG = "modelpress.tokenizer"
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(f"{prefix}.{key}" if prefix else str(key), item))
+        return out
+    if isinstance(value, list):
+        return flatten(prefix, {str(i): v for i, v in enumerate(value)}) if value else {prefix: "[]"}
+    return {prefix: value}
+
+
+def stage_facts(reports: list[StageReport]) -> dict[str, Any]:
+    return {f"{r.position}.{r.stage}": r.facts for r in reports}
+
+
+def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: Verdict,
+                     stage_reports: list[StageReport], data_report: DataReport, champion: ChampionReport,
+                     profile: dict[str, Any] | None) -> Registration:
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("publish must run with the MLflow experiment tracker (no active MLflow run)")
+    parity = build.parity.model_dump() if build.parity is not None else {}
+    mlflow.log_params({k: str(v)[:500] for k, v in flatten("", plan.recipe).items()})
+    numbers = {**flatten("baseline", evaluation.baseline), **flatten("candidate", evaluation.candidate),
+               **flatten("parity", parity), **flatten("stage", stage_facts(stage_reports))}
+    mlflow.log_metrics({k: float(v) for k, v in numbers.items() if isinstance(v, (int, float))})
+    mlflow.log_metric("gate_passed", float(verdict.passed))
+    mlflow.log_dict({"evaluation": evaluation.model_dump(mode="json"), "verdict": verdict.model_dump(mode="json"),
+                     "parity": parity, "stages": stage_facts(stage_reports),
+                     "validation": data_report.model_dump(mode="json"),
+                     "champion": champion.model_dump(mode="json")}, "report/report.json")
+    _log_gate_evidence(plan, build.task, evaluation, verdict, champion, profile)
+    mlflow.set_tags({f"modelpress.{k}": v for k, v in plan.tags.items()})
+    with tempfile.TemporaryDirectory(prefix="modelpress-builds-") as scratch:
+        build.scratch = Path(scratch)
+        if build.model is not None:  # with its image processor, if any, as an extra file
+            info = mlflow.pytorch.log_model(build.model, name=_torch_artifact(), serialization_format="pickle",
+                                            pip_requirements=TORCH_REQUIREMENTS,
+                                            extra_files=build.preprocessor_files() or None)
+            build.torch_model_uri = info.model_uri
+        return _register(plan, build, evaluation, verdict, run)
+
+
+def _register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: Verdict, run: Any) -> Registration:
+    """The registering build, the version (tagged with the gate and the primary metric), the
+    other builds with that version, and @challenger when the gate passed."""
+    from modelpress.tracking.model_registry import client, register
+    from modelpress.core.handoffs import Registration
+
+    reports = _run_builds(plan, build, registering=True)
+    registered = next(r for r in reports if r.model_uri)
+    primary = build.task.primary_metric
+    version = register(registered.model_uri or "", plan.registry.name, {
+        "registered_build": registered.name,
+        **plan.tags, "gate": "passed" if verdict.passed else "failed", "gate_reason": verdict.reason[:5000],
+        "primary_metric": primary, primary: f"{evaluation.candidate[primary]:.6f}",
+        "primary_direction": "higher" if build.task.metric(primary).higher_is_better else "lower",
+        "mlflow_run_id": run.info.run_id,
+        **({TOKENIZER_TAG: plan.task.tokenizer} if plan.task.tokenizer else {}),
+    })
+    build.version = str(version.version)
+    reports += _run_builds(plan, build, registering=False)
+    aliases = []
+    if verdict.passed:
+        client().set_registered_model_alias(plan.registry.name, plan.registry.challenger, version.version)
+        aliases = [plan.registry.challenger]
+    return Registration(name=plan.registry.name, version=str(version.version), run_id=run.info.run_id,
+                        model_uri=f"models:/{plan.registry.name}/{version.version}", aliases=aliases,
+                        builds=reports)
+
+
+def _torch_artifact() -> str:
+    from modelpress.tracking.model_registry import TORCH_ARTIFACT
+
+    return TORCH_ARTIFACT
+
+
+def _run_builds(plan: Plan, context: BuildContext, registering: bool) -> list[Any]:
+    """The recipe's builds of one kind (the registering one first, then the rest), in order."""
+    from modelpress.core.registry import BUILDS
+
+    reports = []
+    for ref in plan.builds:
+        build = BUILDS.get(ref.name).model_validate(ref.config)
+        if build.registers == registering:
+            report = build.write(context)
+            context.built[ref.name] = report
+            reports.append(report)
+    return reports
+
+
+def _log_gate_evidence(plan: Plan, task: Task, evaluation: Evaluation, verdict: Verdict,
+                       champion: ChampionReport, profile: dict[str, Any] | None) -> None:
+    """Gate report (HTML + Pareto SVG), per-check numbers, the champion's numbers, the recipe
+    itself (what retraining re-runs) and the data profile (what retraining checks drift against)."""
+    import mlflow
+
+    from modelpress.gate.report import render_gate
+
+    page, svg = render_gate(task, evaluation, verdict, champion, plan.peers, plan.name, plan.notes)
+    mlflow.log_text(page, "report/gate.html")
+    mlflow.log_text(svg, "report/pareto.svg")
+    if evaluation.examples:  # an MLflow table: one row per example, both models side by side
+        fields = ("input", "baseline", "candidate", "same")
+        mlflow.log_table(data={f: [getattr(e, f) for e in evaluation.examples] for f in fields},
+                         artifact_file="report/examples.json")
+    if plan.notes:
+        mlflow.set_tag("modelpress.notes", " | ".join(plan.notes)[:5000])
+    checks = {f"gate.{c.metric}.{c.rule}": c.value for c in verdict.checks if c.value is not None}
+    champ = {f"champion.{k}": v for k, v in (champion.metrics or {}).items()}
+    mlflow.log_metrics({k: float(v) for k, v in {**checks, **champ}.items()})
+    mlflow.log_dict(plan.recipe, "recipe/recipe.json")
+    if profile:
+        mlflow.log_dict(profile, "data/profile.json")
+
+
+def primary_score(task: type[Task] | Task, metrics: dict[str, float]) -> float:
+    """The task's primary metric, oriented so that higher is better (what promotion compares)."""
+    spec = task.metric(task.primary_metric)
+    value = float(metrics[task.primary_metric])
+    return value if spec.higher_is_better else -value
+
+
+def promote_if_better(registration: Registration, verdict: Verdict, evaluation: Evaluation,
+                      champion: ChampionReport, candidate: Any, eval_frame: pd.DataFrame, task: Task,
+                      alias: str | None, tolerance: float) -> Promotion:
+    """Move ``alias`` to the new version if the gate passed and it is no worse than the holder.
+
+    The holder is compared on the champion measurement the gate used; only if the alias moved
+    to another version since then is that version scored again, on the same eval rows.
+    """
+    import mlflow
+
+    from modelpress.gate.champion import measure_version
+    from modelpress.tracking.model_registry import client, promote
+    from modelpress.core.errors import ModelpressError
+    from modelpress.core.handoffs import Promotion
+
+    def score_of(current: Any) -> float:
+        measured = champion
+        if not (champion.measured and champion.version == str(current.version)):
+            measured = measure_version(current.name, str(current.version), alias, candidate, task, eval_frame)
+        if measured.metrics is None:
+            raise ModelpressError(f"@{alias} v{current.version} could not be measured: {measured.error}")
+        return primary_score(task, measured.metrics)
+
+    if not verdict.passed:
+        promoted, reason, previous = False, f"gate failed: {verdict.reason}", None
+    elif not alias:
+        promoted, reason, previous = False, "registry.promote_to is not set", None
+    else:
+        result = promote(registration.name, registration.version, alias, primary_score(task, evaluation.candidate),
+                         score_of, tolerance=tolerance)
+        promoted, reason, previous = result.promoted, result.reason, result.previous
+    client().set_model_version_tag(registration.name, registration.version, "promotion",
+                                   f"{'promoted' if promoted else 'not promoted'}: {reason}"[:5000])
+    if mlflow.active_run() is not None:
+        mlflow.set_tags({"modelpress.promoted": str(promoted), "modelpress.promotion_reason": reason[:5000]})
+    return Promotion(promoted=promoted, reason=reason, previous=None if previous is None else str(previous),
+                     alias=alias, version=registration.version, name=registration.name)
