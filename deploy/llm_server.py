@@ -36,10 +36,10 @@ try:
 finally:
     sys.argv = _argv
 
+from modelpress.core.errors import ModelpressError
 from modelpress.deploy import openai_protocol as api
 from modelpress.deploy import request_limits
 from modelpress.deploy.llm_engine import CONFIG_FILE, GenAIEngine, Generation, PromptError, Sampling
-from modelpress.core.errors import ModelpressError
 
 log = logging.getLogger("modelpress.serve")
 

@@ -7,9 +7,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelpress.deploy.pull import REPOSITORY_ARTIFACT
-from modelpress.deploy.triton_repo import write_onnx_model, write_tensorrt_model
 from modelpress.core.errors import ModelpressError
+from modelpress.deploy.pull import REPOSITORY_ARTIFACT
+from modelpress.deploy.tensorrt import TensorRTUnavailable, build_engine
+from modelpress.deploy.triton_repo import write_onnx_model, write_tensorrt_model
 
 if TYPE_CHECKING:
     import onnx
@@ -22,8 +23,6 @@ def log_model_repository(model: onnx.ModelProto, name: str, version: str | int,
     """Build ``<name>/<version>/model.onnx`` (+ a TensorRT plan when asked for and possible)
     and log it as the run's ``model_repository`` artifact; returns what was built."""
     import mlflow
-
-    from modelpress.deploy.tensorrt import TensorRTUnavailable, build_engine
 
     built: dict[str, Any] = {"artifact": REPOSITORY_ARTIFACT, "version": str(version), "formats": []}
     metadata = {"name": name, "version": str(version), "parity_vs_pytorch": parity}

@@ -21,6 +21,7 @@ from modelpress.core.errors import ModelpressError
 from modelpress.core.handoffs import Parity
 from modelpress.tasks import split_outputs
 from modelpress.tasks.calling import Binding
+from modelpress.tasks.evaluation import fidelity, onnx_runner, onnx_session, predict, torch_runner
 
 if TYPE_CHECKING:
     import onnx
@@ -80,7 +81,6 @@ class _PositionalInputs(torch.nn.Module):
 def check_parity(model: torch.nn.Module, exported: onnx.ModelProto, task: Task,
                  frame: pd.DataFrame) -> Parity:
     """Compare PyTorch and ONNX Runtime on ``frame``; raise if the export changed the model."""
-    from modelpress.tasks.evaluation import fidelity, onnx_runner, onnx_session, predict, torch_runner
 
     ref_logits, ref_emb, _ = predict(torch_runner(model, task), task, frame)
     logits, emb, _ = predict(onnx_runner(onnx_session(exported), task), task, frame)

@@ -17,8 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelpress.deploy.triton_repo import TENSORRT_SUFFIX, InstanceKind, write_onnx_model
 from modelpress.core.errors import ModelpressError
+from modelpress.deploy.builds import BUILDS_ARTIFACT
+from modelpress.deploy.triton_repo import TENSORRT_SUFFIX, InstanceKind, write_onnx_model
+from modelpress.tracking.model_registry import resolve_version
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -59,8 +61,6 @@ def pull(model_uri: str, dest: Path, instance_kind: InstanceKind = "KIND_CPU",
 
 def _resolve(model_uri: str, mlflow_client: MlflowClient) -> ModelVersion:
     from mlflow.exceptions import MlflowException
-
-    from modelpress.tracking.model_registry import resolve_version
 
     try:
         return resolve_version(model_uri, mlflow_client)
@@ -111,7 +111,6 @@ def _copy_tensorrt(version: ModelVersion, mlflow_client: MlflowClient, staging: 
 
 def pull_build(model_uri: str, build: str, dest: Path, tracking_uri: str | None = None) -> Path:
     """Fetch the ``build`` folder logged with ``models:/NAME@ALIAS`` into ``dest/<build>``; return it."""
-    from modelpress.deploy.builds import BUILDS_ARTIFACT
 
     if not MODEL_URI.match(model_uri):
         raise ModelpressError(f"{model_uri!r} is not a registered model URI "

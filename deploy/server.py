@@ -27,6 +27,7 @@ try:
 finally:
     sys.argv = _argv
 
+from modelpress.core.errors import ModelpressError
 from modelpress.deploy import request_limits
 from modelpress.deploy.triton_repo import latest_version, onnx_models
 from modelpress.deploy.v2_protocol import (
@@ -36,7 +37,6 @@ from modelpress.deploy.v2_protocol import (
     request_problems,
     specs_from_ort,
 )
-from modelpress.core.errors import ModelpressError
 
 log = logging.getLogger("modelpress.serve")
 

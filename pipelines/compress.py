@@ -15,8 +15,7 @@ from typing import Any
 from zenml import pipeline
 from zenml.enums import ExecutionMode
 
-from modelpress.recipe.plan import Plan
-
+from modelpress.core.registry import SOURCES
 from modelpress.pipelines.gate_steps import evaluate_champion, gate_report, profile_data
 from modelpress.pipelines.steps import (
     evaluate,
@@ -31,6 +30,7 @@ from modelpress.pipelines.steps import (
     publish,
     validate_data,
 )
+from modelpress.recipe.plan import Plan
 
 
 def _configured(step_fn: Any, plan: Plan, key: str) -> Any:
@@ -111,6 +111,4 @@ def compress(plan: Plan) -> None:
 
 
 def _is_graph_source(plan: Plan) -> bool:
-    from modelpress.core.registry import SOURCES
-
     return SOURCES.get(plan.source.name).artifact == "graph"

@@ -13,17 +13,18 @@ from zenml import log_metadata, step
 from zenml.types import HTMLString
 
 from modelpress.core.handoffs import ChampionReport, Evaluation, PeerPoint, Verdict
-from modelpress.settings.blocks import Drift, ModelRegistrySettings
-from modelpress.tasks import TaskSpec
-
+from modelpress.datasets.validation import check_against_profile, data_profile
+from modelpress.gate.champion import measure_champion
+from modelpress.gate.report import render_gate
 from modelpress.pipelines.steps import eval_rows
+from modelpress.settings.blocks import Drift, ModelRegistrySettings
+from modelpress.tasks import TaskSpec, get_task
 
 
 @step(enable_cache=False)  # the champion alias can move between runs: never reuse a comparison
 def evaluate_champion(candidate: Any, dataset: pd.DataFrame, task: TaskSpec,
                       registry: ModelRegistrySettings) -> Annotated[ChampionReport, "champion"]:
     """The current champion's metrics beside the candidate's, on the same eval rows."""
-    from modelpress.gate.champion import measure_champion
 
     result = measure_champion(registry.name, registry.promote_to or "champion", candidate, task.build(),
                               eval_rows(dataset))
@@ -36,8 +37,6 @@ def gate_report(evaluation: Evaluation, verdict: Verdict, champion: ChampionRepo
                 peers: list[PeerPoint], name: str,
                 notes: list[str] | None = None) -> Annotated[HTMLString, "gate_report"]:
     """The gate report as a dashboard visualization: table, checks, examples, quality-size-latency plot."""
-    from modelpress.core.registry import get_task
-    from modelpress.gate.report import render_gate
 
     page, _ = render_gate(get_task(task.name), evaluation, verdict, champion, peers, name, notes or [])
     return HTMLString(page)
@@ -49,7 +48,6 @@ def profile_data(dataset: pd.DataFrame, reference: dict[str, Any] | None, drift:
 ]:
     """Profile the data (recorded with the model for later drift checks) and, when retraining
     against a champion, validate it against the champion's profile; raises on drift."""
-    from modelpress.datasets.validation import check_against_profile, data_profile
 
     report: dict[str, Any] = {"checked": False}
     if reference:

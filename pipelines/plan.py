@@ -8,6 +8,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from modelpress import __version__
+from modelpress.core.handoffs import Ref, StagePlan
+from modelpress.core.registry import get_stage
 from modelpress.datasets.splits import (
     SHIPPED,
     declared_labels,
@@ -17,12 +19,10 @@ from modelpress.datasets.splits import (
     fingerprint,
     label_key,
 )
-from modelpress.recipe.plan import Plan
-from modelpress.core.handoffs import Ref, StagePlan
-from modelpress.image_data import preprocessing
-from modelpress.recipe.schema import FileData, RecipeBase
-from modelpress.core.registry import get_stage
 from modelpress.gate.report import load_peers
+from modelpress.image_data import preprocessing
+from modelpress.recipe.plan import Plan
+from modelpress.recipe.schema import FileData, RecipeBase
 from modelpress.tasks import TaskSpec
 
 

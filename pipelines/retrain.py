@@ -18,15 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from modelpress.core.errors import ModelpressError
+from modelpress.datasets.splits import SHIPPED
+from modelpress.pipelines.plan import build_plan
+from modelpress.pipelines.run import run_recipe
 from modelpress.recipe.schema import RecipeBase, validate_recipe
+from modelpress.release.schedule import active_orchestrator, build_schedule, unschedulable_message
+from modelpress.tracking.model_registry import alias_version
+from modelpress.tracking.stack import ensure_experiment, ensure_stack
 from modelpress.tracking.uris import point_mlflow_at
 
 
 def champion_material(name: str, alias: str = "champion") -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(version, recipe, data profile, report) recorded with the version holding ``alias``."""
     import mlflow
-
-    from modelpress.tracking.model_registry import alias_version
 
     holder = alias_version(name, alias)
     if holder is None:
@@ -54,7 +58,6 @@ def fresh_data_spec(recipe: dict[str, Any], profile: dict[str, Any], report: dic
                     data: Path) -> dict[str, Any]:
     """The recipe's data block pointed at ``data`` (CSV/Parquet, or an image folder), same split,
     labels and layout."""
-    from modelpress.datasets.splits import SHIPPED
 
     old = recipe["data"]
     source = "parquet" if data.suffix in (".parquet", ".pq") else "csv"
@@ -87,9 +90,6 @@ def retrain_recipe(name: str, data: Path | None, alias: str = "champion") -> tup
 
 def retrain(name: str, data: Path | None = None, alias: str = "champion", enable_cache: bool = True) -> Any:
     """Validate fresh data against the champion's profile, re-run its recipe, gate, promote."""
-    from modelpress.tracking.stack import ensure_stack
-
-    from modelpress.pipelines.run import run_recipe
 
     point_mlflow_at(ensure_stack().tracking_uri, export=True)
     recipe, profile, version = retrain_recipe(name, data, alias)
@@ -99,8 +99,6 @@ def retrain(name: str, data: Path | None = None, alias: str = "champion", enable
 
 def schedule_retraining(recipe: RecipeBase) -> dict[str, Any]:
     """Register the recipe's cron schedule with the active orchestrator, or explain why not."""
-    from modelpress.release.schedule import active_orchestrator, build_schedule, unschedulable_message
-    from modelpress.tracking.stack import ensure_experiment, ensure_stack
 
     schedule = build_schedule(recipe)
     tracking = ensure_stack()
@@ -110,7 +108,6 @@ def schedule_retraining(recipe: RecipeBase) -> dict[str, Any]:
     point_mlflow_at(tracking.tracking_uri, export=True)
     ensure_experiment(tracking, recipe.name)
     from modelpress.pipelines.compress import compress
-    from modelpress.pipelines.plan import build_plan
 
     reference = _reference_profile(recipe.registry.name)
     plan = build_plan(recipe, tracking.tracker, experiment=recipe.name, reference_profile=reference)

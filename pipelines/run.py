@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpress.core.handoffs import Evaluation, Promotion, Registration, Verdict
+from modelpress.pipelines.plan import build_plan
 from modelpress.recipe.schema import RecipeBase
 from modelpress.tracking.stack import Tracking, ensure_experiment, ensure_stack
 from modelpress.tracking.stale_runs import settle_killed_runs
@@ -38,7 +39,6 @@ def run_recipe(recipe: RecipeBase, enable_cache: bool = True, run_name: str | No
     settle_killed_runs(tracking.tracking_uri or None, recipe.name)  # a killed attempt's run → FAILED
 
     from modelpress.pipelines.compress import compress
-    from modelpress.pipelines.plan import build_plan
 
     plan = build_plan(recipe, tracking.tracker, experiment=recipe.name, reference_profile=reference_profile)
     name = run_name or f"{recipe.name}_{{date}}_{{time}}"

@@ -15,10 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from modelpress.core.errors import ModelpressError
-from modelpress.release.publish import primary_score
+from modelpress.core.registry import BUILDS
+from modelpress.gate.champion import measure_version
+from modelpress.gate.report import LATENCY, SIZE, load_peers, page, pareto_svg, table
+from modelpress.pipelines.plan import promotion_tolerance, task_spec
+from modelpress.pipelines.run import run_recipe
 from modelpress.recipe.schema import RecipeBase, validate_recipe
-from modelpress.gate.report import LATENCY, SIZE
+from modelpress.release.publish import primary_score
 from modelpress.settings.search import Candidate, expand, pareto, techniques
+from modelpress.tasks import get_task
+from modelpress.tracking.model_registry import client, promote
+from modelpress.tracking.stack import home
 from modelpress.tracking.uris import point_mlflow_at
 
 
@@ -34,8 +41,6 @@ class SearchResult:
 
 
 def run_search(recipe: RecipeBase, raw: dict[str, Any], enable_cache: bool = True) -> SearchResult:
-    from modelpress.pipelines.run import run_recipe
-
     assert recipe.search is not None
     candidates = expand(raw, recipe.stages, recipe.search)
     rows, last = [], None
@@ -73,8 +78,6 @@ def pareto_keys(task: Any) -> list[tuple[str, bool]]:
 
 
 def _row(index: int, candidate: Candidate, result: Any) -> dict[str, Any]:
-    from modelpress.core.registry import get_task
-
     evaluation = result.evaluation
     task = get_task(evaluation.task)
     return {"index": index, "candidate": candidate.label, "techniques": "+".join(techniques(candidate)),
@@ -107,18 +110,12 @@ def _step_output(result: Any, step: str, output: str) -> Any:
 
 
 def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, Any]:
-    from modelpress.gate.champion import measure_version
-    from modelpress.tracking.model_registry import client, promote
-
-    from modelpress.pipelines.plan import promotion_tolerance, task_spec
-
     alias = recipe.registry.promote_to
     if not alias:
         return {"promoted": False, "reason": "registry.promote_to is not set"}
     point_mlflow_at(last.tracking.tracking_uri)  # the tracker's steps leave MLflow's global URI behind them
     frame = _step_output(last, "validate_data", "validated_dataset")
     eval_frame, task = frame[frame["split"] == "eval"], task_spec(recipe).build()
-    from modelpress.core.registry import BUILDS
 
     candidate = BUILDS.get(task.registered_build).load_registered(f"models:/{best['name']}/{best['version']}")
 
@@ -141,9 +138,6 @@ def _report(recipe: RecipeBase, rows: list[dict[str, Any]], best: dict[str, Any]
             promotion: dict[str, Any], summary: dict[str, Any], last: Any) -> Path:
     """The Pareto table + plot: an HTML file under MODELPRESS_HOME and an MLflow run."""
     import mlflow
-
-    from modelpress.gate.report import load_peers
-    from modelpress.tracking.stack import home
 
     page, svg = render_search(recipe.task_class, recipe.name, rows, best, promotion, summary,
                               load_peers(recipe.peers))
@@ -169,7 +163,6 @@ def _report(recipe: RecipeBase, rows: list[dict[str, Any]], best: dict[str, Any]
 
 def render_search(task: Any, name: str, rows: list[dict[str, Any]], best: dict[str, Any] | None,
                   promotion: dict[str, Any], summary: dict[str, Any], peers: list[Any]) -> tuple[str, str]:
-    from modelpress.gate.report import page, pareto_svg, table
 
     keys = (task.primary_metric, SIZE, LATENCY)
     points = []

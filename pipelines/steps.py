@@ -16,8 +16,7 @@ import pandas as pd
 import torch
 from zenml import log_metadata, step
 
-from modelpress.tasks.context import StageContext
-from modelpress.datasets.splits import assign_splits, describe, encode_labels, labels_as_text, load_frame
+from modelpress.builds import BuildContext
 from modelpress.core.handoffs import (
     ChampionReport,
     DataReport,
@@ -30,15 +29,18 @@ from modelpress.core.handoffs import (
     StageReport,
     Verdict,
 )
-from modelpress.recipe.plan import Plan
-from modelpress.recipe.schema import DataSource
-from modelpress.settings.blocks import Threshold
 from modelpress.core.registry import SOURCES, get_stage
-from modelpress.tasks import TaskSpec
+from modelpress.datasets.splits import assign_splits, describe, encode_labels, labels_as_text, load_frame
 from modelpress.datasets.validation import validate_corpus, validate_frame
-
 from modelpress.deploy.materializers import OnnxModelMaterializer, TorchModuleMaterializer
 from modelpress.deploy.onnx_export import check_parity, export_onnx
+from modelpress.gate.rules import run_gate
+from modelpress.recipe.plan import Plan
+from modelpress.recipe.schema import DataSource
+from modelpress.release.publish import log_and_register, promote_if_better
+from modelpress.settings.blocks import Threshold
+from modelpress.tasks import TaskSpec
+from modelpress.tasks.context import StageContext
 
 # An exporter bug shows on any batch; a few hundred rows catch it without a second full eval.
 PARITY_ROWS = 256
@@ -170,7 +172,6 @@ def evaluate(baseline: Any, candidate: Any, dataset: pd.DataFrame,
 def gate(evaluation: Evaluation, champion: ChampionReport,
          thresholds: dict[str, Threshold]) -> Annotated[Verdict, "gate_verdict"]:
     """Apply the recipe's thresholds; the verdict is data, so a failed gate still gets recorded."""
-    from modelpress.gate.rules import run_gate
 
     verdict = run_gate(thresholds, evaluation, champion)
     log_metadata(metadata={"gate": {"passed": verdict.passed, "reason": verdict.reason}})
@@ -184,8 +185,6 @@ def publish(plan: Plan, evaluation: Evaluation, verdict: Verdict, parity: Parity
             candidate_onnx: onnx.ModelProto | None = None,
             candidate_model: torch.nn.Module | None = None) -> Annotated[Registration, "registration"]:
     """Log everything to MLflow, make the builds, register; @challenger if the gate passed."""
-    from modelpress.builds import BuildContext
-    from modelpress.release.publish import log_and_register
 
     context = BuildContext(name=plan.registry.name, task=plan.task.build(), eval_frame=eval_rows(dataset),
                            model=candidate_model, onnx=candidate_onnx, parity=parity)
@@ -200,7 +199,6 @@ def promote(registration: Registration, verdict: Verdict, evaluation: Evaluation
             candidate: Any, dataset: pd.DataFrame, task: TaskSpec, alias: str | None,
             tolerance: float) -> Annotated[Promotion, "promotion"]:
     """Move the champion alias only if the gate passed and the candidate is no worse."""
-    from modelpress.release.publish import promote_if_better
 
     outcome = promote_if_better(registration, verdict, evaluation, champion, candidate, eval_rows(dataset),
                                 task.build(), alias, tolerance)

@@ -14,12 +14,12 @@ import pytest
 import torch
 from torch import nn
 
+from modelpress.core.errors import ModelpressError
 from modelpress.datasets.splits import SHIPPED
 from modelpress.deploy.onnx_export import check_parity, export_onnx
-from modelpress.core.errors import ModelpressError
-from modelpress.tasks.evaluation import graph_input_names, onnx_runner, onnx_session
-from modelpress.tasks import TaskSpec
 from modelpress.sources.zoo import minilm_path
+from modelpress.tasks import TaskSpec
+from modelpress.tasks.evaluation import graph_input_names, onnx_runner, onnx_session
 
 
 class TutorialMLP(nn.Module):

@@ -3,10 +3,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from modelpress.datasets.splits import SHIPPED, assign_splits, describe
 from modelpress.core.errors import DataValidationError
-from modelpress.recipe.schema import ShippedData, Split
+from modelpress.datasets.splits import SHIPPED, assign_splits, describe
 from modelpress.datasets.validation import validate_frame
+from modelpress.recipe.schema import ShippedData, Split
 
 
 def test_splits_are_disjoint_seeded_and_sized() -> None:

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from modelpress.core.errors import ModelpressError
 from modelpress.datasets.splits import SHIPPED
 from modelpress.deploy.onnx_export import check_parity, export_onnx
-from modelpress.core.errors import ModelpressError
-from modelpress.tasks.evaluation import onnx_session
 from modelpress.sources.nets import SmallCNN
 from modelpress.tasks import TaskSpec
+from modelpress.tasks.evaluation import onnx_session
 
 
 @pytest.fixture(scope="module")

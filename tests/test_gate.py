@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelpress.gate.rules import run_gate
 from modelpress.core.handoffs import Evaluation
+from modelpress.gate.rules import run_gate
 from modelpress.settings.blocks import Threshold
 
 REPORT = Evaluation(task="image-classification", eval_rows=100,

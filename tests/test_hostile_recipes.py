@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from modelpress.core.errors import RecipeError
-from modelpress.recipe.schema import load_recipe, shipped_recipes, validate_recipe
 from modelpress.core.safe_yaml import MAX_BYTES, MAX_DEPTH, load_plain
+from modelpress.recipe.schema import load_recipe, shipped_recipes, validate_recipe
 
 SHIPPED = {name: yaml.safe_load(path.read_text()) for name, path in sorted(shipped_recipes().items())}
 BASE = SHIPPED["mnist-cnn"]

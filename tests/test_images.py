@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from modelpress.datasets.splits import describe, load_frame
 from modelpress.core.errors import DataValidationError, ModelpressError, RecipeError
+from modelpress.datasets.splits import describe, load_frame
 from modelpress.recipe.schema import validate_recipe
 
 CNN = '''

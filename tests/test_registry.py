@@ -10,9 +10,9 @@ import torch
 
 from modelpress.datasets.splits import SHIPPED
 from modelpress.deploy.onnx_export import export_onnx
-from modelpress.tracking.model_registry import alias_version, promote, register, resolve_version
-from modelpress.tasks.evaluation import onnx_runner, onnx_session, predict, quality
 from modelpress.tasks import TaskSpec
+from modelpress.tasks.evaluation import onnx_runner, onnx_session, predict, quality
+from modelpress.tracking.model_registry import alias_version, promote, register, resolve_version
 
 NAME = "digits-linear"
 

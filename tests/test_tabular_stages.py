@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.tasks.context import StageContext
 from modelpress.core.errors import RecipeError
-from modelpress.recipe.schema import validate_recipe
 from modelpress.core.registry import get_stage
+from modelpress.recipe.schema import validate_recipe
 from modelpress.tasks import TaskSpec
+from modelpress.tasks.context import StageContext
 
 
 class Scaled(nn.Module):

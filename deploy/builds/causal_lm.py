@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelpress.core.errors import ModelpressError
+from modelpress.deploy.builds import MANIFEST
+from modelpress.kernels.packing import unpack_int4
 
 if TYPE_CHECKING:
     import torch
@@ -167,8 +169,6 @@ def int_weight(module: nn.Module) -> IntWeight:
     """A QuantLinear's codes (unpacked), explicit zero points and fp32 scales."""
     import torch
 
-    from modelpress.kernels.packing import unpack_int4
-
     grid = module.grid
     codes = module.qweight if grid.bits == 8 else unpack_int4(module.qweight)
     scales = module.scales.float()
@@ -252,8 +252,6 @@ def copy_tokenizer(tokenizer_dir: Path, out_dir: Path) -> list[str]:
 
 def write_manifest(out_dir: Path, build: str, scheme: Scheme, **details: Any) -> None:
     import json
-
-    from modelpress.deploy.builds import MANIFEST
 
     body = {"build": build, "scheme": scheme.label(), "quantized_layers": len(scheme.quantized), **details}
     (Path(out_dir) / MANIFEST).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")

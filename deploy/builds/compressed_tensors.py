@@ -25,7 +25,6 @@ from pydantic import Field
 
 from modelpress.core.errors import ModelpressError
 from modelpress.core.registry import register_build
-
 from modelpress.deploy.builds import causal_lm, checks, validation
 from modelpress.deploy.builds.llm import LLMBuild
 from modelpress.deploy.builds.smoothing import fold_smoothing

@@ -45,7 +45,6 @@ from pydantic import Field
 
 from modelpress.core.errors import ModelpressError
 from modelpress.core.registry import register_build
-
 from modelpress.deploy.builds import architectures as arch
 from modelpress.deploy.builds import causal_lm, checks, validation
 from modelpress.deploy.builds.llm import LLMBuild

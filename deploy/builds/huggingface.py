@@ -25,6 +25,9 @@ from modelpress.builds import Build, BuildContext
 from modelpress.core.errors import ModelpressError
 from modelpress.core.handoffs import BuildReport
 from modelpress.core.registry import RecipeFacts, register_build
+from modelpress.deploy.builds import MANIFEST, checks, log_build
+from modelpress.deploy.builds.llm import check_ids
+from modelpress.steps.quantize.config import WeightQuantizeConfig
 
 if TYPE_CHECKING:
     import torch
@@ -53,7 +56,6 @@ class HuggingFaceBuild(Build):
     def _unchecked_ratio(self, facts: RecipeFacts) -> list[str]:
         """The drift check is skipped for activations quantized at run time: a bound given for
         such a candidate would bound nothing."""
-        from modelpress.steps.quantize.config import WeightQuantizeConfig
 
         default = type(self).model_fields["max_perplexity_ratio"].default
         if "max_perplexity_ratio" not in self.model_fields_set or self.max_perplexity_ratio == default:
@@ -67,9 +69,6 @@ class HuggingFaceBuild(Build):
                 "difference is reported, not bounded"]
 
     def write(self, context: BuildContext) -> BuildReport:
-        from modelpress.deploy.builds import log_build
-        from modelpress.deploy.builds.llm import check_ids
-
         if context.torch_model_uri is None or context.model is None or context.scratch is None:
             raise ValueError("the huggingface build needs the PyTorch candidate")
         folder = context.scratch / NAME
@@ -97,7 +96,6 @@ def _log_metrics(checks: dict[str, float]) -> None:
 
 def write_folder(model: nn.Module, tokenizer: Any, folder: Path) -> list[str]:
     """``save_pretrained`` of a plain copy of ``model`` + the tokenizer; returns what changed."""
-    from modelpress.deploy.builds import MANIFEST
 
     if not hasattr(model, "save_pretrained"):
         raise ModelpressError(f"{NAME}: the candidate ({type(model).__name__}) is not a Hugging Face model")
@@ -173,8 +171,6 @@ def check_folder(folder: Path, model: nn.Module, input_ids: torch.Tensor, auto_c
     """Transformers loads the folder as its architecture; its logits are the candidate's (weight-
     only), or their difference is reported (activations quantized at run time)."""
     import transformers
-
-    from modelpress.deploy.builds import checks
 
     try:
         loaded = getattr(transformers, auto_class).from_pretrained(str(folder), local_files_only=True).eval()

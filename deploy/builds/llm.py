@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from modelpress.builds import Build, BuildContext
 from modelpress.core.errors import ModelpressError
+from modelpress.core.handoffs import BuildReport
 from modelpress.core.registry import RecipeFacts
+from modelpress.deploy.builds import MANIFEST, log_build
 
 if TYPE_CHECKING:
     from modelpress.core.handoffs import BuildReport
@@ -64,10 +66,6 @@ class LLMBuild(Build):
 
     def write(self, context: BuildContext) -> BuildReport:
         import mlflow
-
-        from modelpress.core.handoffs import BuildReport
-
-        from modelpress.deploy.builds import MANIFEST, log_build
 
         if context.model is None:
             raise ModelpressError(f"{self.build_name}: needs the PyTorch candidate")

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from modelpress.builds import Build, BuildContext
 from modelpress.core.handoffs import BuildReport
 from modelpress.core.registry import RecipeFacts, register_build
+from modelpress.tracking.model_registry import ONNX_ARTIFACT
 
 # Given explicitly because MLflow's inference imports the model in a subprocess, which costs
 # tens of seconds per model.
@@ -26,8 +27,6 @@ class OnnxBuild(Build):
 
     def write(self, context: BuildContext) -> BuildReport:
         import mlflow
-
-        from modelpress.tracking.model_registry import ONNX_ARTIFACT
 
         if context.onnx is None:
             raise ValueError("the onnx build needs the ONNX candidate")

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from modelpress.builds import Build, BuildContext
 from modelpress.core.handoffs import BuildReport
 from modelpress.core.registry import RecipeFacts, register_build
+from modelpress.tracking.model_registry import TORCH_ARTIFACT
 
 
 @register_build("pytorch")
@@ -24,8 +25,6 @@ class PytorchBuild(Build):
         return []
 
     def write(self, context: BuildContext) -> BuildReport:
-        from modelpress.tracking.model_registry import TORCH_ARTIFACT
-
         # publish logs every PyTorch candidate; this build registers that logged model
         if context.torch_model_uri is None:
             raise ValueError("the pytorch build needs the PyTorch candidate")

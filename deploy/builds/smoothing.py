@@ -27,7 +27,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import ModelpressError
-
 from modelpress.deploy.builds import architectures as arch
 
 if TYPE_CHECKING:

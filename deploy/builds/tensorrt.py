@@ -16,6 +16,9 @@ from modelpress.builds import Build, BuildContext, onnx_graph_problems
 from modelpress.core.errors import ModelpressError
 from modelpress.core.handoffs import BuildReport
 from modelpress.core.registry import RecipeFacts, register_build
+from modelpress.deploy.pull import REPOSITORY_ARTIFACT
+from modelpress.deploy.tensorrt import TensorRTUnavailable, build_engine
+from modelpress.deploy.triton_repo import write_tensorrt_model
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +34,6 @@ class TensorRTBuild(Build):
 
     def write(self, context: BuildContext) -> BuildReport:
         import mlflow
-
-        from modelpress.deploy.pull import REPOSITORY_ARTIFACT
-        from modelpress.deploy.tensorrt import TensorRTUnavailable, build_engine
-        from modelpress.deploy.triton_repo import write_tensorrt_model
 
         assert context.onnx is not None and context.version is not None
         qdq = any(node.op_type == "QuantizeLinear" for node in context.onnx.graph.node)

@@ -11,6 +11,8 @@ from pydantic import Field
 from modelpress.builds import Build, BuildContext, onnx_graph_problems
 from modelpress.core.handoffs import BuildReport
 from modelpress.core.registry import RecipeFacts, register_build
+from modelpress.deploy.pull import REPOSITORY_ARTIFACT
+from modelpress.deploy.triton_repo import write_onnx_model
 
 
 @register_build("triton-repository")
@@ -25,9 +27,6 @@ class TritonRepositoryBuild(Build):
 
     def write(self, context: BuildContext) -> BuildReport:
         import mlflow
-
-        from modelpress.deploy.pull import REPOSITORY_ARTIFACT
-        from modelpress.deploy.triton_repo import write_onnx_model
 
         assert context.onnx is not None and context.version is not None
         metadata = {"name": context.name, "version": context.version,

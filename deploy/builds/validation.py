@@ -18,8 +18,11 @@ from functools import lru_cache
 from typing import Any
 
 from modelpress.core.errors import ModelpressError
-
 from modelpress.deploy.builds import architectures as arch
+from modelpress.deploy.builds.smoothing import smoothing_problems
+from modelpress.steps.lowrank.config import LowRankConfig
+from modelpress.steps.prune.config import PruneConfig
+from modelpress.steps.quantize.config import QuantizeConfig, WeightQuantizeConfig
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,6 @@ def _layout(config_json: str) -> Layout:
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.integrations.accelerate import init_empty_weights
 
-
     body = json.loads(config_json)
     model_type = body.get("model_type")
     try:
@@ -87,7 +89,6 @@ def layout_or_problem(hf_config: Any, build: str) -> tuple[Layout | None, list[s
 
 def weight_stage(stages: Any) -> Any:
     """The last ``weight-quantize`` config among a recipe's stage configs (None: float build)."""
-    from modelpress.steps.quantize.config import WeightQuantizeConfig
 
     found = [s for s in stages if isinstance(s, WeightQuantizeConfig)]
     return found[-1] if found else None
@@ -96,11 +97,6 @@ def weight_stage(stages: Any) -> Any:
 def shape_problems(stages: Any, hf_config: Any, build: str) -> list[str]:
     """Stages whose result no checkpoint of the model's architecture can describe, and smoothing
     factors its structure cannot absorb."""
-    from modelpress.steps.lowrank.config import LowRankConfig
-    from modelpress.steps.prune.config import PruneConfig
-    from modelpress.steps.quantize.config import QuantizeConfig
-
-    from modelpress.deploy.builds.smoothing import smoothing_problems
 
     problems = []
     for stage in stages:

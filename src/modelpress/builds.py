@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from modelpress.core.registry import RecipeFacts, StrictConfig
+from modelpress.datasets.pixels import PREPROCESSOR_FILE, processor
 
 if TYPE_CHECKING:
     import onnx
@@ -58,14 +59,12 @@ class BuildContext:
         preprocessing = self.task.spec.image_preprocessing
         if preprocessing is None:
             return None
-        from modelpress.datasets.pixels import processor
 
         return str(processor(preprocessing).to_json_string())
 
     def preprocessor_files(self) -> list[str]:
         """``[scratch/preprocessor_config.json]`` for MLflow's ``extra_files`` (shipped inside the
         logged models), or ``[]`` when the task's inputs need no image processor."""
-        from modelpress.datasets.pixels import PREPROCESSOR_FILE
 
         text = self.preprocessor_config()
         if text is None or self.scratch is None:
@@ -78,7 +77,6 @@ class BuildContext:
         """A copy of ``graph`` that carries the task's image processor in its metadata
         (``preprocessor_config.json``), so the preprocessing travels inside model.onnx: the
         Triton repository and ``modelpress pull`` write it beside the graph."""
-        from modelpress.datasets.pixels import PREPROCESSOR_FILE
 
         copied = type(graph)()
         copied.CopyFrom(graph)

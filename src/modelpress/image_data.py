@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import ModelpressError
-from modelpress.sources.base import sha256_file, sha256_tree
+from modelpress.core.files import sha256_file, sha256_tree
+from modelpress.datasets.pixels import from_folder, from_transform
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from modelpress.core.facts import SourceFacts
     from modelpress.datasets.pixels import ImagePreprocessing
     from modelpress.recipe.schema import ImageFolderData
-    from modelpress.sources.base import SourceFacts
 
 #: the suffixes torchvision's ImageFolder takes (IMG_EXTENSIONS), compared case-insensitively
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -183,7 +184,6 @@ def preprocessing_problems(spec: Any, facts: SourceFacts) -> list[str]:
 
 def preprocessing(spec: Any, facts: SourceFacts) -> ImagePreprocessing:
     """The recipe's ``data.transform``, else the model's own image processor."""
-    from modelpress.datasets.pixels import from_folder, from_transform
 
     transform = getattr(spec, "transform", None)
     if transform is not None:

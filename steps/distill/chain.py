@@ -9,19 +9,17 @@ import torch
 from torch import nn
 
 from modelpress.core.errors import ModelpressError
-from modelpress.tasks import split_outputs
-from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, to_device, validate
-
 from modelpress.steps.distill.harness import DistillHarness, FeatureTap, projection
 from modelpress.steps.distill.students import Student, build_student, load_module, parameter_count
+from modelpress.tasks import split_outputs
+from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, to_device, validate
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from modelpress.tasks.context import StageContext
-    from modelpress.tasks import Task
-
     from modelpress.steps.distill.config import DistillConfig
+    from modelpress.tasks import Task
+    from modelpress.tasks.context import StageContext
 
 
 def run_distill(model: nn.Module, config: DistillConfig, context: StageContext) -> nn.Module:

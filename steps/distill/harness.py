@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from modelpress.core.errors import ModelpressError
-from modelpress.tasks import split_outputs
-
 from modelpress.steps.distill.config import DistillConfig
+from modelpress.tasks import split_outputs
 from modelpress.tasks.losses import attention_transfer, feature_loss
 
 if TYPE_CHECKING:

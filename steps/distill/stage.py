@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from modelpress.core.registry import register_stage
-
 from modelpress.steps.distill.config import DistillConfig
 
 if TYPE_CHECKING:

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from modelpress.core.errors import ModelpressError
-
 from modelpress.steps.distill.config import StudentSpec
 
 # Where transformer stacks keep their layers: BERT-style encoders, Llama-style decoders, GPT-2,

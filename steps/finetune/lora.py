@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from modelpress.core.errors import ModelpressError
-
 from modelpress.steps.finetune.config import LoraSettings
 
 ADAPTABLE = (nn.Linear, nn.Conv2d)

@@ -7,15 +7,13 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, task_loss, validate
-
 from modelpress.steps.finetune.lora import attach_lora, mask_lora_deltas, merge_lora, trainable_share
 from modelpress.steps.finetune.masks import apply_masks, detect_masks, mask_applier, sparsity
+from modelpress.training import EpochReporter, Validation, carve_validation, fit, frame_batches, task_loss, validate
 
 if TYPE_CHECKING:
-    from modelpress.tasks.context import StageContext
-
     from modelpress.steps.finetune.config import FinetuneConfig
+    from modelpress.tasks.context import StageContext
 
 
 def run_finetune(model: nn.Module, config: FinetuneConfig, context: StageContext) -> nn.Module:

@@ -12,7 +12,6 @@ import math
 from typing import TYPE_CHECKING
 
 from modelpress.core.registry import register_stage
-
 from modelpress.steps.lowrank.config import LowRankConfig
 
 if TYPE_CHECKING:

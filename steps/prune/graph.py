@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import ModelpressError
-
 from modelpress.steps.prune.plan import Group
 from modelpress.steps.prune.scores import column_scores, row_scores
 from modelpress.steps.prune.trace import module_kinds, trace_errors

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
+from modelpress.tasks.evaluation import interleaved_latency, torch_runner
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -29,7 +31,6 @@ def latency_report(
     before: nn.Module, after: nn.Module, context: StageContext, batch_size: int = 32
 ) -> dict[str, float]:
     """Eager PyTorch latency of one fixed-shape batch, both models interleaved (same noise)."""
-    from modelpress.tasks.evaluation import interleaved_latency, torch_runner
 
     frame = next(
         (context.split(s) for s in ("eval", "calibration", "train") if len(context.split(s))), None

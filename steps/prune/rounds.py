@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import ModelpressError
-
 from modelpress.steps.prune.config import PruneConfig
+from modelpress.steps.prune.graph import GraphPruner
 from modelpress.steps.prune.masks import two_four_masks, unstructured_masks
 from modelpress.steps.prune.plan import plan_removals
 from modelpress.steps.prune.scores import Calibration, classification_calibration, element_scores
 from modelpress.steps.prune.trace import layers_of, module_kinds, output_layer, returns_embedding, trace_errors
+from modelpress.steps.prune.transformers_blocks import TransformerPruner
+from modelpress.tasks import split_outputs
 
 if TYPE_CHECKING:
     import torch
@@ -115,8 +117,6 @@ class StructuredRound(Round):
     """Physically removes units: Torch-Pruning groups for CNN/MLP, named blocks for transformers."""
 
     def __init__(self, *args: Any):
-        from modelpress.steps.prune.transformers_blocks import TransformerPruner
-
         super().__init__(*args)
         self.originals: dict[str, int] = {}
         self.transformer = TransformerPruner(self.model, self.config.target)
@@ -174,7 +174,6 @@ class StructuredRound(Round):
                     )
                 )
             return self.transformer, plan
-        from modelpress.steps.prune.graph import GraphPruner
 
         graph = GraphPruner(
             self.model,
@@ -208,8 +207,6 @@ class StructuredRound(Round):
         self, example: dict[str, torch.Tensor] | None = None
     ) -> list[tuple[int, int]]:
         import torch
-
-        from modelpress.tasks import split_outputs
 
         with torch.no_grad(), trace_errors(self.model, "the forward pass after pruning"):
             logits, embedding = split_outputs(self.context.task.call(self.model, example or self.example))

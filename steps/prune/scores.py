@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import ModelpressError
+from modelpress.steps.quantize.calibration import progress
 
 if TYPE_CHECKING:
     import torch
@@ -97,8 +98,6 @@ def _summed_gradients(
 ) -> dict[str, torch.Tensor]:
     import torch
 
-    from modelpress.steps.quantize.calibration import progress
-
     was_training = model.training
     model.eval()  # dropout off: scores should not depend on a dropout draw
     saved = [(p, p.requires_grad) for p in model.parameters()]
@@ -164,8 +163,6 @@ def _input_norms(
 
 
 def _progress(calibration: Calibration, desc: str) -> Any:
-    from modelpress.steps.quantize.calibration import progress
-
     return progress(list(calibration.batches), calibration.progress, desc)
 
 
@@ -188,7 +185,6 @@ def _blockwise_pass(model: nn.Module, blocks: tuple[str, nn.ModuleList], calibra
     head) are not reached; the pruners score block layers only."""
     import torch
 
-    from modelpress.steps.quantize.calibration import progress
     from modelpress.steps.quantize.sequential import BlockInputs, onloaded, outside_on
 
     prefix, stack = blocks

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 from modelpress.core.errors import ModelpressError
 from modelpress.core.registry import register_stage
-
 from modelpress.steps.prune.config import PruneConfig
+from modelpress.steps.prune.measure import footprint, latency_report
+from modelpress.steps.prune.rounds import make_round
 
 if TYPE_CHECKING:
     import torch
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
     "scored by l1, l2, taylor or wanda, scheduled, with recovery fine-tune",
 )
 def prune(model: nn.Module, config: PruneConfig, context: StageContext) -> nn.Module:
-    from modelpress.steps.prune.measure import footprint, latency_report
-    from modelpress.steps.prune.rounds import make_round
-
     pruned = copy.deepcopy(model).eval()
     example = example_inputs(context)
     one_round = make_round(pruned, config, context, example)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from modelpress.core.errors import ModelpressError
+from modelpress.tasks import split_outputs
 
 if TYPE_CHECKING:
     import torch
@@ -70,8 +71,6 @@ def trace_errors(model: nn.Module, what: str) -> Iterator[None]:
 def output_layer(model: nn.Module, example: dict[str, torch.Tensor], task: Task) -> nn.Module | None:
     """The Linear/Conv whose output *is* the logits (identity check), else the last one run."""
     import torch
-
-    from modelpress.tasks import split_outputs
 
     seen: list[tuple[nn.Module, torch.Tensor]] = []
     handles = [

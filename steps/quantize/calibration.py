@@ -16,10 +16,9 @@ from modelpress.core.quiet import progress_bar
 if TYPE_CHECKING:
     import numpy as np
 
-    from modelpress.tasks.context import StageContext
-    from modelpress.tasks import Batch
-
     from modelpress.steps.quantize.config import Calibration
+    from modelpress.tasks import Batch
+    from modelpress.tasks.context import StageContext
 
 
 class CalibrationError(ModelpressError):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modelpress.kernels import dispatch
-
+from modelpress.kernels.packing import unpack_int4
 from modelpress.steps.quantize.qmath import Grid, dequantize_storage
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
@@ -115,8 +115,6 @@ class _QDQPayload:
     """Numbers the ONNX symbolic needs as constants (not traced tensors)."""
 
     def __init__(self, module: QuantLinear):
-        from modelpress.kernels.packing import unpack_int4
-
         grid = module.grid
         codes = module.qweight if grid.bits == 8 else unpack_int4(module.qweight)
         n, k = codes.shape

@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.registry import register_stage
-
+from modelpress.steps.quantize.calibration import calibration_batches, check_finite, progress
 from modelpress.steps.quantize.config import QuantizeConfig
+from modelpress.steps.quantize.ort_mixed import keep_sensitive_float, node_precisions
+from modelpress.steps.quantize.ort_smooth import smooth_graph
+from modelpress.tasks.evaluation import graph_input_names, onnx_runner, onnx_session
 
 if TYPE_CHECKING:
     import onnx
 
-    from modelpress.tasks.context import StageContext
     from modelpress.tasks import Batch, Task
+    from modelpress.tasks.context import StageContext
 
 # Without Gather the word-embedding table stays fp32 and a QDQ MiniLM stays ~59 MB (src/modelpress/DESIGN.md §5).
 STATIC_OPERATORS = ["MatMul", "Gemm", "Gather"]
@@ -48,8 +51,6 @@ def excluded_nodes(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
 @register_stage("quantize", QuantizeConfig, kind="graph",
                 summary="ONNX Runtime: int8 dynamic/static QDQ (+SmoothQuant), int4 MatMulNBits, fp16")
 def quantize(model: onnx.ModelProto, config: QuantizeConfig, context: StageContext) -> onnx.ModelProto:
-    from modelpress.steps.quantize.calibration import calibration_batches
-
     exclude = excluded_nodes(model, config.exclude)
     batches = calibration_batches(context, config.calibration, "quantize") if config.needs_calibration else []
     return quantize_graph(model, config, graph_feeds(model, context.task, batches), exclude, context.report)
@@ -57,7 +58,6 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig, context: StageConte
 
 def graph_feeds(model: onnx.ModelProto, task: Task, batches: list[Batch]) -> list[Batch]:
     """The task's batches keyed by the graph's input names, bound the way the graph takes them."""
-    from modelpress.tasks.evaluation import graph_input_names
 
     names = graph_input_names(model)
     return [task.graph_binding(names, batch).feeds(batch) for batch in batches]
@@ -66,7 +66,6 @@ def graph_feeds(model: onnx.ModelProto, task: Task, batches: list[Batch]) -> lis
 def quantize_graph(model: onnx.ModelProto, config: QuantizeConfig, batches: list[Batch],
                    exclude: list[str], report: dict[str, Any]) -> onnx.ModelProto:
     """The pure core (no ZenML, no Task): ``batches`` are ONNX input dicts."""
-    from modelpress.steps.quantize.ort_mixed import keep_sensitive_float, node_precisions
 
     if config.dtype == "fp16":
         quantized = _to_fp16(model, exclude)
@@ -77,7 +76,6 @@ def quantize_graph(model: onnx.ModelProto, config: QuantizeConfig, batches: list
         _check_float_model(model, batches)
     source = model
     if config.smoothquant is not None:
-        from modelpress.steps.quantize.ort_smooth import smooth_graph
 
         source, smoothed = smooth_graph(model, batches, config.smoothquant.alpha, set(exclude))
         report["smoothed_activations"] = smoothed
@@ -98,9 +96,6 @@ def quantize_graph(model: onnx.ModelProto, config: QuantizeConfig, batches: list
 
 def _check_float_model(model: onnx.ModelProto, batches: list[Batch]) -> None:
     """Calibration rows must give finite outputs, or every derived scale would be NaN."""
-    from modelpress.tasks.evaluation import onnx_runner, onnx_session
-
-    from modelpress.steps.quantize.calibration import check_finite
 
     run = onnx_runner(onnx_session(model))
     for i, batch in enumerate(batches):
@@ -181,8 +176,6 @@ class _Reader:
 
     def __init__(self, batches: list[Batch], show: bool, model_path: str):
         import onnx
-
-        from modelpress.steps.quantize.calibration import progress
 
         wanted = {i.name for i in onnx.load(model_path, load_external_data=False).graph.input}
         self._batches = [{k: v for k, v in b.items() if k in wanted} for b in batches]

@@ -7,6 +7,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelpress.tasks.evaluation import onnx_session
+
 if TYPE_CHECKING:
     import numpy as np
     import onnx
@@ -70,7 +72,6 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 def reduce_intermediates(model: onnx.ModelProto, names: list[str], batches: list[Batch],
                          reduce: Callable[[str, np.ndarray], None], check: Callable | None = None) -> None:
     """Run ``model`` on ``batches`` and hand each named intermediate tensor to ``reduce``."""
-    from modelpress.tasks.evaluation import onnx_session
 
     session = onnx_session(with_outputs(model, names))
     wanted = {i.name for i in session.get_inputs()}

@@ -13,14 +13,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelpress.steps.quantize.ort_graph import reduce_intermediates, weight_matmuls
+from modelpress.tasks.evaluation import onnx_runner, onnx_session
 
 if TYPE_CHECKING:
     import numpy as np
     import onnx
 
-    from modelpress.tasks import Batch
-
     from modelpress.steps.quantize.config import QuantizeConfig
+    from modelpress.tasks import Batch
 
 SAMPLE_ROWS = 256
 
@@ -73,8 +73,6 @@ def sensitivity(model: onnx.ModelProto, config: QuantizeConfig, batches: list[Ba
 
 def output_cosine(reference: onnx.ModelProto, candidate: onnx.ModelProto, batches: list[Batch]) -> float:
     import numpy as np
-
-    from modelpress.tasks.evaluation import onnx_runner, onnx_session
 
     ref_run, cand_run = onnx_runner(onnx_session(reference)), onnx_runner(onnx_session(candidate))
     cosines = []

@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelpress.kernels.packing import pack_int4, quantize_weight_groupwise, symmetric_scale, unpack_int4
+from modelpress.kernels.packing import round_half_away as kernel_rounding
+
 if TYPE_CHECKING:
     import torch
 
@@ -47,8 +50,6 @@ class Grid:
 def group_params(w: torch.Tensor, grid: Grid, per_tensor: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and (float) zero-point per row of ``w`` ``[N, g]`` (one pair for all rows if per_tensor)."""
     import torch
-
-    from modelpress.kernels.packing import symmetric_scale
 
     w = w.float()
     low = (w.amin() if per_tensor else w.amin(dim=-1)).clamp(max=0.0).expand(w.shape[0])
@@ -119,8 +120,6 @@ def dequantize_codes(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tenso
 
 
 def round_half_away(v: torch.Tensor) -> torch.Tensor:
-    from modelpress.kernels.packing import round_half_away as kernel_rounding
-
     return kernel_rounding(v)
 
 
@@ -164,8 +163,6 @@ def to_storage(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
     """
     import torch
 
-    from modelpress.kernels.packing import pack_int4
-
     if grid.bits == 8:
         zero_t = None if grid.symmetric else zeros.to(torch.int8).contiguous()
         return codes.to(torch.int8).contiguous(), scales.float().contiguous(), zero_t
@@ -178,7 +175,6 @@ def quantize_weight(w: torch.Tensor, grid: Grid, group_size: int | None, per_ten
                     clip: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """RTN straight to storage; 4/8-bit min-max per-channel/group goes through kernels.packing itself."""
     if grid.bits in (4, 8) and not per_tensor and not clip:
-        from modelpress.kernels.packing import quantize_weight_groupwise
 
         qw = quantize_weight_groupwise(w, grid.bits, group_size, grid.symmetric, scale_dtype=_fp32())
         return qw.qweight, qw.scales, qw.zeros
@@ -189,8 +185,6 @@ def dequantize_storage(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch
                        grid: Grid) -> torch.Tensor:
     """Float [N, K] weight back from storage (any bit width)."""
     import torch
-
-    from modelpress.kernels.packing import unpack_int4
 
     codes = qweight.float() if grid.bits == 8 else unpack_int4(qweight).float()
     g = codes.shape[1] // scales.shape[1]

@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from modelpress.core.errors import ModelpressError
-
 from modelpress.steps.quantize.awq import awq_smoothing
 from modelpress.steps.quantize.calibration import CalibrationError, check_finite, progress
 from modelpress.steps.quantize.config import WeightQuantizeConfig, tiling_groups, untiled

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.registry import register_stage
-
+from modelpress.steps.quantize.calibration import calibration_batches
 from modelpress.steps.quantize.config import WeightQuantizeConfig
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ def with_protected(config: WeightQuantizeConfig, protected: dict[str, str],
                 summary="PyTorch quantized Linear layers: int8/4/3/2 weights (RTN/GPTQ), W8A8, fp8, fp16/bf16")
 def weight_quantize(model: torch.nn.Module, config: WeightQuantizeConfig,
                     context: StageContext) -> torch.nn.Module:
-    from modelpress.steps.quantize.calibration import calibration_batches
     from modelpress.steps.quantize.torch_backend import quantize_module
 
     batches = calibration_batches(context, config.calibration, "weight-quantize") \

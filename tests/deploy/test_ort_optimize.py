@@ -7,9 +7,9 @@ import json
 import onnx
 import pytest
 
+from modelpress.core.errors import ModelpressError
 from modelpress.deploy.ort_optimize import optimize_offline
 from modelpress.deploy.pull import pull
-from modelpress.core.errors import ModelpressError
 
 
 @pytest.mark.parametrize("fixture", ["cnn_onnx", "text_onnx"])

@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from modelpress.deploy.pull import pull
 from modelpress.core.errors import ModelpressError
+from modelpress.deploy.pull import pull
 
 
 def run_onnx(path, pixels):

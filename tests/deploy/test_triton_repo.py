@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from modelpress.core.errors import ModelpressError
 from modelpress.deploy.triton_repo import (
     config_text,
     latest_version,
@@ -15,7 +16,6 @@ from modelpress.deploy.triton_repo import (
     write_onnx_model,
     write_tensorrt_model,
 )
-from modelpress.core.errors import ModelpressError
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 7: "TYPE_INT64", 6: "TYPE_INT32", 10: "TYPE_FP16"}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from modelpress.core.errors import RecipeError
-from modelpress.gate.rules import run_gate
 from modelpress.core.handoffs import ChampionReport, Evaluation
-from modelpress.settings.blocks import Threshold
+from modelpress.gate.rules import run_gate
 from modelpress.recipe.schema import load_recipe, validate_recipe
+from modelpress.settings.blocks import Threshold
 
 REPORT = Evaluation(task="image-classification", eval_rows=100,
                     baseline={"accuracy": 0.90, "size_mb": 10.0, "latency_ms": 4.0},

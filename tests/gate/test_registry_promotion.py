@@ -12,16 +12,16 @@ import mlflow
 import pytest
 
 from modelpress.builds import BuildContext
-from modelpress.deploy.onnx_export import export_onnx
-from modelpress.tracking.model_registry import alias_version, previous_tag, promote
 from modelpress.core.errors import ModelpressError
-from modelpress.gate.rules import run_gate
 from modelpress.core.handoffs import ChampionReport, DataReport
+from modelpress.deploy.onnx_export import export_onnx
+from modelpress.gate.rules import run_gate
 from modelpress.pipelines.plan import build_plan
+from modelpress.recipe.schema import validate_recipe
 from modelpress.release.promotion import promote_version, rollback
 from modelpress.release.publish import log_and_register, promote_if_better
 from modelpress.settings.blocks import Threshold
-from modelpress.recipe.schema import validate_recipe
+from modelpress.tracking.model_registry import alias_version, previous_tag, promote
 
 from .conftest import linear_model, registered_accuracy
 

@@ -7,11 +7,11 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
-from modelpress.gate.rules import run_gate
 from modelpress.core.handoffs import ChampionReport, Evaluation
-from modelpress.settings.blocks import Threshold
-from modelpress.core.registry import get_task
 from modelpress.gate.report import load_peers, render_gate
+from modelpress.gate.rules import run_gate
+from modelpress.settings.blocks import Threshold
+from modelpress.tasks import get_task
 
 EVALUATION = Evaluation(
     task="image-classification", eval_rows=300,

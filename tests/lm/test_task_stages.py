@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.tasks.context import StageContext
-from modelpress.lm.metrics import compare
 from modelpress.core.registry import get_stage
+from modelpress.lm.metrics import compare
 from modelpress.tasks import TaskSpec
+from modelpress.tasks.context import StageContext
 
 from .conftest import WORDS, tiny_llama, word_tokenizer
 

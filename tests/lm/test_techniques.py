@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.tasks.context import StageContext
 from modelpress.lm.metrics import compare, greedy_decode, next_token_loss
 from modelpress.steps.quantize import WeightQuantizeConfig
 from modelpress.steps.quantize.modules import Fp8Linear, QuantLinear
 from modelpress.steps.quantize.torch_backend import quantize_module
+from modelpress.tasks.context import StageContext
 
 from .conftest import tiny_llama
 

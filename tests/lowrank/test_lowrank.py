@@ -9,10 +9,10 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from modelpress.tasks.context import StageContext
-from modelpress.deploy.onnx_export import check_parity, export_onnx
 from modelpress.core.registry import get_stage
+from modelpress.deploy.onnx_export import check_parity, export_onnx
 from modelpress.steps.lowrank.config import LowRankConfig
+from modelpress.tasks.context import StageContext
 
 
 class Net(nn.Module):

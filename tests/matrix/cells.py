@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from modelpress.tasks.context import StageContext
 from modelpress.datasets.splits import assign_splits, encode_labels, load_frame
 from modelpress.recipe.schema import RecipeBase, validate_recipe
 from modelpress.tasks import Task
+from modelpress.tasks.context import StageContext
 
 
 def recipe_for(name: str, blocks: dict[str, Any], column: str, stage_config: dict[str, Any] | None,

@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE))  # tests/ is no package: the matrix helpers are im
 from cells import load, recipe_for  # noqa: E402
 from classifiers import FAMILIES, finite_logits, stage_config  # noqa: E402
 
-from modelpress.core.errors import RecipeError
+from modelpress.core.errors import RecipeError  # noqa: E402
 
 
 def _support() -> Any:
@@ -80,8 +80,8 @@ def test_cell(projects: Any, tracking_uri: str, family: str, column: str, tmp_pa
 def _stage(loaded: Any) -> None:
     """The stage runs; its result gives finite logits for every eval row and (module stages)
     exports to an ONNX graph that reproduces it."""
-    from modelpress.deploy.onnx_export import check_parity, export_onnx
     from modelpress.core.registry import get_stage
+    from modelpress.deploy.onnx_export import check_parity, export_onnx
 
     entry = loaded.recipe.stages[0]
     spec, evaluation = get_stage(entry.name), loaded.eval

@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE))  # tests/ is no package: the matrix helpers are im
 
 from cells import load, recipe_for  # noqa: E402
 
-from modelpress.core.errors import RecipeError
+from modelpress.core.errors import RecipeError  # noqa: E402
 
 
 def _by_path(name: str, path: Path) -> Any:

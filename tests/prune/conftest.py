@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.tasks.context import StageContext
 from modelpress.tasks import TaskSpec
+from modelpress.tasks.context import StageContext
 
 IMAGE = (1, 8, 8)
 TEXTS = [

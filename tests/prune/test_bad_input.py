@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from modelpress.core.errors import ModelpressError
-from modelpress.sources.nets import SmallCNN
 from modelpress.core.registry import get_stage
+from modelpress.sources.nets import SmallCNN
 
 from .conftest import IMAGE
 

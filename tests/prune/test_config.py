@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from modelpress.recipe.schema import load_recipe
 from modelpress.core.registry import get_stage
+from modelpress.recipe.schema import load_recipe
 from modelpress.steps.prune.config import PruneConfig, Schedule
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from modelpress.core.registry import get_stage
 from modelpress.deploy.onnx_export import check_parity, export_onnx
 from modelpress.sources.nets import SmallCNN
-from modelpress.core.registry import get_stage
 
 from .conftest import IMAGE, MLP
 

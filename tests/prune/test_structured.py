@@ -8,10 +8,10 @@ import io
 import pytest
 import torch
 
-from modelpress.deploy.onnx_export import check_parity, export_onnx
-from modelpress.tasks.evaluation import onnx_runner, onnx_session
-from modelpress.sources.nets import SmallCNN
 from modelpress.core.registry import get_stage
+from modelpress.deploy.onnx_export import check_parity, export_onnx
+from modelpress.sources.nets import SmallCNN
+from modelpress.tasks.evaluation import onnx_runner, onnx_session
 
 from .conftest import IMAGE, params, tiny_bert
 

@@ -7,8 +7,8 @@ import onnx
 import pytest
 import torch
 
-from modelpress.tasks.evaluation import onnx_runner, onnx_session
 from modelpress.steps.quantize import QuantizeConfig, quantize
+from modelpress.tasks.evaluation import onnx_runner, onnx_session
 
 SCHEMES = {
     "dynamic-per-channel": {},

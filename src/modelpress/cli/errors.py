@@ -18,6 +18,7 @@ import click
 
 from modelpress.core.errors import ModelpressError, RecipeError
 from modelpress.core.quiet import new_log_path, verbose_requested
+from modelpress.tracking.stack import home
 
 EXIT_USER, EXIT_RECIPE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -103,8 +104,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _write_traceback(exc: BaseException) -> str:
-    from modelpress.tracking.stack import home
-
     try:
         path = new_log_path(home() / "logs", "crash")
         path.write_text("".join(traceback.format_exception(exc)))

@@ -19,6 +19,19 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from modelpress.core.errors import ModelpressError, RecipeError
+from modelpress.core.registry import SOURCES, TASKS
+from modelpress.datasets.pixels import decode
+from modelpress.datasets.splits import label_key, sorted_labels
+from modelpress.image_data import (
+    IMAGE_SUFFIXES,
+    bytes_or_path,
+    class_names,
+    column_images,
+    folder_files,
+    layout_problem,
+)
+from modelpress.recipe.schema import validate_recipe
+from modelpress.tasks import get_task
 
 LABEL_NAMES = ("label", "labels", "target", "class", "y", "category", "diagnosis", "sentiment")
 TEXT_NAMES = ("text", "review", "sentence", "comment", "content", "body")
@@ -46,9 +59,6 @@ class Choices:
 def starter_recipe(choices: Choices) -> dict[str, Any]:
     """The recipe as a dict (validated by :func:`write_starter`)."""
     import pandas as pd
-
-    from modelpress.image_data import column_images
-    from modelpress.core.registry import get_task
 
     if choices.data.is_dir():
         return _image_recipe(choices)
@@ -88,8 +98,6 @@ def _recipe(choices: Choices, model: dict[str, Any], data: dict[str, Any]) -> di
 def _image_recipe(choices: Choices) -> dict[str, Any]:
     """An ImageFolder tree (DATA/<class>/<image>): task image classification, the class order
     from the model (id2label), ``--labels`` or the folder names."""
-    from modelpress.image_data import class_names, folder_files, layout_problem
-    from modelpress.core.registry import TASKS
 
     problem = layout_problem(choices.data)
     if problem:
@@ -121,7 +129,6 @@ def _image_recipe(choices: Choices) -> dict[str, Any]:
 
 def _image_column(frame: Any, label: str) -> str | None:
     """The first column whose first value is an image: bytes, or a path with an image suffix."""
-    from modelpress.image_data import IMAGE_SUFFIXES, bytes_or_path
 
     for column in frame.columns:
         values = frame[column].dropna()
@@ -140,7 +147,6 @@ def _no_images(data: Path, task: str, frame: Any) -> NoReturn:
 
 def _transform_of(image: bytes) -> dict[str, Any]:
     """``data.transform`` for images like ``image``: its size and (RGB or grayscale) mode."""
-    from modelpress.datasets.pixels import decode
 
     decoded = decode(image)
     mode = "L" if decoded.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
@@ -150,8 +156,6 @@ def _transform_of(image: bytes) -> dict[str, Any]:
 def write_starter(choices: Choices) -> Path:
     """Build, validate and write the starter recipe; RecipeError lists what still needs a choice."""
     import yaml
-
-    from modelpress.recipe.schema import validate_recipe
 
     recipe = starter_recipe(choices)
     validate_recipe(recipe, source=str(choices.out), base=choices.out.parent.resolve())
@@ -179,7 +183,6 @@ def _guess(columns: Any, names: tuple[str, ...]) -> str | None:
 
 def _model_block(choices: Choices) -> dict[str, Any]:
     """The ``model:`` block from the first registered source that recognises the path."""
-    from modelpress.core.registry import SOURCES
 
     path = choices.model
     if not path.exists():
@@ -199,14 +202,12 @@ def _model_block(choices: Choices) -> dict[str, Any]:
 
 def _facts(model: dict[str, Any], path: Path) -> Any:
     """What the model says about itself (task, class names), read from the model's own files."""
-    from modelpress.core.registry import SOURCES
 
     return SOURCES.get(model["source"]).model_validate({**model, "path": str(path.resolve())}).facts()
 
 
 def _data_task(frame: Any, label: str, text: str | None) -> str:
     """The task registered for this data's kind (a text column → text, else features)."""
-    from modelpress.core.registry import TASKS
 
     inputs = frame.drop(columns=[label])
     if text is None and _image_column(frame, label) is not None:
@@ -232,7 +233,6 @@ def _text_column(frame: Any, label: str) -> str:
 
 def _declared(labels: list[str], column: Any) -> list[Any]:
     """``--labels`` in the data's own types (a numeric label column keeps numbers)."""
-    from modelpress.datasets.splits import label_key
 
     by_text = {label_key(v): (v.item() if hasattr(v, "item") else v) for v in column.dropna().unique()}
     missing = [name for name in labels if name not in by_text]
@@ -243,7 +243,6 @@ def _declared(labels: list[str], column: Any) -> list[Any]:
 
 def _labels(column: Any) -> list[Any]:
     """The data's labels in their natural order (the model names none of its own)."""
-    from modelpress.datasets.splits import sorted_labels
 
     return [v.item() if hasattr(v, "item") else v for v in sorted_labels(column.dropna().unique().tolist())]
 

@@ -11,7 +11,17 @@ from typing import Any
 import click
 
 from modelpress.cli.errors import guarded as _guarded
+from modelpress.cli.running import run_logged
 from modelpress.core.errors import ModelpressError
+from modelpress.core.quiet import captured, new_log_path, verbose_requested
+from modelpress.core.safe_yaml import load_recipe_yaml
+from modelpress.pipelines.retrain import retrain as run_retrain
+from modelpress.pipelines.retrain import schedule_retraining
+from modelpress.pipelines.search import run_search
+from modelpress.recipe.schema import load_recipe, resolve_recipe_path
+from modelpress.release.promotion import promote_across, promote_version
+from modelpress.release.promotion import rollback as roll_back
+from modelpress.tracking.stack import home
 
 
 def _tracking_uri(given: str | None) -> str | None:
@@ -20,7 +30,6 @@ def _tracking_uri(given: str | None) -> str | None:
         return given
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    from modelpress.tracking.stack import home
 
     database = home() / "mlflow.db"
     if database.exists():
@@ -50,8 +59,6 @@ def promote(name: str, version: str | None, from_alias: str, alias: str, toleran
     """Move @ALIAS of registered model NAME to a version that passed its gate (check-then-set)."""
 
     def act() -> None:
-        from modelpress.release.promotion import promote_across, promote_version
-
         source = _tracking_uri(tracking_uri)
         if target_uri:
             outcome = promote_across(name, version, source, target_uri, alias, from_alias, tolerance, force)
@@ -73,8 +80,6 @@ def rollback(name: str, alias: str, tracking_uri: str | None) -> None:
     """Put @ALIAS of NAME back on the version that held it before the current one."""
 
     def act() -> None:
-        from modelpress.release.promotion import rollback as roll_back
-
         outcome = roll_back(name, alias, _tracking_uri(tracking_uri))
         click.echo(f"{name}: {outcome.reason}")
 
@@ -88,13 +93,6 @@ def search(recipe: str, no_cache: bool) -> None:
     """Run every candidate of RECIPE's search grid, promote the best passing one, report the Pareto set."""
 
     def act() -> None:
-        from modelpress.pipelines.search import run_search
-
-        from modelpress.core.quiet import captured, new_log_path, verbose_requested
-        from modelpress.recipe.schema import load_recipe, resolve_recipe_path
-        from modelpress.core.safe_yaml import load_recipe_yaml
-        from modelpress.tracking.stack import home
-
         loaded = load_recipe(recipe)
         if loaded.search is None:
             raise ModelpressError(f"{recipe}: no `search:` block (see `modelpress search --help`)")
@@ -134,11 +132,8 @@ def _print_search(result: Any) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show every library's output, not only steps and progress.")
 def retrain(name: str, data: Path | None, alias: str, verbose: bool) -> None:
     """Retrain registered model NAME: check fresh data for drift, re-run its champion's recipe, gate, promote."""
-    from modelpress.cli.main import run_logged
 
     def pipeline() -> Any:
-        from modelpress.pipelines.retrain import retrain as run_retrain
-
         return run_retrain(name, data, alias)
 
     run_logged(f"{name}-retrain", pipeline, verbose)
@@ -150,10 +145,6 @@ def schedule(recipe: str) -> None:
     """Register RECIPE's `schedule: {cron}` as a ZenML schedule (orchestrators that support it)."""
 
     def act() -> None:
-        from modelpress.pipelines.retrain import schedule_retraining
-
-        from modelpress.recipe.schema import load_recipe
-
         info = schedule_retraining(load_recipe(recipe))
         click.echo(f"scheduled {info['name']} ({info['cron']}) on orchestrator {info['orchestrator']} "
                    f"({info['flavor']}); drift reference: "

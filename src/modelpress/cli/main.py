@@ -13,7 +13,17 @@ from typing import Any
 import click
 
 from modelpress.cli.errors import user_errors
-from modelpress.core.errors import GateFailed
+from modelpress.cli.init import Choices, write_starter
+from modelpress.cli.lifecycle import COMMANDS
+from modelpress.cli.running import run_logged
+from modelpress.core.errors import GateFailed, ModelpressError
+from modelpress.core.quiet import VERBOSE_ENV, plain_terminal
+from modelpress.core.registry import BUILDS, SOURCES, TASKS
+from modelpress.core.registry import stages as registered
+from modelpress.deploy.pull import InstanceKind, pull_build
+from modelpress.deploy.pull import pull as pull_model
+from modelpress.pipelines.run import run_recipe
+from modelpress.recipe.schema import load_recipe
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,8 +33,6 @@ from modelpress.core.errors import GateFailed
 def main(verbose: bool) -> None:
     """Compress PyTorch models in ZenML pipelines, gate them and register them in MLflow."""
     import os
-
-    from modelpress.core.quiet import VERBOSE_ENV, plain_terminal
 
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
@@ -36,8 +44,6 @@ def main(verbose: bool) -> None:
 
 
 def _load(recipe_ref: str) -> Any:
-    from modelpress.recipe.schema import load_recipe
-
     return load_recipe(recipe_ref)
 
 
@@ -69,8 +75,6 @@ def init(model: Path, data: Path, out: Path, label: str | None, text: str | None
          model_class: str | None, labels: str | None, trust_pickle: bool, name: str | None, force: bool) -> None:
     """Write a starter recipe for your MODEL (HF folder, TorchScript, state dict, ONNX) and DATA (CSV/Parquet,
     or a folder of images laid out as DATA/<class>/<image>)."""
-    from modelpress.core.errors import ModelpressError
-    from modelpress.cli.init import Choices, write_starter
 
     with user_errors():
         if out.exists() and not force:
@@ -89,7 +93,6 @@ SUPPORT_MATRIX = ("\nWhich model families each stage and build is tested on, and
 @main.command()
 def stages() -> None:
     """List the registered stages (techniques) with each config's fields."""
-    from modelpress.core.registry import stages as registered
 
     for name, spec in sorted(registered().items()):
         click.echo(f"{name} [{spec.kind}]: {spec.summary}")
@@ -99,7 +102,6 @@ def stages() -> None:
 @main.command()
 def sources() -> None:
     """List the registered model sources (model.source) with their fields."""
-    from modelpress.core.registry import SOURCES
 
     for name, source in sorted(SOURCES.all().items()):
         click.echo(f"{name} [{source.artifact}]: {source.summary}")
@@ -109,7 +111,6 @@ def sources() -> None:
 @main.command()
 def tasks() -> None:
     """List the registered tasks (model.task): options, the data they take, what they measure."""
-    from modelpress.core.registry import TASKS
 
     for name, task in sorted(TASKS.all().items()):
         click.echo(f"{name} [{task.data_kind} data]: {task.summary}")
@@ -123,7 +124,6 @@ def tasks() -> None:
 @main.command()
 def builds() -> None:
     """List the registered builds (export formats) with their fields."""
-    from modelpress.core.registry import BUILDS
 
     for name, build in sorted(BUILDS.all().items()):
         click.echo(f"{name}{' [registers]' if build.registers else ''}: {build.summary}")
@@ -186,35 +186,12 @@ def run(recipe: str, no_cache: bool, verbose: bool) -> None:
         loaded = _load(recipe)
 
     def pipeline() -> Any:
-        from modelpress.pipelines.run import run_recipe
-
         return run_recipe(loaded, enable_cache=not no_cache)
 
     result = run_logged(loaded.name, pipeline, verbose)
     if not result.passed:
         with user_errors():
             raise GateFailed(f"gate failed: {result.verdict.reason}")
-
-
-def run_logged(label: str, pipeline: Any, verbose: bool = False) -> Any:
-    """Run ``pipeline()`` with its output captured (quiet.py), print the summary, keep the full
-    log as the registered version's MLflow artifact ``logs/``; errors become one line."""
-    import os
-
-    from modelpress.core.quiet import captured, keep_with_run, new_log_path, verbose_requested
-    from modelpress.tracking.stack import home
-    from modelpress.gate.summary import print_summary
-
-    log_path = new_log_path(home() / "logs", label)
-    if not verbose_requested(verbose):  # a bar per downloaded champion file is noise, not progress
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with user_errors(log_hint=str(log_path)):
-        with captured(log_path, verbose_requested(verbose)):
-            result = pipeline()
-        print_summary(result)
-        kept = keep_with_run(log_path, result.tracking.tracking_uri or None, result.registration.run_id)
-        click.echo(f"log: {log_path}" + (" (also in the MLflow run, logs/)" if kept else ""))
-    return result
 
 
 @main.command()
@@ -235,12 +212,9 @@ def pull(model_uri: str, dest: str, instance_kind: str, tracking_uri: str | None
 
     with user_errors():
         if build is not None:
-            from modelpress.deploy.pull import pull_build
 
             folder = pull_build(model_uri, build, Path(dest), tracking_uri)
         else:
-            from modelpress.deploy.pull import InstanceKind
-            from modelpress.deploy.pull import pull as pull_model
 
             # click.Choice keeps it to these two
             kind: InstanceKind = "KIND_GPU" if instance_kind.lower() == "gpu" else "KIND_CPU"
@@ -285,8 +259,6 @@ def serve(repository: str, http_port: int, workers: int, threads: int, access_lo
 
 
 def _add_lifecycle_commands() -> None:
-    from modelpress.cli.lifecycle import COMMANDS
-
     for command in COMMANDS:
         main.add_command(command)
 

@@ -13,11 +13,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from modelpress.recipe.schema import DataSource
-
-from modelpress.settings.blocks import Drift, ModelRegistrySettings, Resources, Threshold
-from modelpress.tasks.base import TaskSpec
-
 Metrics = dict[str, float]
 
 

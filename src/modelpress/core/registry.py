@@ -19,15 +19,9 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from modelpress.core.strict_fields import StrictModel
-
-if TYPE_CHECKING:
-    from modelpress.builds import Build
-    from modelpress.tasks.context import StageContext
-    from modelpress.sources import Source
-    from modelpress.tasks import Task
 
 #: "module" stages map a torch.nn.Module to a torch.nn.Module and run before export;
 #: "graph" stages map an exported onnx.ModelProto to another and run after it.
@@ -107,10 +101,14 @@ class StageConfig(StrictConfig):
 
 @dataclass(frozen=True)
 class RecipeFacts:
-    """What a stage or build may know about the rest of the recipe when it is validated."""
+    """What a stage or build may know about the rest of the recipe when it is validated.
 
-    task: type[Task]
-    source: Source
+    Typed loosely, as the registries below are: the kinds' base classes (``Task``, ``Source``,
+    ``Build``) live a layer up and import this module, which imports nothing of modelpress's.
+    """
+
+    task: type[Any]  # a modelpress.tasks.Task subclass
+    source: Any  # a modelpress.sources.Source config
     stages: tuple[Any, ...]  # the recipe's stage entries, in order
 
 
@@ -118,7 +116,7 @@ class RecipeFacts:
 class StageSpec:
     name: str
     config: type[StageConfig]
-    apply: Callable[[Any, Any, StageContext], Any]
+    apply: Callable[[Any, Any, Any], Any]  # (model, config, StageContext)
     kind: StageKind
     summary: str
 
@@ -148,9 +146,9 @@ def get_stage(name: str) -> StageSpec:
 
 # --- sources, tasks, builds: the config class (or task class) is the registered spec ---------
 
-SOURCES: PluginRegistry[type[Source]] = PluginRegistry("model source", "modelpress.sources", "modelpress.sources")
-TASKS: PluginRegistry[type[Task]] = PluginRegistry("task", "modelpress.tasks", "modelpress.tasks")
-BUILDS: PluginRegistry[type[Build]] = PluginRegistry("build", "modelpress.deploy.builds", "modelpress.builds")
+SOURCES: PluginRegistry[type[Any]] = PluginRegistry("model source", "modelpress.sources", "modelpress.sources")
+TASKS: PluginRegistry[type[Any]] = PluginRegistry("task", "modelpress.tasks", "modelpress.tasks")
+BUILDS: PluginRegistry[type[Any]] = PluginRegistry("build", "modelpress.deploy.builds", "modelpress.builds")
 
 Registered = TypeVar("Registered", bound=type)
 
@@ -176,7 +174,3 @@ def register_task(name: str) -> Callable[[Registered], Registered]:
 def register_build(name: str) -> Callable[[Registered], Registered]:
     """Class decorator: a :class:`~modelpress.builds.Build` config under ``export: [name]``."""
     return _registrar(BUILDS, name)
-
-
-def get_task(name: str) -> type[Task]:
-    return TASKS.get(name)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from modelpress.core.errors import ModelpressError
 from modelpress.core.strict_fields import StrictModel
 
 if TYPE_CHECKING:
@@ -118,8 +119,6 @@ def from_transform(transform: ImageTransform) -> ImagePreprocessing:
 def from_folder(folder: str, hf_config: dict[str, Any] | None) -> ImagePreprocessing:
     """A Hugging Face model's own image processor (its folder's ``preprocessor_config.json``)."""
     from transformers import AutoImageProcessor
-
-    from modelpress.core.errors import ModelpressError
 
     try:
         # use_fast=False: the fast processors need torchvision, which this stack cannot install

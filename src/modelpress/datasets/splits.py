@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from modelpress import image_data
 from modelpress.core.errors import ModelpressError
-from modelpress.sources.base import sha256_file
+from modelpress.core.files import sha256_file
+from modelpress.lm.corpus import read_documents
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -241,8 +242,6 @@ def load_frame(spec: DataSpec) -> pd.DataFrame:
         return SHIPPED[spec.source].load()
     if spec.source == "text":
         import pandas as pd
-
-        from modelpress.lm.corpus import read_documents
 
         text = cast("TextData", spec)
         return pd.DataFrame({"text": read_documents(text.path, text.field)})

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import DataValidationError
+from modelpress.datasets.pixels import image_facts, mean_intensity
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -120,7 +121,6 @@ def _validation_view(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
     if schema.kind == "text":
         return frame[["text", "label"]]
     if schema.kind == "image":
-        from modelpress.datasets.pixels import image_facts
 
         facts = image_facts(frame["image"]).set_axis(frame.index)
         view = frame[["image_file", "label"]].copy()
@@ -202,7 +202,6 @@ def _row_stat(frame: pd.DataFrame, features: list[str]) -> pd.Series:
     if "text" in frame:
         return frame["text"].fillna("").astype(str).str.len().astype("float64")
     if "image" in frame:  # each image's mean brightness (0..1)
-        from modelpress.datasets.pixels import mean_intensity
 
         return pd.Series(mean_intensity(frame["image"]), index=frame.index, dtype="float64")
     return frame[features].mean(axis=1, skipna=True).astype("float64")

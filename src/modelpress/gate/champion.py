@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.handoffs import ChampionReport
+from modelpress.core.registry import BUILDS
+from modelpress.tracking.model_registry import alias_version
 from modelpress.tracking.uris import point_mlflow_at, tracking_uri_from_stack
 
 if TYPE_CHECKING:
@@ -29,7 +31,6 @@ def measure_champion(name: str, alias: str, candidate: Any, task: Task,
     A champion that cannot be loaded or run is reported as ``error`` (the gate then fails
     its champion checks rather than skipping them).
     """
-    from modelpress.tracking.model_registry import alias_version
 
     point_mlflow_at(tracking_uri_from_stack())
     holder = alias_version(name, alias)
@@ -41,7 +42,6 @@ def measure_champion(name: str, alias: str, candidate: Any, task: Task,
 def measure_version(name: str, version: str, alias: str | None, candidate: Any, task: Task,
                     eval_frame: pd.DataFrame) -> ChampionReport:
     """``version`` of ``name`` evaluated beside ``candidate`` (a graph or a module, as the task's)."""
-    from modelpress.core.registry import BUILDS
 
     try:
         champion = BUILDS.get(task.registered_build).load_registered(f"models:/{name}/{version}")

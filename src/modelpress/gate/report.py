@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelpress.core.handoffs import PeerPoint
+
 if TYPE_CHECKING:
     from modelpress.core.handoffs import ChampionReport, Evaluation, PeerPoint, Verdict
 
@@ -26,7 +28,6 @@ SIZE, LATENCY = "size_mb", "latency_ms"  # the plot's x axis and marker area, fo
 
 def load_peers(path: str | Path | None) -> list[PeerPoint]:
     """Benchmark points from JSON: a list of {name, <metric>: value, ...} (or {"peers": [...]})."""
-    from modelpress.core.handoffs import PeerPoint
 
     if not path:
         return []

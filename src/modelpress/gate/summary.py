@@ -6,10 +6,10 @@ from typing import Any
 
 import click
 
+from modelpress.tasks import get_task
+
 
 def print_summary(result: Any) -> None:
-    from modelpress.core.registry import get_task
-
     evaluation = result.evaluation
     base, cand = evaluation.baseline, evaluation.candidate
     click.echo(f"\nmodelpress run {result.run_name}")

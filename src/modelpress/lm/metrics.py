@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from modelpress.core.metric import Metric
 from modelpress.core.quiet import progress_bar
-from modelpress.tasks.base import Metric
 
 if TYPE_CHECKING:
     import numpy as np

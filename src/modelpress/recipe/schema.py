@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -28,11 +27,19 @@ from pydantic import (
 )
 
 from modelpress.core.errors import ModelpressError, RecipeError
-from modelpress.datasets.pixels import ImageTransform
-from modelpress.settings.search import SearchSpec
-from modelpress.sources.package import BaselineTraining
+from modelpress.core.files import resolve_path
+from modelpress.core.registry import BUILDS, SOURCES, TASKS, RecipeFacts, get_stage, stages
+from modelpress.core.safe_yaml import load_recipe_yaml
 from modelpress.core.strict_fields import ignored_problems
+from modelpress.datasets.pixels import ImageTransform
+from modelpress.datasets.splits import data_problems, declared_labels, describe
+from modelpress.image_data import layout_problem
+from modelpress.lm.corpus import READERS, first_document
+from modelpress.recipe.gate_bounds import contradictions
 from modelpress.settings.blocks import Drift, ModelRegistrySettings, Resources, Schedule, Strict, Threshold
+from modelpress.settings.search import SearchSpec, search_problems
+from modelpress.sources.zoo import BaselineTraining
+from modelpress.tasks import get_task
 
 PIPELINE_STEPS = ("load_data", "validate_data", "load_model", "evaluate_baseline",
                   "export_onnx", "evaluate_candidate")
@@ -41,8 +48,6 @@ __all__ = ["BaselineTraining", "RecipeBase", "load_recipe", "validate_recipe"]
 
 
 def _existing_path(value: Path | None, info: ValidationInfo) -> Path | None:
-    from modelpress.sources.base import resolve_path
-
     return None if value is None else resolve_path(value, info)
 
 
@@ -133,8 +138,6 @@ class ImageFolderData(_DataBase):
     @field_validator("path")
     @classmethod
     def _image_folder(cls, value: Path, info: ValidationInfo) -> Path:
-        from modelpress.image_data import layout_problem
-
         path = _existing_path(value, info)
         assert path is not None
         problem = layout_problem(path)
@@ -152,8 +155,6 @@ class TextData(_DataBase):
     path: Path
 
     def ignored_fields(self) -> dict[str, str]:
-        from modelpress.lm.corpus import READERS
-
         if self.path.suffix.lower() in READERS:
             return {}
         return {"field": f"{self.path.name} is read one document a line; field names a .jsonl record's "
@@ -162,8 +163,6 @@ class TextData(_DataBase):
     @field_validator("path")
     @classmethod
     def _has_documents(cls, value: Path, info: ValidationInfo) -> Path:
-        from modelpress.lm.corpus import first_document
-
         path = _existing_path(value, info)
         assert path is not None
         try:
@@ -230,7 +229,6 @@ def _unknown_entry(loc: tuple[Any, ...], err: dict[str, Any]) -> str | None:
     kind = ENTRY_KINDS.get(loc[0]) if loc else None
     if kind is None or err["type"] not in ("union_tag_invalid", "union_tag_not_found"):
         return None
-    from modelpress.core.registry import BUILDS, stages
 
     known = ", ".join(sorted(stages() if kind == "stage" else BUILDS.all()))
     tag = (err.get("ctx") or {}).get("tag")
@@ -241,8 +239,6 @@ def _unknown_entry(loc: tuple[Any, ...], err: dict[str, Any]) -> str | None:
 
 @functools.cache
 def _unions() -> tuple[Any, Any, Any]:
-    from modelpress.core.registry import BUILDS, SOURCES, stages
-
     stage_union = _entry_union({n: s.config for n, s in stages().items()})
     build_union = _entry_union(dict(BUILDS.all()))
     sources = SOURCES.all()
@@ -285,8 +281,6 @@ class RecipeBase(Strict):
     @field_validator("model", mode="before")
     @classmethod
     def _known_source(cls, value: Any) -> Any:
-        from modelpress.core.registry import SOURCES
-
         source = _source_tag(value)
         if isinstance(value, dict) and source not in SOURCES.all():
             raise ValueError(f"model.source: unknown source {source!r}; known sources: "
@@ -309,15 +303,12 @@ class RecipeBase(Strict):
 
     @property
     def task_class(self) -> Any:
-        from modelpress.core.registry import get_task
-
         return get_task(self.task)
 
     @functools.cached_property
     def builds(self) -> list[Entry]:
         """``export:`` as given, led by the build the task registers (onnx for the classifiers)
         when no listed build registers the version."""
-        from modelpress.core.registry import BUILDS
 
         given = list(self.export)
         if any(b.config.registers for b in given):
@@ -345,7 +336,6 @@ class RecipeBase(Strict):
 
 def resolve_task(model: Any) -> Any:
     """The TaskConfig for a source: its ``task`` (a name or ``{name, options}``), else its model's."""
-    from modelpress.core.registry import TASKS
 
     chosen = model.task
     if chosen is None:
@@ -366,7 +356,6 @@ def resolve_task(model: Any) -> Any:
 
 def _model_problems(recipe: RecipeBase, task: Any) -> list[str]:
     """The source's own checks, and what its artifact lets the stages do."""
-    from modelpress.core.registry import get_stage
 
     source = recipe.model
     problems = [*source.problems(task), *task.source_problems(recipe.task_config, source)]
@@ -386,8 +375,6 @@ def _model_problems(recipe: RecipeBase, task: Any) -> list[str]:
 
 
 def _stage_problems(recipe: RecipeBase, task: Any) -> list[str]:
-    from modelpress.core.registry import RecipeFacts, get_stage
-
     problems: list[str] = []
     kinds = [get_stage(s.name).kind for s in recipe.stages]
     if "graph" in kinds and "module" in kinds[kinds.index("graph"):]:
@@ -410,8 +397,6 @@ def missing_extras(modules: dict[str, str], where: str) -> list[str]:
 
 
 def _build_problems(recipe: RecipeBase, task: Any) -> list[str]:
-    from modelpress.core.registry import RecipeFacts
-
     facts = RecipeFacts(task=task, source=recipe.model, stages=tuple(recipe.stages))
     registering = [b.name for b in recipe.builds if b.config.registers]
     problems = [] if len(registering) == 1 else [
@@ -423,8 +408,6 @@ def _build_problems(recipe: RecipeBase, task: Any) -> list[str]:
 
 
 def _data_problems(recipe: RecipeBase, task: Any) -> list[str]:
-    from modelpress.datasets.splits import data_problems, declared_labels, describe
-
     schema = describe(recipe.data)
     if not task.takes(schema.kind):
         return [f"data: a {task.name} model needs {task.data_kind} data, but data.source "
@@ -456,9 +439,6 @@ def _label_problems(recipe: RecipeBase, facts: Any, labels: tuple[Any, ...] | No
 
 
 def _gate_problems(recipe: RecipeBase, task: Any) -> list[str]:
-    from modelpress.gate.rules import contradictions
-    from modelpress.settings.search import search_problems
-
     unknown = [m for m in recipe.gate if m not in task.metric_names()]
     if unknown:
         return [f"gate: a {task.name} model cannot produce {', '.join(unknown)}; "
@@ -506,7 +486,6 @@ def resolve_recipe_path(ref: str | Path) -> Path:
 
 def load_recipe(ref: str | Path) -> RecipeBase:
     """Read and validate a recipe; raise :class:`RecipeError` listing every problem."""
-    from modelpress.core.safe_yaml import load_recipe_yaml
 
     path = resolve_recipe_path(ref)
     raw = load_recipe_yaml(path)  # plain data only; size, depth and alias bombs refused

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import ModelpressError
+from modelpress.tracking.alias_lock import alias_lock
+from modelpress.tracking.model_registry import alias_version, previous_tag, promote
 from modelpress.tracking.uris import use_tracking
 
 if TYPE_CHECKING:
@@ -76,7 +78,6 @@ def promote_version(name: str, version: str | None = None, source_alias: str = "
                     alias: str = "champion", tolerance: float = 0.0, force: bool = False,
                     tracking_uri: str | None = None) -> Outcome:
     """Move ``alias`` to a version (given, or the one holding ``source_alias``)."""
-    from modelpress.tracking.model_registry import promote
 
     with tracking(tracking_uri) as c:
         chosen = _version(c, name, version, source_alias if version is None else None)
@@ -109,8 +110,6 @@ def promote_version(name: str, version: str | None = None, source_alias: str = "
 
 def rollback(name: str, alias: str = "champion", tracking_uri: str | None = None) -> Outcome:
     """Restore the version that held ``alias`` before the current holder."""
-    from modelpress.tracking.alias_lock import alias_lock
-    from modelpress.tracking.model_registry import alias_version, previous_tag
 
     with tracking(tracking_uri) as c, alias_lock(c, name, alias):  # the lock promotions take
         current = alias_version(name, alias, c)

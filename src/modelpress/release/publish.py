@@ -7,6 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from modelpress.core.errors import ModelpressError
+from modelpress.core.handoffs import Promotion, Registration
+from modelpress.core.registry import BUILDS
+from modelpress.gate.champion import measure_version
+from modelpress.gate.report import render_gate
+from modelpress.tracking.model_registry import TORCH_ARTIFACT, client, promote, register
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -79,8 +86,6 @@ def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, ve
 def _register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: Verdict, run: Any) -> Registration:
     """The registering build, the version (tagged with the gate and the primary metric), the
     other builds with that version, and @challenger when the gate passed."""
-    from modelpress.tracking.model_registry import client, register
-    from modelpress.core.handoffs import Registration
 
     reports = _run_builds(plan, build, registering=True)
     registered = next(r for r in reports if r.model_uri)
@@ -105,14 +110,11 @@ def _register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: 
 
 
 def _torch_artifact() -> str:
-    from modelpress.tracking.model_registry import TORCH_ARTIFACT
-
     return TORCH_ARTIFACT
 
 
 def _run_builds(plan: Plan, context: BuildContext, registering: bool) -> list[Any]:
     """The recipe's builds of one kind (the registering one first, then the rest), in order."""
-    from modelpress.core.registry import BUILDS
 
     reports = []
     for ref in plan.builds:
@@ -129,8 +131,6 @@ def _log_gate_evidence(plan: Plan, task: Task, evaluation: Evaluation, verdict: 
     """Gate report (HTML + Pareto SVG), per-check numbers, the champion's numbers, the recipe
     itself (what retraining re-runs) and the data profile (what retraining checks drift against)."""
     import mlflow
-
-    from modelpress.gate.report import render_gate
 
     page, svg = render_gate(task, evaluation, verdict, champion, plan.peers, plan.name, plan.notes)
     mlflow.log_text(page, "report/gate.html")
@@ -165,11 +165,6 @@ def promote_if_better(registration: Registration, verdict: Verdict, evaluation: 
     to another version since then is that version scored again, on the same eval rows.
     """
     import mlflow
-
-    from modelpress.gate.champion import measure_version
-    from modelpress.tracking.model_registry import client, promote
-    from modelpress.core.errors import ModelpressError
-    from modelpress.core.handoffs import Promotion
 
     def score_of(current: Any) -> float:
         measured = champion

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 # 5-field cron as Kubernetes CronJobs (robfig/cron) read it: ranges per field, names for
 # months and weekdays, steps, lists; '?' means '*' in the day fields.
 CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),

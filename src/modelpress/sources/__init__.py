@@ -6,6 +6,7 @@ See ``base.py`` for what a source declares; each module registers its config cla
 
 from __future__ import annotations
 
-from modelpress.sources.base import Artifact, Source, SourceFacts
+from modelpress.core.facts import SourceFacts
+from modelpress.sources.base import Artifact, Source
 
 __all__ = ["Artifact", "Source", "SourceFacts"]

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationInfo, field_validator
 
 from modelpress.core.errors import ModelpressError
+from modelpress.core.facts import SourceFacts
+from modelpress.core.files import resolve_path, sha256_tree
+from modelpress.core.registry import TASKS, register_source
 from modelpress.datasets.pixels import PREPROCESSOR_FILE
-from modelpress.core.registry import register_source
-from modelpress.sources.base import Source, SourceFacts, resolve_path, sha256_tree
+from modelpress.sources.base import Source
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,8 +72,6 @@ class HuggingFaceModel(Source):
         return str(names[0]) if names else ""
 
     def facts(self) -> SourceFacts:
-        from modelpress.core.registry import TASKS
-
         config = self.config()
         architecture = self.architecture()
         task = next((t for t in TASKS.all().values()
@@ -96,7 +96,6 @@ class HuggingFaceModel(Source):
         if not any((self.path / name).exists() for name in WEIGHT_FILES):
             problems.append(f"model.path: {self.path} has no weights ({' or '.join(WEIGHT_FILES[::2])})")
         if task is None:
-            from modelpress.core.registry import TASKS
 
             known = ", ".join(f"…{a} → {t.name}" for t in TASKS.all().values() for a in t.hf_architectures)
             problems.append(f"model.task: {self.path}/config.json names architecture "

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from modelpress.core.errors import ModelpressError
+from modelpress.core.facts import SourceFacts
 from modelpress.core.registry import register_source
-from modelpress.sources.base import Source, SourceFacts
+from modelpress.sources.base import Source
+from modelpress.tracking.model_registry import TORCH_ARTIFACT, resolve_version
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,7 +43,6 @@ class MlflowModel(Source):
     def _recorded_tokenizer(self) -> str | None:
         if not self.uri.startswith("models:/"):
             return None
-        from modelpress.tracking.model_registry import resolve_version
 
         try:
             return (resolve_version(self.uri).tags or {}).get(TOKENIZER_TAG)
@@ -51,7 +52,6 @@ class MlflowModel(Source):
     def fingerprint(self) -> str:
         if not self.uri.startswith("models:/"):
             return self.uri
-        from modelpress.tracking.model_registry import resolve_version
 
         try:
             resolved = resolve_version(self.uri)
@@ -62,8 +62,6 @@ class MlflowModel(Source):
     def load(self, task: Task, dataset: pd.DataFrame) -> Any:
         import mlflow
         from mlflow.exceptions import MlflowException
-
-        from modelpress.tracking.model_registry import TORCH_ARTIFACT, resolve_version
 
         try:
             uri = self.uri

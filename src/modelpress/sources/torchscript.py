@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationInfo, field_validator
 
+from modelpress.core.files import resolve_path, sha256_file, unreadable
 from modelpress.core.registry import register_source
-from modelpress.sources.base import Source, resolve_path, sha256_file, unreadable
+from modelpress.sources.base import Source
 
 if TYPE_CHECKING:
     import pandas as pd

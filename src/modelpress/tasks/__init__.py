@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelpress.tasks.base import Batch, Metric, Task, TaskConfig, TaskSpec, split_outputs
+from modelpress.core.metric import Metric
+from modelpress.core.registry import TASKS
+from modelpress.tasks.base import Batch, Task, TaskConfig, TaskSpec, get_task, split_outputs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -16,9 +18,8 @@ if TYPE_CHECKING:
 
 def tasks() -> Mapping[str, type[Task]]:
     """Every registered task by name (the built-in modules are imported on first use)."""
-    from modelpress.core.registry import TASKS
 
     return TASKS.all()
 
 
-__all__ = ["Batch", "Metric", "Task", "TaskConfig", "TaskSpec", "split_outputs", "tasks"]
+__all__ = ["Batch", "Metric", "Task", "TaskConfig", "TaskSpec", "get_task", "split_outputs", "tasks"]

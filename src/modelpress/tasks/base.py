@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from modelpress.core.metric import Metric
+from modelpress.core.registry import TASKS, StrictConfig
 from modelpress.datasets.pixels import ImagePreprocessing
-from modelpress.core.registry import StrictConfig
 from modelpress.tasks.calling import Binding, bind, graph_signature, signature_of, unwrapped
 
 if TYPE_CHECKING:
@@ -29,24 +29,12 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from modelpress.datasets.splits import DataSchema
+    from modelpress.core.facts import SourceFacts
     from modelpress.core.handoffs import Evaluation
-    from modelpress.sources.base import SourceFacts
+    from modelpress.datasets.splits import DataSchema
 
 Batch = dict[str, "np.ndarray"]
 DataKind = Literal["text", "features", "image"]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One thing a task measures: its direction, its possible range, how the summary prints it."""
-
-    name: str
-    label: str
-    higher_is_better: bool
-    low: float = 0.0
-    high: float = math.inf
-    fmt: str = "{:.4f}"
 
 
 class TaskConfig(StrictConfig):
@@ -80,8 +68,6 @@ class TaskSpec(BaseModel):
         super().__init__(**({"name": name} if name is not None else {}), options=options, **data)
 
     def build(self) -> Task:
-        from modelpress.core.registry import get_task
-
         return get_task(self.name)(self)
 
 
@@ -266,3 +252,9 @@ class Task:
         """Every metric for ``baseline`` and ``candidate`` (ONNX graphs or modules, per
         ``evaluated_in``) on the same eval rows."""
         raise NotImplementedError
+
+
+def get_task(name: str) -> type[Task]:
+    """The task registered under ``name`` (one line naming the known ones if there is none)."""
+    task: type[Task] = TASKS.get(name)
+    return task

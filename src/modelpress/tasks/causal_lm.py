@@ -26,10 +26,25 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from modelpress.core.errors import ModelpressError
-from modelpress.lm.continuations import DEFAULT_PROMPTS
-from modelpress.lm.metrics import LM_METRICS
+from modelpress.core.errors import ModelpressError as Error
+from modelpress.core.handoffs import Evaluation, Example
+from modelpress.core.metric import Metric
 from modelpress.core.registry import register_task
-from modelpress.tasks.base import Batch, DataKind, Metric, Task, TaskConfig, split_outputs
+from modelpress.lm.continuations import DEFAULT_PROMPTS, side_by_side
+from modelpress.lm.corpus import pack_documents
+from modelpress.lm.metrics import (
+    LM_METRICS,
+    PeakMemory,
+    compare,
+    latency_ms,
+    next_token_loss,
+    prefill_ids,
+    rss_mb,
+    size_mb,
+    tokens_per_s,
+)
+from modelpress.sources.zoo import load_tokenizer
+from modelpress.tasks.base import Batch, DataKind, Task, TaskConfig, split_outputs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,7 +79,6 @@ class CausalLMConfig(TaskConfig):
 @functools.cache
 def tokenizer(source: str | None) -> Any:
     """The model's own tokenizer (a folder's files, or a package's loader), with a pad token."""
-    from modelpress.sources.zoo import load_tokenizer
 
     loaded = load_tokenizer(source)
     if loaded.eos_token_id is None:
@@ -102,8 +116,6 @@ class CausalLM(Task):
 
     @classmethod
     def source_problems(cls, config: TaskConfig, source: Any) -> list[str]:
-        from modelpress.core.errors import ModelpressError as Error
-
         try:
             hf_config = source.facts().hf_config
         except Error:
@@ -133,8 +145,6 @@ class CausalLM(Task):
         return self.tokenizer
 
     def _packed(self, frame: pd.DataFrame, where: str | None = None) -> np.ndarray:
-        from modelpress.lm.corpus import pack_documents
-
         texts = frame["text"].tolist()
         key = hashlib.sha256("\x00".join([str(self.spec.tokenizer), str(self.config.max_length), *texts])
                              .encode()).hexdigest()
@@ -167,7 +177,6 @@ class CausalLM(Task):
 
     def timing_batch(self, frame: pd.DataFrame, batch_size: int) -> Batch:
         """``latency_batch`` x ``latency_length`` ids (the config's, whatever ``batch_size`` asks)."""
-        from modelpress.lm.metrics import prefill_ids
 
         rows, length = self.config.latency_batch, self.config.latency_length
         sequences = self._packed(frame)
@@ -186,8 +195,6 @@ class CausalLM(Task):
         return logits, logits
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        from modelpress.lm.metrics import next_token_loss
-
         return next_token_loss(logits, labels)
 
     def correct(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
@@ -241,9 +248,6 @@ class CausalLM(Task):
 
     def evaluate(self, baseline: nn.Module, candidate: nn.Module, eval_frame: pd.DataFrame) -> Evaluation:
         """Both models on the same eval tokens; speed timed interleaved (same machine noise)."""
-        from modelpress.core.handoffs import Evaluation, Example
-        from modelpress.lm.continuations import side_by_side
-        from modelpress.lm.metrics import compare, size_mb
 
         cfg = self.config
         sequences = self._packed(eval_frame, where="data: split 'eval'")[: cfg.eval_sequences]
@@ -264,8 +268,6 @@ class CausalLM(Task):
 
     def _speed(self, models: dict[str, nn.Module], eval_frame: pd.DataFrame) -> dict[str, dict[str, float]]:
         import torch
-
-        from modelpress.lm.metrics import latency_ms, tokens_per_s
 
         ids = torch.as_tensor(self.timing_batch(eval_frame, self.config.latency_batch)["input_ids"])
         prompt = ids[:1, :DECODE_PROMPT_TOKENS]
@@ -292,8 +294,6 @@ def peak_memory_mb(model: nn.Module, input_ids: torch.Tensor) -> float:
     """The model's tensors plus the peak extra memory of one prefill forward of ``input_ids``
     (the process's resident high-water mark above its resident size, or the GPU allocator's)."""
     import torch
-
-    from modelpress.lm.metrics import PeakMemory, rss_mb, size_mb
 
     device = next(iter(model.parameters())).device
     before = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb()

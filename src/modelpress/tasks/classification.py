@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from modelpress.core.errors import ModelpressError
-from modelpress.tasks.base import Metric, Task
+from modelpress.core.handoffs import Evaluation
+from modelpress.core.metric import Metric
+from modelpress.tasks.base import Task
+from modelpress.tasks.evaluation import compare_onnx
+from modelpress.tasks.memory import add_peak_memory
 
 if TYPE_CHECKING:
     import onnx
@@ -64,9 +68,6 @@ class ClassificationTask(Task):
     def evaluate(self, baseline: onnx.ModelProto, candidate: onnx.ModelProto,
                  eval_frame: pd.DataFrame) -> Evaluation:
         """Every metric for baseline and candidate, both in ONNX Runtime, latency interleaved."""
-        from modelpress.tasks.evaluation import compare_onnx
-        from modelpress.core.handoffs import Evaluation
-        from modelpress.tasks.memory import add_peak_memory
 
         report = compare_onnx(baseline, candidate, self, eval_frame, timing_batch_size=TIMING_BATCH)
         report = add_peak_memory(report, {"baseline": baseline, "candidate": candidate},

@@ -6,14 +6,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from modelpress.core.registry import register_task
+from modelpress.datasets.pixels import pixel_values, processor
+from modelpress.image_data import preprocessing_problems
 from modelpress.tasks.base import Batch, DataKind, TaskConfig
 from modelpress.tasks.classification import ClassificationTask
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from modelpress.core.facts import SourceFacts
     from modelpress.datasets.splits import DataSchema
-    from modelpress.sources.base import SourceFacts
 
 
 class ImageClassificationConfig(TaskConfig):
@@ -40,7 +42,6 @@ class ImageClassification(ClassificationTask):
     @classmethod
     def data_problems(cls, data: Any, schema: DataSchema, facts: SourceFacts) -> list[str]:
         if schema.kind == "image":
-            from modelpress.image_data import preprocessing_problems
 
             return preprocessing_problems(data, facts)
         if schema.image_shape is None:
@@ -51,7 +52,6 @@ class ImageClassification(ClassificationTask):
 
     def encode(self, frame: pd.DataFrame) -> Batch:
         if "image" in frame.columns:  # encoded image files
-            from modelpress.datasets.pixels import pixel_values
 
             if self.spec.image_preprocessing is None:
                 raise ValueError("image files need the model's image preprocessing (TaskSpec.image_preprocessing)")
@@ -67,6 +67,5 @@ class ImageClassification(ClassificationTask):
         """The image processor, saved as ``preprocessor_config.json`` beside exported models."""
         if self.spec.image_preprocessing is None:
             return None
-        from modelpress.datasets.pixels import processor
 
         return processor(self.spec.image_preprocessing)

@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelpress.tasks.evaluation import graph_input_names
+
 if TYPE_CHECKING:
     import onnx
 
@@ -65,7 +67,6 @@ def add_peak_memory(report: dict[str, dict[str, float]], models: dict[str, onnx.
                     batch: Batch, task: Task) -> dict[str, dict[str, float]]:
     """``report`` with ``peak_memory_mb`` set for each named model (e.g. baseline, candidate), each
     fed ``batch`` the way its graph takes the task's inputs."""
-    from modelpress.tasks.evaluation import graph_input_names
 
     def peak(model: onnx.ModelProto) -> float:
         return peak_memory_mb(model, task.graph_binding(graph_input_names(model), batch).feeds(batch))

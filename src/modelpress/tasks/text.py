@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from modelpress.core.registry import register_task
+from modelpress.sources.zoo import resolve_tokenizer
 from modelpress.tasks.base import Batch, DataKind, TaskConfig
 from modelpress.tasks.classification import ClassificationTask
 
@@ -54,7 +55,5 @@ class TextClassification(ClassificationTask):
 def tokenizer(source: str | None) -> Any:
     """The tokenizer in a folder, or in the package named ``source`` (the shipped MiniLM)."""
     from transformers import AutoTokenizer
-
-    from modelpress.sources.zoo import resolve_tokenizer
 
     return AutoTokenizer.from_pretrained(resolve_tokenizer(source))

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from modelpress.tracking.alias_lock import alias_lock
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
@@ -99,7 +101,6 @@ def promote(name: str, version: str, alias: str, candidate_score: float,
 def _move_under_lock(c: MlflowClient, name: str, version: str, alias: str,
                      compared: ModelVersion | None) -> Promotion | None:
     """The set of compare-and-set; None when the holder moved since ``compared`` was read."""
-    from modelpress.tracking.alias_lock import alias_lock
 
     with alias_lock(c, name, alias) as lease:
         if not _same(alias_version(name, alias, c), compared):

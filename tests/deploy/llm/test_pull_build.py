@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from modelpress.deploy.pull import pull_build
 from modelpress.core.errors import ModelpressError
+from modelpress.deploy.pull import pull_build
 
 
 def test_pull_build_writes_a_folder_genai_generates_from(llm_registry, tmp_path):

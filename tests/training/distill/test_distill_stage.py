@@ -6,12 +6,12 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from modelpress.tasks.context import StageContext
 from modelpress.core.errors import ModelpressError
-from modelpress.tasks.evaluation import predict, quality, torch_runner
-from modelpress.sources.nets import SmallCNN
 from modelpress.core.registry import get_stage
+from modelpress.sources.nets import SmallCNN
 from modelpress.steps.distill import DistillConfig
+from modelpress.tasks.context import StageContext
+from modelpress.tasks.evaluation import predict, quality, torch_runner
 
 
 def _eval_accuracy(model, task, frame) -> float:

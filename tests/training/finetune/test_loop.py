@@ -8,10 +8,10 @@ import copy
 import pytest
 import torch
 
-from modelpress.tasks.context import StageContext
 from modelpress.core.errors import ModelpressError
 from modelpress.core.registry import get_stage
 from modelpress.steps.finetune import FinetuneConfig
+from modelpress.tasks.context import StageContext
 from modelpress.training import Validation, carve_validation, fit, frame_batches, task_loss, validate
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from modelpress.tasks.context import StageContext
 from modelpress.core.registry import get_stage
 from modelpress.steps.finetune import FinetuneConfig
 from modelpress.steps.finetune.masks import detect_masks
+from modelpress.tasks.context import StageContext
 
 
 @pytest.fixture(scope="module")
