@@ -54,7 +54,7 @@ def validate(cli: str, folder: Path, recipe: dict, python_prelude: str | None = 
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     command = [cli, "validate", "recipe.yaml"]
     if python_prelude:  # the real CLI, in an interpreter where some package cannot be imported
-        command = [sys.executable, "-c", f"{python_prelude}\nfrom modelpress.cli import main\nmain()",
+        command = [sys.executable, "-c", f"{python_prelude}\nfrom modelpress.cli.main import main\nmain()",
                    "validate", "recipe.yaml"]
     return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
 

@@ -36,7 +36,7 @@ def test_zenml_repository_at_repo_root_is_ignored() -> None:
 
 
 def test_cli_start_up_does_not_import_heavy_modules() -> None:
-    code = ("import sys; from modelpress.cli import main; from modelpress.recipe import load_recipe; "
+    code = ("import sys; from modelpress.cli.main import main; from modelpress.recipe.schema import load_recipe; "
             "load_recipe('mnist-cnn'); "
             "print(sorted(m for m in ('torch', 'zenml', 'mlflow', 'onnxruntime', 'transformers', "
             "'great_expectations') if m in sys.modules))")

