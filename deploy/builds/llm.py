@@ -17,16 +17,13 @@ import json
 import tempfile
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from modelpress.builds import Build, BuildContext
 from modelpress.core.errors import ModelpressError
 from modelpress.core.handoffs import BuildReport
 from modelpress.core.registry import RecipeFacts
 from modelpress.deploy.builds import MANIFEST, log_build
-
-if TYPE_CHECKING:
-    from modelpress.core.handoffs import BuildReport
 
 #: what the builds' checks feed the built model and the candidate: a few eval sequences, cut short
 CHECK_SEQUENCES, CHECK_LENGTH = 2, 128

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from modelpress.core.handoffs import PeerPoint
 
 if TYPE_CHECKING:
-    from modelpress.core.handoffs import ChampionReport, Evaluation, PeerPoint, Verdict
+    from modelpress.core.handoffs import ChampionReport, Evaluation, Verdict
 
 KIND_STYLE = {"baseline": ("tab:gray", "s"), "candidate": ("tab:blue", "o"), "champion": ("tab:orange", "D"),
               "peer": ("tab:green", "^"), "search": ("tab:blue", "o"), "pareto": ("tab:red", "*")}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from modelpress.core.handoffs import ChampionReport, Check, Verdict
 
 if TYPE_CHECKING:
-    from modelpress.core.handoffs import ChampionReport, Check, Evaluation, Verdict
+    from modelpress.core.handoffs import Evaluation
     from modelpress.settings.blocks import Threshold
 
 # rule → (how the checked value is derived from (candidate, reference), whether it is an upper bound)

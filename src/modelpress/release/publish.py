@@ -18,15 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelpress.builds import BuildContext
-    from modelpress.core.handoffs import (
-        ChampionReport,
-        DataReport,
-        Evaluation,
-        Promotion,
-        Registration,
-        StageReport,
-        Verdict,
-    )
+    from modelpress.core.handoffs import ChampionReport, DataReport, Evaluation, StageReport, Verdict
     from modelpress.recipe.plan import Plan
     from modelpress.tasks import Task
 

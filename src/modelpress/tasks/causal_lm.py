@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from modelpress.core.handoffs import Evaluation
 
 #: the context-length keys of a Hugging Face config, in the order they are trusted
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from modelpress.core.handoffs import Evaluation
 
 CLASSIFICATION_METRICS = (  # in the order the summary prints them
     Metric("size_mb", "size (MB)", False, fmt="{:.2f}"),
