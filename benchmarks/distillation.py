@@ -146,7 +146,7 @@ def latency_part(args) -> None:
 def cnn_teacher(task, frame):
     import torch
 
-    from modelpress.sources.nets import SmallCNN
+    from modelpress.sources.zoo.nets import SmallCNN
     from modelpress.training import plain_settings, train
 
     torch.manual_seed(0)

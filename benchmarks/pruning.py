@@ -134,7 +134,7 @@ def time_all(variants: list[Variant], batch: dict, repeats: int) -> None:
 def cnn_part(seeds: list[int], recovery_epochs: int, recovery_lr: float) -> dict[str, list[dict]]:
     import torch_pruning as tp
 
-    from modelpress.sources.nets import SmallCNN
+    from modelpress.sources.zoo.nets import SmallCNN
 
     task = TaskSpec("image-classification", image_shape=(1, 28, 28)).build()
     results: dict[str, list[dict]] = {}

@@ -55,7 +55,7 @@ def register_cnn(workdir: Path) -> str:
     import onnx
     import torch
 
-    from modelpress.sources.nets import SmallCNN
+    from modelpress.sources.zoo.nets import SmallCNN
 
     model = SmallCNN((1, 28, 28), 10).eval()
     path = workdir / "cnn.onnx"

@@ -31,7 +31,7 @@ def register_cnn(root: Path, tracking_uri: str) -> None:
     import onnx
     import torch
 
-    from modelpress.sources.nets import SmallCNN
+    from modelpress.sources.zoo.nets import SmallCNN
 
     torch.manual_seed(0)
     path = root / "cnn.onnx"

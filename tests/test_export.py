@@ -7,7 +7,7 @@ import torch
 from modelpress.core.errors import ModelpressError
 from modelpress.datasets.splits import SHIPPED
 from modelpress.deploy.onnx_export import check_parity, export_onnx
-from modelpress.sources.nets import SmallCNN
+from modelpress.sources.zoo.nets import SmallCNN
 from modelpress.tasks import TaskSpec
 from modelpress.tasks.evaluation import onnx_session
 

@@ -97,7 +97,7 @@ def _top(scores: torch.Tensor, count: int) -> torch.Tensor:
 def narrow_cnn(source: nn.Module, original: nn.Module, width: float) -> Student:
     """A SmallCNN with ``width`` × the original's channels and hidden units, keeping the
     source's largest-L1 filters/units so the student starts close to its teacher."""
-    from modelpress.sources.nets import SmallCNN
+    from modelpress.sources.zoo.nets import SmallCNN
 
     if not isinstance(source, SmallCNN) or not isinstance(original, SmallCNN):
         raise ModelpressError("distill.student.width: width reduction supports SmallCNN teachers; give "

@@ -53,7 +53,7 @@ def tiny_bert(layers: int = 2, hidden: int = 64, heads: int = 4, ffn: int = 128)
     """A MiniLM-shaped TextClassifier (BertModel, eager attention) small enough for unit tests."""
     from transformers import BertConfig, BertModel
 
-    from modelpress.sources.nets import TextClassifier
+    from modelpress.sources.zoo.nets import TextClassifier
 
     torch.manual_seed(0)
     config = BertConfig(

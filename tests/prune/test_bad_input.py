@@ -8,7 +8,7 @@ from torch import nn
 
 from modelpress.core.errors import ModelpressError
 from modelpress.core.registry import get_stage
-from modelpress.sources.nets import SmallCNN
+from modelpress.sources.zoo.nets import SmallCNN
 
 from .conftest import IMAGE
 

@@ -7,7 +7,7 @@ import torch
 
 from modelpress.core.registry import get_stage
 from modelpress.deploy.onnx_export import check_parity, export_onnx
-from modelpress.sources.nets import SmallCNN
+from modelpress.sources.zoo.nets import SmallCNN
 
 from .conftest import IMAGE, MLP
 

@@ -33,7 +33,7 @@ def digits_teacher(digits_frame, image_task):
     """A SmallCNN trained on the digits train split (~90% eval accuracy)."""
     import torch
 
-    from modelpress.sources.nets import SmallCNN
+    from modelpress.sources.zoo.nets import SmallCNN
     from modelpress.training import plain_settings, train
 
     torch.manual_seed(0)
@@ -68,7 +68,7 @@ def tiny_bert_classifier(layers: int = 4, hidden: int = 32, num_classes: int = 2
     import torch
     from transformers import BertConfig, BertModel
 
-    from modelpress.sources.nets import TextClassifier
+    from modelpress.sources.zoo.nets import TextClassifier
 
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,

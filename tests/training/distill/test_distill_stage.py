@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from modelpress.core.errors import ModelpressError
 from modelpress.core.registry import get_stage
-from modelpress.sources.nets import SmallCNN
+from modelpress.sources.zoo.nets import SmallCNN
 from modelpress.steps.distill import DistillConfig
 from modelpress.tasks.context import StageContext
 from modelpress.tasks.evaluation import predict, quality, torch_runner

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modelpress.core.errors import ModelpressError
-from modelpress.sources.nets import SmallCNN
+from modelpress.sources.zoo.nets import SmallCNN
 from modelpress.steps.distill import StudentSpec
 from modelpress.steps.distill.students import build_student, kept_layers
 

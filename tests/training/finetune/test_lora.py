@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from modelpress.core.errors import ModelpressError
-from modelpress.sources.nets import SmallCNN, TextClassifier
+from modelpress.sources.zoo.nets import SmallCNN, TextClassifier
 from modelpress.steps.finetune import FinetuneConfig, LoraSettings
 from modelpress.steps.finetune.lora import attach_lora, default_train_modules, merge_lora
 from modelpress.tasks import Task, split_outputs

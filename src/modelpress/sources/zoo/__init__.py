@@ -91,7 +91,7 @@ def _build_minilm(num_classes: int, image_shape: Any) -> torch.nn.Module:
     # Eager attention exports to a plain MatMul/Softmax graph that ORT quantizes well
     # (src/modelpress/DESIGN.md §5); SDPA exports differently.
     encoder = AutoModel.from_pretrained(minilm_path(), attn_implementation="eager")
-    from modelpress.sources.nets import TextClassifier
+    from modelpress.sources.zoo.nets import TextClassifier
 
     return TextClassifier(encoder, num_classes, tokenizer=MINILM)
 
@@ -99,7 +99,7 @@ def _build_minilm(num_classes: int, image_shape: Any) -> torch.nn.Module:
 def _build_cnn(num_classes: int, image_shape: Any) -> torch.nn.Module:
     if image_shape is None:
         raise ModelpressError("model 'small-cnn' needs image data (data.image_shape)")
-    from modelpress.sources.nets import SmallCNN
+    from modelpress.sources.zoo.nets import SmallCNN
 
     return SmallCNN(tuple(image_shape), num_classes)
 
