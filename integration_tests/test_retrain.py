@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelpress.data import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 
 from .helpers import mlflow_client, run_cli
 

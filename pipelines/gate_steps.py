@@ -12,11 +12,11 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
-from modelpress.handoffs import ChampionReport, Evaluation, PeerPoint, Verdict
+from modelpress.handoffs import ChampionReport, Evaluation, PeerPoint, Ref, Verdict
 from modelpress.recipe import Drift, Registry
 from modelpress.tasks import TaskSpec
 
-from .steps import eval_rows
+from .steps import data_config, eval_rows
 
 
 @step(enable_cache=False)  # the champion alias can move between runs: never reuse a comparison
@@ -44,16 +44,16 @@ def gate_report(evaluation: Evaluation, verdict: Verdict, champion: ChampionRepo
 
 
 @step
-def profile_data(dataset: pd.DataFrame, reference: dict[str, Any] | None, drift: Drift) -> tuple[
+def profile_data(dataset: pd.DataFrame, data: Ref, reference: dict[str, Any] | None, drift: Drift) -> tuple[
     Annotated[dict[str, Any], "data_profile"], Annotated[dict[str, Any], "drift_report"]
 ]:
-    """Profile the data (recorded with the model for later drift checks) and, when retraining
-    against a champion, validate it against the champion's profile; raises on drift."""
-    from modelpress.validation import check_against_profile, data_profile
+    """Profile the data as its source does (recorded with the model for later drift checks) and,
+    when retraining against a champion, validate it against the champion's profile; raises on drift."""
+    from modelpress.validation import check_against_profile
 
     report: dict[str, Any] = {"checked": False}
     if reference:
         report = {"checked": True, **check_against_profile(dataset, reference, drift.model_dump())}
         log_metadata(metadata={"drift": {k: v for k, v in report.items() if k != "suites"}})
-    profile = data_profile(dataset)
+    profile = data_config(data).profile(dataset)
     return profile, report  # a literal tuple: ZenML reads the return statement to count outputs

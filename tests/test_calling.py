@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.data import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.deploy.onnx_export import check_parity, export_onnx
 from modelpress.errors import ModelpressError
 from modelpress.evaluate import graph_input_names, onnx_runner, onnx_session

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from modelpress.data import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.deploy.onnx_export import check_parity, export_onnx
 from modelpress.errors import ModelpressError
 from modelpress.evaluate import onnx_session

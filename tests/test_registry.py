@@ -8,7 +8,7 @@ import mlflow
 import pytest
 import torch
 
-from modelpress.data import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.deploy.onnx_export import export_onnx
 from modelpress.deploy.registry import alias_version, promote, register, resolve_version
 from modelpress.evaluate import onnx_runner, onnx_session, predict, quality

@@ -107,6 +107,19 @@ def sources() -> None:
 
 
 @main.command()
+def datasets() -> None:
+    """List the registered data sources (data.source) with their fields."""
+    from .datasets.base import Dataset, dataset_kinds
+
+    common = tuple(Dataset.model_fields)  # split, seed, limit: every source has them
+    for name, kind in sorted(dataset_kinds().items()):
+        click.echo(f"{name}: {kind.summary}")
+        _echo_fields(kind, "    ", skip=common)
+    click.echo("\nEvery data source also takes: " + ", ".join(f for f in common if f != "source")
+               + " (how the rows are sampled and split).")
+
+
+@main.command()
 def tasks() -> None:
     """List the registered tasks (model.task): options, the data they take, what they measure."""
     from .registry import TASKS

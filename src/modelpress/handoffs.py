@@ -1,10 +1,10 @@
 """Typed records that cross ZenML steps: the plan, evaluations, verdicts, registrations.
 
 Each is a frozen pydantic model, so ZenML stores it with its pydantic materializer, shows it in
-the dashboard and keys its cache on the JSON. Registered kinds (a stage's, a source's, a task's
-or a build's config) travel as :class:`Ref`: the registered name plus the config's JSON, which
-the consuming step validates again with the registered class. Metric dictionaries are keyed by
-the names the task declares (``Task.metrics``), never by a list kept here.
+the dashboard and keys its cache on the JSON. Registered kinds (a stage's, a source's, a task's,
+a build's or a data source's config) travel as :class:`Ref`: the registered name plus the
+config's JSON, which the consuming step validates again with the registered class. Metric
+dictionaries are keyed by the names the task declares (``Task.metrics``), never by a list kept here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from .recipe import DataSource, Drift, Registry, Resources, Threshold
+from .recipe import Drift, Registry, Resources, Threshold
 from .tasks.base import TaskSpec
 
 Metrics = dict[str, float]
@@ -176,7 +176,7 @@ class Plan(Record):
     recipe: dict[str, JsonValue]  # the validated recipe as JSON: logged, hashed, re-run by retraining
     source: Ref
     task: TaskSpec
-    data: DataSource
+    data: Ref  # the data source and its config (modelpress.datasets)
     stages: list[StagePlan]
     builds: list[Ref]
     gate: dict[str, Threshold]

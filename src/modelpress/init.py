@@ -47,6 +47,7 @@ def starter_recipe(choices: Choices) -> dict[str, Any]:
     """The recipe as a dict (validated by :func:`write_starter`)."""
     import pandas as pd
 
+    from .datasets.table import table_source
     from .image_data import column_images
     from .registry import get_task
 
@@ -61,8 +62,8 @@ def starter_recipe(choices: Choices) -> dict[str, Any]:
     task = choices.task or facts.task or _data_task(frame, label, choices.text)
     if choices.task or facts.task is None:  # a model that names its task keeps it
         model["task"] = task
-    data: dict[str, Any] = {"source": "parquet" if choices.data.suffix in (".parquet", ".pq") else "csv",
-                            "path": _relative(choices.data, choices.out.parent), "label": label}
+    data: dict[str, Any] = {"source": table_source(choices.data), "path": _relative(choices.data, choices.out.parent),
+                            "label": label}
     kind = get_task(task).data_kind
     if kind == "text":
         data["text"] = choices.text or _text_column(frame, label)
@@ -88,7 +89,7 @@ def _recipe(choices: Choices, model: dict[str, Any], data: dict[str, Any]) -> di
 def _image_recipe(choices: Choices) -> dict[str, Any]:
     """An ImageFolder tree (DATA/<class>/<image>): task image classification, the class order
     from the model (id2label), ``--labels`` or the folder names."""
-    from .image_data import class_names, folder_files, layout_problem
+    from .datasets.image_folder import class_names, folder_files, layout_problem
     from .registry import TASKS
 
     problem = layout_problem(choices.data)

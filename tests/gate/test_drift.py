@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from modelpress.data import SHIPPED
+from modelpress.datasets.profile import data_profile
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.errors import DataValidationError
-from modelpress.validation import check_against_profile, data_profile
+from modelpress.validation import check_against_profile
 
 DRIFT = {"max_label_kl": 0.1, "max_mean_shift": 0.5, "max_out_of_range": 0.01}
 

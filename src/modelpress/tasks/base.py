@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from ..data import DataSchema
+    from modelpress.datasets.base import DataSchema
+
     from ..handoffs import Evaluation
     from ..sources.base import SourceFacts
 

@@ -12,7 +12,8 @@ from .classification import ClassificationTask
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..data import DataSchema
+    from modelpress.datasets.base import DataSchema
+
     from ..sources.base import SourceFacts
 
 

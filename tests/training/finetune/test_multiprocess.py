@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent("""
     import torch
     import torch.distributed as dist
     from modelpress.context import StageContext
-    from modelpress.data import SHIPPED
+    from modelpress.datasets.shipped import SHIPPED
     from modelpress.nets import SmallCNN
     from modelpress.registry import get_stage
     from modelpress.tasks import TaskSpec
