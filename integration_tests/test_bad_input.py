@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from modelpress.datasets.splits import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 
 from .helpers import run_cli
 

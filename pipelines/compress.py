@@ -65,7 +65,7 @@ def compress(plan: Plan) -> None:
     dataset, validation_report = _configured(validate_data, plan, "validate_data")(
         dataset, data=plan.data, task=task)
     # Retraining passes the champion's data profile: drift stops the run before any training.
-    profile, _ = profile_data(dataset, reference=plan.reference_profile, drift=plan.drift)
+    profile, _ = profile_data(dataset, data=plan.data, reference=plan.reference_profile, drift=plan.drift)
 
     in_onnx = task.build().evaluated_in == "onnx"
     model, parity, baseline_onnx, candidate_onnx = None, None, None, None

@@ -12,11 +12,11 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
-from modelpress.core.handoffs import ChampionReport, Evaluation, PeerPoint, Verdict
-from modelpress.datasets.validation import check_against_profile, data_profile
+from modelpress.core.handoffs import ChampionReport, Evaluation, PeerPoint, Ref, Verdict
+from modelpress.datasets.validation import check_against_profile
 from modelpress.gate.champion import measure_champion
 from modelpress.gate.report import render_gate
-from modelpress.pipelines.steps import eval_rows
+from modelpress.pipelines.steps import data_config, eval_rows
 from modelpress.settings.blocks import Drift, ModelRegistrySettings
 from modelpress.tasks import TaskSpec, get_task
 
@@ -43,15 +43,15 @@ def gate_report(evaluation: Evaluation, verdict: Verdict, champion: ChampionRepo
 
 
 @step
-def profile_data(dataset: pd.DataFrame, reference: dict[str, Any] | None, drift: Drift) -> tuple[
+def profile_data(dataset: pd.DataFrame, data: Ref, reference: dict[str, Any] | None, drift: Drift) -> tuple[
     Annotated[dict[str, Any], "data_profile"], Annotated[dict[str, Any], "drift_report"]
 ]:
-    """Profile the data (recorded with the model for later drift checks) and, when retraining
-    against a champion, validate it against the champion's profile; raises on drift."""
+    """Profile the data as its source does (recorded with the model for later drift checks) and,
+    when retraining against a champion, validate it against the champion's profile; raises on drift."""
 
     report: dict[str, Any] = {"checked": False}
     if reference:
         report = {"checked": True, **check_against_profile(dataset, reference, drift.model_dump())}
         log_metadata(metadata={"drift": {k: v for k, v in report.items() if k != "suites"}})
-    profile = data_profile(dataset)
+    profile = data_config(data).profile(dataset)
     return profile, report  # a literal tuple: ZenML reads the return statement to count outputs

@@ -4,41 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from modelpress import __version__
 from modelpress.core.handoffs import Ref, StagePlan
 from modelpress.core.registry import get_stage
-from modelpress.datasets.splits import (
-    SHIPPED,
-    declared_labels,
-    describe,
-    feature_columns,
-    file_columns,
-    fingerprint,
-    label_key,
-)
+from modelpress.datasets.splits import label_key
 from modelpress.gate.report import load_peers
-from modelpress.image_data import preprocessing
+from modelpress.datasets.images import preprocessing
 from modelpress.recipe.plan import Plan
-from modelpress.recipe.schema import FileData, RecipeBase
+from modelpress.recipe.schema import RecipeBase
 from modelpress.tasks import TaskSpec
-
-
-def _package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def data_fingerprint(recipe: RecipeBase) -> str:
-    digest = fingerprint(recipe.data)  # a user's files (table, corpus, images)
-    if digest is not None:
-        return digest
-    package = SHIPPED[recipe.data.source].package
-    return f"{recipe.data.source}:{package}=={_package_version(package)}"
 
 
 def recipe_hash(recipe: RecipeBase) -> str:
@@ -48,16 +24,13 @@ def recipe_hash(recipe: RecipeBase) -> str:
 
 def task_spec(recipe: RecipeBase) -> TaskSpec:
     """The task with what the data and the model source say about it (labels, tokenizer, shapes)."""
-    schema = describe(recipe.data)
+    schema = recipe.data.describe()
     facts = recipe.model.facts()
-    labels = facts.labels if facts.labels is not None else declared_labels(recipe.data)
-    features = None
-    if isinstance(recipe.data, FileData) and recipe.data.features:
-        features = tuple(feature_columns(recipe.data, file_columns(recipe.data)))
+    labels = facts.labels if facts.labels is not None else recipe.data.declared_labels()
     images = preprocessing(recipe.data, facts) if schema.kind == "image" else None
     return TaskSpec(recipe.task, options=recipe.task_config.model_dump(mode="json", exclude={"name"}),
                     labels=tuple(label_key(label) for label in labels) if labels is not None else None,
-                    tokenizer=facts.tokenizer, image_shape=schema.image_shape, features=features,
+                    tokenizer=facts.tokenizer, image_shape=schema.image_shape, features=recipe.data.feature_names(),
                     image_preprocessing=images)
 
 
@@ -71,13 +44,13 @@ def promotion_tolerance(recipe: RecipeBase) -> float:
 
 def build_plan(recipe: RecipeBase, tracker: str, experiment: str,
                reference_profile: dict[str, Any] | None = None) -> Plan:
-    data_fp, model_fp = data_fingerprint(recipe), recipe.model.fingerprint()
+    data_fp, model_fp = recipe.data.fingerprint(), recipe.model.fingerprint()
     return Plan(
         name=recipe.name,
         recipe=recipe.model_dump(mode="json", by_alias=True),
         source=Ref(name=recipe.model.source, config=recipe.model.model_dump(mode="json", by_alias=True)),
         task=task_spec(recipe),
-        data=recipe.data,
+        data=Ref(name=recipe.data.source, config=recipe.data.model_dump(mode="json")),
         stages=[StagePlan(name=s.name, kind=get_stage(s.name).kind, position=i,
                           config=s.config.model_dump(mode="json", by_alias=True))
                 for i, s in enumerate(recipe.stages, start=1)],

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpress.core.errors import ModelpressError
-from modelpress.datasets.splits import SHIPPED
+from modelpress.datasets.base import dataset_kind
 from modelpress.pipelines.plan import build_plan
 from modelpress.pipelines.run import run_recipe
 from modelpress.recipe.schema import RecipeBase, validate_recipe
@@ -54,34 +54,20 @@ def _json(path: str) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def fresh_data_spec(recipe: dict[str, Any], profile: dict[str, Any], report: dict[str, Any],
-                    data: Path) -> dict[str, Any]:
-    """The recipe's data block pointed at ``data`` (CSV/Parquet, or an image folder), same split,
-    labels and layout."""
-
-    old = recipe["data"]
-    source = "parquet" if data.suffix in (".parquet", ".pq") else "csv"
-    keep = {k: old[k] for k in ("split", "seed", "limit") if k in old}
-    if old["source"] in ("csv", "parquet"):  # the user's own layout: same columns, new file
-        return {**old, "source": source, "path": str(data)}
-    if old["source"] == "images":  # a fresh ImageFolder tree: same classes, same transform
-        return {**old, "path": str(data)}
-    info = SHIPPED[old["source"]]
-    spec: dict[str, Any] = {**keep, "source": source, "path": str(data), "label": "label", "labels": list(info.labels)}
-    if info.kind == "text":
-        spec["text"] = "text"
-    else:
-        spec["features"] = list(profile["ranges"])
-        spec["image_shape"] = list(info.image_shape) if info.image_shape else None
-    return spec
+def fresh_data_spec(recipe: dict[str, Any], profile: dict[str, Any], data: Path) -> dict[str, Any]:
+    """The recipe's data block pointed at ``data`` by its own data source (same split, labels and
+    layout): a table's columns in a fresh table, a fresh corpus, a fresh image folder, a user's
+    table in the shipped set's layout."""
+    written = recipe["data"]
+    return dataset_kind(written["source"]).repoint(written, data, profile)
 
 
 def retrain_recipe(name: str, data: Path | None, alias: str = "champion") -> tuple[RecipeBase, dict[str, Any], str]:
     """(recipe to run, reference profile, champion version) for retraining ``name``."""
-    version, recipe, profile, report = champion_material(name, alias)
+    version, recipe, profile, _ = champion_material(name, alias)
     body = {**recipe, "peers": None, "search": None}
     if data is not None:
-        body["data"] = fresh_data_spec(recipe, profile, report, data)
+        body["data"] = fresh_data_spec(recipe, profile, data)
     body["description"] = f"retraining of {name} @{alias} v{version}"
     # A dump: every field set, the defaults included (a search candidate's may hold moot ones).
     checked = validate_recipe(body, source=f"{name} v{version} recipe (from MLflow)", as_written=False)

@@ -3,8 +3,8 @@
 Parameters and small outputs are typed records (``modelpress.core.handoffs``: JSON, so ZenML caches
 on them); models flow as artifacts (PyTorch modules, TorchScript included, through
 ``TorchModuleMaterializer``; ONNX graphs through ``OnnxModelMaterializer``). A registered kind
-(stage, source, build) arrives as a :class:`~modelpress.core.handoffs.Ref` and is validated again by
-its registered config class here.
+(stage, source, build, data source) arrives as a :class:`~modelpress.core.handoffs.Ref` and is validated
+again by its registered config class here.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from modelpress.core.handoffs import (
     Verdict,
 )
 from modelpress.core.registry import SOURCES, get_stage
-from modelpress.datasets.splits import assign_splits, describe, encode_labels, labels_as_text, load_frame
+from modelpress.datasets.base import Dataset, dataset_config
+from modelpress.datasets.splits import assign_splits, encode_labels, labels_as_text
 from modelpress.datasets.validation import validate_corpus, validate_frame
 from modelpress.deploy.materializers import OnnxModelMaterializer, TorchModuleMaterializer
 from modelpress.deploy.onnx_export import check_parity, export_onnx
 from modelpress.gate.rules import run_gate
 from modelpress.recipe.plan import Plan
-from modelpress.recipe.schema import DataSource
 from modelpress.release.publish import log_and_register, promote_if_better
 from modelpress.settings.blocks import Threshold
 from modelpress.tasks import TaskSpec
@@ -54,21 +54,26 @@ def source_config(source: Ref) -> Any:
     return SOURCES.get(source.name).model_validate(source.config)
 
 
+def data_config(data: Ref) -> Dataset:
+    return dataset_config(data.name, data.config)
+
+
 @step
-def load_data(data: DataSource, fingerprint: str) -> Annotated[pd.DataFrame, "dataset"]:
+def load_data(data: Ref, fingerprint: str) -> Annotated[pd.DataFrame, "dataset"]:
     """Load the dataset and mark its train / calibration / eval rows (``fingerprint`` keys the cache)."""
-    return assign_splits(load_frame(data), data.split, data.seed, data.limit)
+    config = data_config(data)
+    return assign_splits(config.load(), config.split, config.seed, config.limit)
 
 
 @step
-def validate_data(dataset: pd.DataFrame, data: DataSource, task: TaskSpec) -> tuple[
+def validate_data(dataset: pd.DataFrame, data: Ref, task: TaskSpec) -> tuple[
     Annotated[pd.DataFrame, "validated_dataset"], Annotated[DataReport, "validation_report"]
 ]:
     """great-expectations suite from the data spec; labels are then encoded as class indices
     in the task's order (the model's ``id2label``, the declared labels, or sorted). A task that
     takes no labels (a causal LM) gets the corpus suite and a frame of documents alone."""
     task_obj = task.build()
-    schema = describe(data)
+    schema = data_config(data).describe()
     if not task_obj.labelled:
         documents = dataset.drop(columns=[c for c in ("label",) if c in dataset.columns])
         result = validate_corpus(documents, schema)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from modelpress.core.errors import ModelpressError
-from modelpress.datasets.splits import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.deploy.onnx_export import check_parity, export_onnx
 from modelpress.sources.zoo import minilm_path
 from modelpress.tasks import TaskSpec

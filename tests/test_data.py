@@ -4,9 +4,12 @@ import pandas as pd
 import pytest
 
 from modelpress.core.errors import DataValidationError
-from modelpress.datasets.splits import SHIPPED, assign_splits, describe
+from modelpress.datasets.base import Split, dataset_config
+from modelpress.datasets.shipped import SHIPPED
+from modelpress.datasets.splits import assign_splits
 from modelpress.datasets.validation import validate_frame
-from modelpress.recipe.schema import ShippedData, Split
+
+DIGITS = dataset_config("digits", {"source": "digits"}).describe()
 
 
 def test_splits_are_disjoint_seeded_and_sized() -> None:
@@ -36,7 +39,7 @@ def test_shipped_datasets_load(source: str, columns: int, rows: int) -> None:
 
 def test_validation_passes_shipped_data() -> None:
     frame = SHIPPED["digits"].load()
-    report = validate_frame(frame, describe(ShippedData(source="digits")))
+    report = validate_frame(frame, DIGITS)
     assert report["success"] and report["rows"] == len(frame)
 
 
@@ -46,7 +49,7 @@ def test_validation_shows_failing_rows_for_nulls_and_unknown_labels() -> None:
     frame.loc[11, "label"] = 42
     frame.loc[13, "f5"] = None
     with pytest.raises(DataValidationError) as info:
-        validate_frame(frame, describe(ShippedData(source="digits")))
+        validate_frame(frame, DIGITS)
     message = str(info.value)
     assert "expect_column_values_to_not_be_null" in message and "\n      7 " in message
     assert "expect_column_values_to_be_in_set" in message and "42" in message
@@ -56,4 +59,4 @@ def test_validation_shows_failing_rows_for_nulls_and_unknown_labels() -> None:
 def test_validation_requires_enough_rows() -> None:
     frame = SHIPPED["digits"].load().iloc[:5]
     with pytest.raises(DataValidationError, match="row_count"):
-        validate_frame(frame, describe(ShippedData(source="digits")), min_rows=20)
+        validate_frame(frame, DIGITS, min_rows=20)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from modelpress.core.errors import ModelpressError
-from modelpress.datasets.splits import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.deploy.onnx_export import check_parity, export_onnx
 from modelpress.sources.zoo.nets import SmallCNN
 from modelpress.tasks import TaskSpec

@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 from modelpress.core.errors import DataValidationError, ModelpressError, RecipeError
-from modelpress.datasets.splits import describe, load_frame
 from modelpress.recipe.schema import validate_recipe
 
 CNN = '''
@@ -87,14 +86,14 @@ def validated(project: Path, data: dict, model: dict | None = None):  # type: ig
 
 def test_image_folder_is_read_as_torchvision_imagefolder_reads_it(project: Path) -> None:
     spec = validated(project, {"source": "images", "path": "pets", "transform": TRANSFORM}).data
-    frame = load_frame(spec)
+    frame = spec.load()
     # classes = the sorted folder names (hidden folders are none); files found recursively, by suffix
-    assert describe(spec).labels == ("cat", "dog") and describe(spec).kind == "image"
+    assert spec.describe().labels == ("cat", "dog") and spec.describe().kind == "image"
     assert sorted(frame["image_file"]) == sorted(FILES)
     for row in frame.itertuples():
         assert row.image == (project / "pets" / row.image_file).read_bytes()
         assert row.label == row.image_file.split("/")[0]
-    assert describe(spec).image_shape == (1, 8, 8)  # what the transform makes of every file
+    assert spec.describe().image_shape == (1, 8, 8)  # what the transform makes of every file
 
 
 def test_parquet_bytes_and_csv_paths_columns_read_the_same_images(project: Path) -> None:
@@ -113,9 +112,9 @@ def test_parquet_bytes_and_csv_paths_columns_read_the_same_images(project: Path)
         column = "file" if source == "csv" else "img"
         spec = validated(project, {"source": source, "path": path, "image": column, "label": "y",
                                    "transform": TRANSFORM}).data
-        frame = load_frame(spec)
+        frame = spec.load()
         assert list(frame["image"]) == expected, path  # relative paths resolve against the CSV's folder
-        assert list(frame["label"]) == labels and describe(spec).kind == "image"
+        assert list(frame["label"]) == labels and spec.describe().kind == "image"
 
 
 def _problems(project: Path, data: dict, model: dict | None = None) -> list[str]:
@@ -164,10 +163,11 @@ def test_bad_image_data_is_refused_at_validate_with_one_line(project: Path) -> N
 # --- preprocessing: the model's own, or data.transform ----------------------------------------
 
 def _plan_task(project: Path, data: dict, model: dict | None = None):  # type: ignore[no-untyped-def]
+    from modelpress.datasets.base import dataset_config
     from modelpress.pipelines.plan import build_plan
 
     plan = build_plan(validated(project, data, model), tracker="t", experiment="t")
-    return plan.task.build(), load_frame(plan.data)
+    return plan.task.build(), dataset_config(plan.data.name, plan.data.config).load()
 
 
 def test_a_hugging_face_model_is_fed_by_its_own_image_processor(project: Path) -> None:
@@ -205,11 +205,12 @@ def test_a_declared_transform_is_the_torchvision_pipeline(project: Path, mode: s
 # --- great-expectations ------------------------------------------------------------------------
 
 def test_great_expectations_name_the_first_file_that_does_not_decode(project: Path, tmp_path: Path) -> None:
-    from modelpress.datasets.validation import check_against_profile, data_profile, validate_frame
+    from modelpress.datasets.profile import data_profile
+    from modelpress.datasets.validation import check_against_profile, validate_frame
 
     spec = validated(project, {"source": "images", "path": "pets", "transform": TRANSFORM}).data
-    frame = load_frame(spec)
-    report = validate_frame(frame, describe(spec), min_rows=2)
+    frame = spec.load()
+    report = validate_frame(frame, spec.describe(), min_rows=2)
     assert report["images"] == {"files": 6, "min_width": 16, "max_width": 31, "min_height": 16, "max_height": 30,
                                 "modes": {"L": 2, "RGB": 3, "RGBA": 1}}
     profile = data_profile(frame)
@@ -223,7 +224,7 @@ def test_great_expectations_name_the_first_file_that_does_not_decode(project: Pa
     (broken / "cat" / "fake.png").write_text("a text file named .png")
     spec = validated(project, {"source": "images", "path": str(broken), "transform": TRANSFORM}).data
     with pytest.raises(DataValidationError) as info:
-        validate_frame(load_frame(spec), describe(spec), min_rows=2)
+        validate_frame(spec.load(), spec.describe(), min_rows=2)
     lines = str(info.value).splitlines()
     assert len(lines) == 2 and lines[1].startswith("  - 2 of 7 image files do not decode; the first: cat/fake.png (")
     assert "UnidentifiedImageError" in lines[1]

@@ -8,7 +8,7 @@ import mlflow
 import pytest
 import torch
 
-from modelpress.datasets.splits import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.deploy.onnx_export import export_onnx
 from modelpress.tasks import TaskSpec
 from modelpress.tasks.evaluation import onnx_runner, onnx_session, predict, quality

@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking._model_registry import utils as registry_utils
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from modelpress.datasets.splits import SHIPPED
+from modelpress.datasets.shipped import SHIPPED
 from modelpress.tasks import TaskSpec
 from modelpress.tasks.evaluation import onnx_runner, onnx_session, predict, quality
 

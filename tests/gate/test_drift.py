@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from modelpress.core.errors import DataValidationError
-from modelpress.datasets.splits import SHIPPED
-from modelpress.datasets.validation import check_against_profile, data_profile
+from modelpress.datasets.profile import data_profile
+from modelpress.datasets.shipped import SHIPPED
+from modelpress.datasets.validation import check_against_profile
 
 DRIFT = {"max_label_kl": 0.1, "max_mean_shift": 0.5, "max_out_of_range": 0.01}
 

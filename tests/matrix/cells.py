@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from modelpress.datasets.splits import assign_splits, encode_labels, load_frame
+from modelpress.datasets.splits import assign_splits, encode_labels
 from modelpress.recipe.schema import RecipeBase, validate_recipe
 from modelpress.tasks import Task
 from modelpress.tasks.context import StageContext
@@ -49,7 +49,7 @@ def load(raw: dict, folder: Path) -> Loaded:
 
     recipe = validate_recipe(raw, base=folder)
     task = task_spec(recipe).build()
-    frame = assign_splits(load_frame(recipe.data), recipe.data.split, recipe.data.seed, recipe.data.limit)
+    frame = assign_splits(recipe.data.load(), recipe.data.split, recipe.data.seed, recipe.data.limit)
     if task.labelled:  # as the pipeline's validate_data step does: labels become class indices
         frame, _ = encode_labels(frame, task.spec.labels)
     model = recipe.model.load(task, frame)

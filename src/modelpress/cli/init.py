@@ -19,19 +19,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from modelpress.core.errors import ModelpressError, RecipeError
-from modelpress.core.registry import SOURCES, TASKS
+from modelpress.core.registry import SOURCES, TASKS, get_task
+from modelpress.datasets.image_folder import class_names, folder_files, layout_problem
 from modelpress.datasets.pixels import decode
 from modelpress.datasets.splits import label_key, sorted_labels
-from modelpress.image_data import (
-    IMAGE_SUFFIXES,
-    bytes_or_path,
-    class_names,
-    column_images,
-    folder_files,
-    layout_problem,
-)
+from modelpress.datasets.table import table_source
+from modelpress.datasets.images import IMAGE_SUFFIXES, bytes_or_path, column_images
 from modelpress.recipe.schema import validate_recipe
-from modelpress.tasks import get_task
 
 LABEL_NAMES = ("label", "labels", "target", "class", "y", "category", "diagnosis", "sentiment")
 TEXT_NAMES = ("text", "review", "sentence", "comment", "content", "body")
@@ -60,6 +54,7 @@ def starter_recipe(choices: Choices) -> dict[str, Any]:
     """The recipe as a dict (validated by :func:`write_starter`)."""
     import pandas as pd
 
+
     if choices.data.is_dir():
         return _image_recipe(choices)
     frame = _read(choices.data, pd)
@@ -71,8 +66,8 @@ def starter_recipe(choices: Choices) -> dict[str, Any]:
     task = choices.task or facts.task or _data_task(frame, label, choices.text)
     if choices.task or facts.task is None:  # a model that names its task keeps it
         model["task"] = task
-    data: dict[str, Any] = {"source": "parquet" if choices.data.suffix in (".parquet", ".pq") else "csv",
-                            "path": _relative(choices.data, choices.out.parent), "label": label}
+    data: dict[str, Any] = {"source": table_source(choices.data), "path": _relative(choices.data, choices.out.parent),
+                            "label": label}
     kind = get_task(task).data_kind
     if kind == "text":
         data["text"] = choices.text or _text_column(frame, label)

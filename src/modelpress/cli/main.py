@@ -20,6 +20,7 @@ from modelpress.core.errors import GateFailed, ModelpressError
 from modelpress.core.quiet import VERBOSE_ENV, plain_terminal
 from modelpress.core.registry import BUILDS, SOURCES, TASKS
 from modelpress.core.registry import stages as registered
+from modelpress.datasets.base import Dataset, dataset_kinds
 from modelpress.deploy.pull import InstanceKind, pull_build
 from modelpress.deploy.pull import pull as pull_model
 from modelpress.pipelines.run import run_recipe
@@ -106,6 +107,18 @@ def sources() -> None:
     for name, source in sorted(SOURCES.all().items()):
         click.echo(f"{name} [{source.artifact}]: {source.summary}")
         _echo_fields(source, "    ", skip=("source", "search_path"))
+
+
+@main.command()
+def datasets() -> None:
+    """List the registered data sources (data.source) with their fields."""
+
+    common = tuple(Dataset.model_fields)  # split, seed, limit: every source has them
+    for name, kind in sorted(dataset_kinds().items()):
+        click.echo(f"{name}: {kind.summary}")
+        _echo_fields(kind, "    ", skip=common)
+    click.echo("\nEvery data source also takes: " + ", ".join(f for f in common if f != "source")
+               + " (how the rows are sampled and split).")
 
 
 @main.command()

@@ -1,10 +1,10 @@
 """Typed records that cross ZenML steps: the plan, evaluations, verdicts, registrations.
 
 Each is a frozen pydantic model, so ZenML stores it with its pydantic materializer, shows it in
-the dashboard and keys its cache on the JSON. Registered kinds (a stage's, a source's, a task's
-or a build's config) travel as :class:`Ref`: the registered name plus the config's JSON, which
-the consuming step validates again with the registered class. Metric dictionaries are keyed by
-the names the task declares (``Task.metrics``), never by a list kept here.
+the dashboard and keys its cache on the JSON. Registered kinds (a stage's, a source's, a task's,
+a build's or a data source's config) travel as :class:`Ref`: the registered name plus the
+config's JSON, which the consuming step validates again with the registered class. Metric
+dictionaries are keyed by the names the task declares (``Task.metrics``), never by a list kept here.
 """
 
 from __future__ import annotations

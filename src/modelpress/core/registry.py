@@ -1,13 +1,14 @@
 """The registries: YAML names → the modules that implement them.
 
-Four extension points, one mechanism. A **stage** (technique), a model **source**, a **task**
-and a **build** (export format) are each one module that registers its pydantic config (and,
-for stages, its pure ``apply`` function) under the name the YAML uses. The recipe schema, the
-CLI's listings and the pipeline builder read from here, so a new kind touches only its module.
+Five extension points, one mechanism. A **stage** (technique), a model **source**, a **task**,
+a **build** (export format) and a **dataset** (data source) are each one module that registers
+its pydantic config (and, for stages, its pure ``apply`` function) under the name the YAML uses.
+The recipe schema, the CLI's listings and the pipeline builder read from here, so a new kind
+touches only its module.
 
 A registry finds its built-in kinds by importing every module of its package
-(``modelpress.tasks``, ``modelpress.sources``, ``modelpress.deploy.builds``, the rooms of
-``modelpress.steps``), and third-party ones through the entry-point group
+(``modelpress.tasks``, ``modelpress.sources``, ``modelpress.datasets``, ``modelpress.deploy.builds``,
+the rooms of ``modelpress.steps``), and third-party ones through the entry-point group
 ``modelpress.<kind>s`` (e.g. ``modelpress.sources``), so adding a kind is adding one module.
 Registering modules must stay cheap to import (pydantic only; heavy imports inside functions):
 recipe validation imports every one of them.
@@ -144,11 +145,14 @@ def get_stage(name: str) -> StageSpec:
     return STAGES.get(name)
 
 
-# --- sources, tasks, builds: the config class (or task class) is the registered spec ---------
+# --- sources, tasks, builds, datasets: the config class (or task class) is the registered spec
 
 SOURCES: PluginRegistry[type[Any]] = PluginRegistry("model source", "modelpress.sources", "modelpress.sources")
 TASKS: PluginRegistry[type[Any]] = PluginRegistry("task", "modelpress.tasks", "modelpress.tasks")
 BUILDS: PluginRegistry[type[Any]] = PluginRegistry("build", "modelpress.deploy.builds", "modelpress.builds")
+#: typed loosely, as the others: the Dataset protocol (modelpress.datasets.base) sits a layer up;
+#: modelpress.datasets.base.dataset_kind() gives the registered class as a Dataset
+DATASETS: PluginRegistry[type[StrictConfig]] = PluginRegistry("data source", "modelpress.datasets", "modelpress.datasets")
 
 Registered = TypeVar("Registered", bound=type)
 
@@ -174,3 +178,8 @@ def register_task(name: str) -> Callable[[Registered], Registered]:
 def register_build(name: str) -> Callable[[Registered], Registered]:
     """Class decorator: a :class:`~modelpress.builds.Build` config under ``export: [name]``."""
     return _registrar(BUILDS, name)
+
+
+def register_dataset(name: str) -> Callable[[Registered], Registered]:
+    """Class decorator: a :class:`~modelpress.datasets.base.Dataset` config under ``data.source: name``."""
+    return _registrar(DATASETS, name)

@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import DataValidationError
-from modelpress.datasets.pixels import image_facts, mean_intensity
+from modelpress.datasets.pixels import image_facts
+from modelpress.datasets.profile import row_stat
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from modelpress.datasets.splits import DataSchema
+    from modelpress.datasets.base import DataSchema
 
 MISSING_FEATURES = "n_missing_features"
 DECODE_ERROR = "decode_error"  # why an image file does not decode (null when it does)
@@ -159,52 +160,14 @@ def _indent(text: str) -> str:
 
 
 # --- drift: fresh data against the reference (champion's) data profile ----------------------
-# The profile is a few numbers per column recorded with every published model; the retraining
-# pipeline turns it into a great-expectations suite (schema, value ranges, label balance, the
-# shift of row means) and runs it on the fresh data before any training happens.
+# The profile (modelpress.datasets.profile) is a few numbers per column recorded with every
+# published model; the retraining pipeline turns it into a great-expectations suite (schema,
+# value ranges, label balance, the shift of row means) and runs it on the fresh data before any
+# training happens. A corpus has no labels, so its suite has no label checks.
 
 ROW_STAT = "row_stat"          # mean of the features (or text length) per row
 OUT_OF_RANGE = "out_of_range"  # share of a row's features outside the reference range
 RANGE_SLACK = 1e-6
-
-
-def data_profile(frame: pd.DataFrame) -> dict[str, Any]:
-    """Schema, ranges, label shares and the row-statistic distribution of ``frame``."""
-    import pandas as pd
-
-    data = frame.drop(columns=[c for c in ("split",) if c in frame.columns])
-    features = _feature_columns(data)
-    stat = _row_stat(data, features)
-    shares = data["label"].value_counts(normalize=True).sort_index() if "label" in data else pd.Series(dtype=float)
-    return {
-        "columns": list(data.columns), "rows": len(data), "kind": _input_kind(data),
-        "labels": [_plain(v) for v in shares.index], "label_shares": [float(s) for s in shares.to_numpy()],
-        "row_stat": {"mean": float(stat.mean()), "std": float(stat.std() or 1.0)},
-        "ranges": {c: [float(data[c].min()), float(data[c].max())] for c in features},
-    }
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
-
-
-def _feature_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.startswith("f") and c[1:].isdigit()]
-
-
-def _input_kind(frame: pd.DataFrame) -> str:
-    return "text" if "text" in frame else "image" if "image" in frame else "features"
-
-
-def _row_stat(frame: pd.DataFrame, features: list[str]) -> pd.Series:
-    import pandas as pd
-
-    if "text" in frame:
-        return frame["text"].fillna("").astype(str).str.len().astype("float64")
-    if "image" in frame:  # each image's mean brightness (0..1)
-
-        return pd.Series(mean_intensity(frame["image"]), index=frame.index, dtype="float64")
-    return frame[features].mean(axis=1, skipna=True).astype("float64")
 
 
 def drift_suite(profile: dict[str, Any], drift: dict[str, float]) -> tuple[Any, Any]:
@@ -215,11 +178,12 @@ def drift_suite(profile: dict[str, Any], drift: dict[str, float]) -> tuple[Any, 
     schema = gx.ExpectationSuite(name="modelpress-reference-schema")
     schema.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=profile["columns"], exact_match=True))
     suite = gx.ExpectationSuite(name="modelpress-reference-drift")
-    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="label"))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=profile["labels"]))
-    suite.add_expectation(gxe.ExpectColumnKLDivergenceToBeLessThan(
-        column="label", threshold=drift["max_label_kl"],
-        partition_object={"values": profile["labels"], "weights": profile["label_shares"]}))
+    if "label" in profile["columns"]:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="label"))
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=profile["labels"]))
+        suite.add_expectation(gxe.ExpectColumnKLDivergenceToBeLessThan(
+            column="label", threshold=drift["max_label_kl"],
+            partition_object={"values": profile["labels"], "weights": profile["label_shares"]}))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=MISSING_FEATURES, min_value=0, max_value=0))
     suite.add_expectation(gxe.ExpectColumnMeanToBeBetween(column=OUT_OF_RANGE, max_value=drift["max_out_of_range"]))
     ref, shift = profile["row_stat"], drift["max_mean_shift"] * profile["row_stat"]["std"]
@@ -233,7 +197,7 @@ def _drift_view(frame: pd.DataFrame, profile: dict[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
     features = [c for c in profile["ranges"] if c in frame.columns]
-    view = pd.DataFrame({"label": frame["label"].to_numpy()})
+    view = pd.DataFrame({"label": frame["label"].to_numpy()} if "label" in frame else {}, index=range(len(frame)))
     values = frame[features].to_numpy(dtype="float64") if features else np.zeros((len(frame), 0))
     low = np.array([profile["ranges"][c][0] for c in features]) - RANGE_SLACK
     high = np.array([profile["ranges"][c][1] for c in features]) + RANGE_SLACK
@@ -241,7 +205,7 @@ def _drift_view(frame: pd.DataFrame, profile: dict[str, Any]) -> pd.DataFrame:
     inputs = "text" if "text" in frame else "image"
     view[MISSING_FEATURES] = np.isnan(values).sum(axis=1) if features else frame[inputs].isna().astype(int).to_numpy()
     view[OUT_OF_RANGE] = outside
-    view[ROW_STAT] = _row_stat(frame, features).to_numpy()
+    view[ROW_STAT] = row_stat(frame, features).to_numpy()
     return view
 
 

@@ -14,7 +14,7 @@ Importing this package is cheap: torch and transformers load inside the function
 
 What the ``causal-lm`` task (``modelpress/tasks/causal_lm.py``) builds from these pieces, stage by stage:
 
-* data: ``read_documents`` (``datasets.splits.shipped_documents`` for shipped sets) →
+* data: ``read_documents`` (``datasets.shipped.shipped_documents`` for shipped sets) →
   ``split_documents`` (the frame the pipeline carries) → ``pack_splits`` with the model's tokenizer;
   ``encode`` / ``batches`` / ``example`` / ``timing_batch`` give ``{"input_ids": [n, max_length]}``
   from packed sequences (labels: the same ids; ``check_max_length`` before the model loads);

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import JsonValue
 
 from modelpress.core.handoffs import PeerPoint, Record, Ref, StagePlan
-from modelpress.recipe.schema import DataSource
 from modelpress.settings.blocks import Drift, ModelRegistrySettings, Resources, Threshold
 from modelpress.tasks.base import TaskSpec
 
@@ -17,7 +16,7 @@ class Plan(Record):
     recipe: dict[str, JsonValue]  # the validated recipe as JSON: logged, hashed, re-run by retraining
     source: Ref
     task: TaskSpec
-    data: DataSource
+    data: Ref  # the data source and its config (modelpress.datasets)
     stages: list[StagePlan]
     builds: list[Ref]
     gate: dict[str, Threshold]

@@ -1,18 +1,19 @@
 """The recipe: a declarative description of one compression pipeline.
 
 A recipe is YAML validated by pydantic (``extra="forbid"`` everywhere). Its ``model:``
-(sources), task, ``stages:`` and ``export:`` (builds) are unions generated from the
-registries, so a new kind needs no edit here. Every problem is reported at once with its
-field path (``stages[1].quantize.bits: ...``) by :func:`load_recipe`, before any data or model
-is touched; relative paths are relative to the recipe's folder.
+(sources), ``data:`` (data sources), task, ``stages:`` and ``export:`` (builds) are unions
+generated from the registries, so a new kind needs no edit here. Every problem is reported at
+once with its field path (``stages[1].quantize.bits: ...``) by :func:`load_recipe`, before any
+data or model is touched; relative paths are relative to the recipe's folder.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 from pydantic import (
     BaseModel,
@@ -28,13 +29,9 @@ from pydantic import (
 
 from modelpress.core.errors import ModelpressError, RecipeError
 from modelpress.core.files import resolve_path
-from modelpress.core.registry import BUILDS, SOURCES, TASKS, RecipeFacts, get_stage, stages
+from modelpress.core.registry import BUILDS, DATASETS, SOURCES, TASKS, RecipeFacts, get_stage, stages
 from modelpress.core.safe_yaml import load_recipe_yaml
 from modelpress.core.strict_fields import ignored_problems
-from modelpress.datasets.pixels import ImageTransform
-from modelpress.datasets.splits import data_problems, declared_labels, describe
-from modelpress.image_data import layout_problem
-from modelpress.lm.corpus import READERS, first_document
 from modelpress.recipe.gate_bounds import contradictions
 from modelpress.settings.blocks import Drift, ModelRegistrySettings, Resources, Schedule, Strict, Threshold
 from modelpress.settings.search import SearchSpec, search_problems
@@ -49,130 +46,6 @@ __all__ = ["BaselineTraining", "RecipeBase", "load_recipe", "validate_recipe"]
 
 def _existing_path(value: Path | None, info: ValidationInfo) -> Path | None:
     return None if value is None else resolve_path(value, info)
-
-
-# --- data ----------------------------------------------------------------------------------
-
-class Split(Strict):
-    """Fractions (0–1) or row counts for train and eval; calibration rows are drawn from train."""
-
-    train: float = Field(0.7, gt=0)
-    eval: float = Field(0.3, gt=0)
-    calibration: int = Field(256, ge=1)
-
-    @model_validator(mode="after")
-    def _fractions_fit(self) -> Split:
-        if self.train < 1 and self.eval < 1 and self.train + self.eval > 1 + 1e-9:
-            raise ValueError(f"train + eval fractions exceed 1 ({self.train} + {self.eval})")
-        return self
-
-
-class _DataBase(Strict):
-    split: Split = Split()
-    seed: int = 0
-    limit: int | None = Field(None, ge=10, description="sample at most this many rows (seeded)")
-
-
-class ShippedData(_DataBase):
-    """A dataset that ships in an installed package (see `modelpress.datasets.splits.SHIPPED`)."""
-
-    source: Literal["rotten-tomatoes", "mnist-5k", "digits"]
-
-
-class FileData(_DataBase):
-    """A user CSV or Parquet file with a text column, feature columns or an image column (bytes,
-    or paths relative to the file's folder), and a label column (optional for tasks that take no
-    labels: a causal LM reads the text column alone)."""
-
-    source: Literal["csv", "parquet"]
-    path: Path
-    label: str | None = None
-    text: str | None = None
-    features: list[str] | Literal["*"] | None = Field(
-        None, description='feature columns in the model\'s order; "*" = every column except the label')
-    image: str | None = Field(None, description="a column of image files: bytes, or paths relative to the file")
-    image_shape: tuple[int, int, int] | None = Field(None, description="C, H, W of the features")
-    transform: ImageTransform | None = Field(None, description="a plain module's image preprocessing")
-    labels: list[str | int] | None = Field(None, min_length=2, description="declared label set")
-
-    _exists = field_validator("path")(_existing_path)
-
-    @field_validator("features")
-    @classmethod
-    def _some_features(cls, value: list[str] | str | None) -> list[str] | str | None:
-        if isinstance(value, list) and not value:
-            raise ValueError('give at least one column, or "*" for every column except the label')
-        return value
-
-    def ignored_fields(self) -> dict[str, str]:
-        ignored = {}
-        if self.text is not None:
-            ignored["image_shape"] = "it reshapes feature columns into images; this data is text"
-        elif self.image is not None:
-            ignored["image_shape"] = ("it reshapes feature columns into images; this data is image files "
-                                      "(the model's image processor or data.transform sizes them)")
-        if self.image is None:
-            ignored["transform"] = "it preprocesses image files; this data has no image column"
-        if self.label is None:
-            ignored["labels"] = "it declares the classes of the label column, and no label is given"
-        return ignored
-
-    @model_validator(mode="after")
-    def _one_input_kind(self) -> FileData:
-        if sum(field is not None for field in (self.text, self.features, self.image)) != 1:
-            raise ValueError("give exactly one of 'text' (a column), 'features' (columns) or 'image' (a column)")
-        return self
-
-
-class ImageFolderData(_DataBase):
-    """Image files laid out as torchvision's ImageFolder reads them: ``DIR/<class>/<image file>``;
-    the class names are the folder names (sorted, unless ``labels`` gives the model's order)."""
-
-    source: Literal["images"]
-    path: Path
-    labels: list[str] | None = Field(None, min_length=2, description="the model's class order "
-                                     "(default: the folder names, sorted)")
-    transform: ImageTransform | None = Field(None, description="a plain module's image preprocessing "
-                                             "(a Hugging Face model brings its own image processor)")
-
-    @field_validator("path")
-    @classmethod
-    def _image_folder(cls, value: Path, info: ValidationInfo) -> Path:
-        path = _existing_path(value, info)
-        assert path is not None
-        problem = layout_problem(path)
-        if problem:
-            raise ValueError(problem)
-        return path
-
-
-class TextData(_DataBase):
-    """Documents without labels (a causal LM's corpus): one document a line of a text file, or
-    ``field`` of each record of a ``.jsonl`` file (of each row of a ``.csv``/``.parquet`` file)."""
-
-    source: Literal["text"]
-    field: str = Field("text", description="the JSONL field (CSV/Parquet column) holding each document")
-    path: Path
-
-    def ignored_fields(self) -> dict[str, str]:
-        if self.path.suffix.lower() in READERS:
-            return {}
-        return {"field": f"{self.path.name} is read one document a line; field names a .jsonl record's "
-                         "field or a .csv/.parquet column"}
-
-    @field_validator("path")
-    @classmethod
-    def _has_documents(cls, value: Path, info: ValidationInfo) -> Path:
-        path = _existing_path(value, info)
-        assert path is not None
-        try:
-            first_document(path, info.data.get("field", "text"))  # reads up to the first document only
-        except ModelpressError as exc:
-            raise ValueError(str(exc)) from None
-        return path
-
-
-DataSource = Annotated[ShippedData | FileData | TextData | ImageFolderData, Field(discriminator="source")]
 
 
 # --- registry-backed unions: stages and builds (`- name: {config}`), model sources -----------
@@ -238,15 +111,27 @@ def _unknown_entry(loc: tuple[Any, ...], err: dict[str, Any]) -> str | None:
 
 
 @functools.cache
-def _unions() -> tuple[Any, Any, Any]:
+def _unions() -> tuple[Any, Any, Any, Any]:
+
     stage_union = _entry_union({n: s.config for n, s in stages().items()})
     build_union = _entry_union(dict(BUILDS.all()))
-    sources = SOURCES.all()
-    members = tuple(Annotated[cls, Tag(name)] for name, cls in sorted(sources.items()))
-    source_union = Annotated[Union[members], Discriminator(  # type: ignore[valid-type]  # noqa: UP007  # runtime members
+    return stage_union, build_union, _source_union("model", SOURCES.all()), _source_union("data", DATASETS.all())
+
+
+def _source_union(block: str, kinds: Mapping[str, type[BaseModel]]) -> Any:
+    """The registered configs of ``model:`` or ``data:``, told apart by their ``source:``."""
+    members = tuple(Annotated[cls, Tag(name)] for name, cls in sorted(kinds.items()))
+    return Annotated[Union[members], Discriminator(  # noqa: UP007  # members known at runtime only
         _source_tag, custom_error_type="unknown_source",
-        custom_error_message="expected model.source to be one of " + ", ".join(sorted(sources)))]
-    return stage_union, build_union, source_union
+        custom_error_message=f"expected {block}.source to be one of " + ", ".join(sorted(kinds)))]
+
+
+def _known_kind(value: Any, block: str, kind: str, kinds: Mapping[str, Any]) -> Any:
+    """``value`` when its ``source:`` names a registered kind; else one line listing them."""
+    source = _source_tag(value)
+    if isinstance(value, dict) and source not in kinds:
+        raise ValueError(f"{block}.source: unknown {kind} {source!r}; known {kind}s: {', '.join(sorted(kinds))}")
+    return value
 
 
 def _source_tag(value: Any) -> str | None:
@@ -262,7 +147,7 @@ class RecipeBase(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     description: str = ""
     model: Any  # a registered Source (the concrete Recipe types it with the source union)
-    data: DataSource
+    data: Any  # a registered Dataset (the concrete Recipe types it with the data source union)
     stages: list[Entry] = Field(min_length=1)
     gate: dict[str, Threshold] = {}
     # names → entries; none given: the build the task registers (RecipeBase.builds), so a dumped
@@ -281,11 +166,14 @@ class RecipeBase(Strict):
     @field_validator("model", mode="before")
     @classmethod
     def _known_source(cls, value: Any) -> Any:
-        source = _source_tag(value)
-        if isinstance(value, dict) and source not in SOURCES.all():
-            raise ValueError(f"model.source: unknown source {source!r}; known sources: "
-                             f"{', '.join(sorted(SOURCES.all()))}")
-        return value
+
+        return _known_kind(value, "model", "source", SOURCES.all())
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _known_data_source(cls, value: Any) -> Any:
+
+        return _known_kind(value, "data", "data source", DATASETS.all())
 
     _stage_names = field_validator("stages", mode="before")(_bare_names)
     _build_names = field_validator("export", mode="before")(_bare_names)
@@ -408,7 +296,7 @@ def _build_problems(recipe: RecipeBase, task: Any) -> list[str]:
 
 
 def _data_problems(recipe: RecipeBase, task: Any) -> list[str]:
-    schema = describe(recipe.data)
+    schema = recipe.data.describe()
     if not task.takes(schema.kind):
         return [f"data: a {task.name} model needs {task.data_kind} data, but data.source "
                 f"{recipe.data.source} gives {schema.kind}"]
@@ -416,17 +304,17 @@ def _data_problems(recipe: RecipeBase, task: Any) -> list[str]:
         return [f"data.label: a {task.name} model learns from labels; data.source {recipe.data.source} "
                 "gives none (name the label column)"]
     facts = recipe.model.facts()
-    problems = data_problems(recipe.data) + task.data_problems(recipe.data, schema, facts)
+    problems = recipe.data.problems() + task.data_problems(recipe.data, schema, facts)
     if task.labelled and (facts.labels is not None or facts.num_labels is not None):
-        problems += _label_problems(recipe, facts, declared_labels(recipe.data))
+        problems += _label_problems(schema.source, facts, recipe.data.declared_labels())
     return problems
 
 
-def _label_problems(recipe: RecipeBase, facts: Any, labels: tuple[Any, ...] | None) -> list[str]:
+def _label_problems(data: str, facts: Any, labels: tuple[Any, ...] | None) -> list[str]:
     """The model's classes (HF ``id2label``) must cover the data's labels, in a known order."""
     if labels is None:
         return []
-    where = f"data.label ({getattr(recipe.data, 'path', recipe.data.source)})"
+    where = f"data.label ({data})"
     if facts.labels is not None:
         missing = [str(label) for label in labels if str(label) not in facts.labels]
         if missing:
@@ -451,9 +339,9 @@ def _gate_problems(recipe: RecipeBase, task: Any) -> list[str]:
 
 @functools.cache
 def recipe_model() -> type[RecipeBase]:
-    """The concrete Recipe class, typed by the current stage, build and source registries."""
-    stage_union, build_union, source_union = _unions()
-    return create_model("Recipe", __base__=RecipeBase, model=(source_union, ...),
+    """The concrete Recipe class, typed by the current stage, build, source and data source registries."""
+    stage_union, build_union, source_union, data_union = _unions()
+    return create_model("Recipe", __base__=RecipeBase, model=(source_union, ...), data=(data_union, ...),
                         stages=(list[stage_union], Field(min_length=1)),  # type: ignore[valid-type]  # runtime unions
                         export=(list[build_union], Field([], validate_default=True)))  # type: ignore[valid-type]
 
@@ -522,7 +410,7 @@ def format_errors(exc: ValidationError) -> list[str]:
             msg = "unknown field (not allowed here)"
         if "\n" in msg or (not loc and ":" in msg.split(" ")[0]):  # cross rules carry their own paths
             problems += msg.splitlines()
-        elif loc == "model" and msg.startswith("model."):
+        elif loc in ("model", "data") and msg.startswith(f"{loc}."):  # the source validators name the field
             problems += msg.splitlines()
         else:
             problems.append(f"{loc}: {msg}" if loc else msg)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from modelpress.core.facts import SourceFacts
     from modelpress.core.handoffs import Evaluation
-    from modelpress.datasets.splits import DataSchema
+    from modelpress.datasets.base import DataSchema
 
 Batch = dict[str, "np.ndarray"]
 DataKind = Literal["text", "features", "image"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from modelpress.core.registry import register_task
 from modelpress.datasets.pixels import pixel_values, processor
-from modelpress.image_data import preprocessing_problems
+from modelpress.datasets.images import preprocessing_problems
 from modelpress.tasks.base import Batch, DataKind, TaskConfig
 from modelpress.tasks.classification import ClassificationTask
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelpress.core.facts import SourceFacts
-    from modelpress.datasets.splits import DataSchema
+    from modelpress.datasets.base import DataSchema
 
 
 class ImageClassificationConfig(TaskConfig):

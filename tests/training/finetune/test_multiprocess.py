@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent("""
     import torch
     import torch.distributed as dist
     from modelpress.tasks.context import StageContext
-    from modelpress.datasets.splits import SHIPPED
+    from modelpress.datasets.shipped import SHIPPED
     from modelpress.sources.zoo.nets import SmallCNN
     from modelpress.core.registry import get_stage
     from modelpress.tasks import TaskSpec

@@ -1,12 +1,9 @@
-"""Image data as users have it: an ImageFolder tree, or a CSV/Parquet column of images.
+"""Image files in users' data: a CSV/Parquet column of images, and which preprocessing applies.
 
-* ``data: {source: images, path: DIR}`` reads ``DIR/<class>/<image file>`` the way torchvision's
-  ``ImageFolder`` does: class names are the folder names, sorted, unless ``labels:`` declares the
-  model's order; files are found recursively in each class folder, with ImageFolder's suffixes.
-  Hidden folders (``.ipynb_checkpoints``) are not classes.
 * ``data: {source: parquet|csv, path: FILE, image: COLUMN, label: ...}`` takes a column of image
   bytes, of paths (relative paths resolve against the data file's folder), or of Hugging Face
-  ``datasets`` Image records (``{bytes, path}``).
+  ``datasets`` Image records (``{bytes, path}``). An ImageFolder tree (``source: images``) is
+  ``modelpress.datasets.image_folder``.
 
 Either way the loaded frame has ``image`` (the encoded file bytes), ``image_file`` (where each
 image came from, for messages) and ``label``. Which preprocessing applies is decided here too,
@@ -19,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import ModelpressError
-from modelpress.core.files import sha256_file, sha256_tree
+from modelpress.core.files import sha256_file
 from modelpress.datasets.pixels import from_folder, from_transform
 
 if TYPE_CHECKING:
@@ -27,58 +24,9 @@ if TYPE_CHECKING:
 
     from modelpress.core.facts import SourceFacts
     from modelpress.datasets.pixels import ImagePreprocessing
-    from modelpress.recipe.schema import ImageFolderData
 
 #: the suffixes torchvision's ImageFolder takes (IMG_EXTENSIONS), compared case-insensitively
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-SHOWN = 5
-
-
-# --- the ImageFolder layout -----------------------------------------------------------------
-
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-
-
-def _class_folders(root: Path) -> list[Path]:
-    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
-
-
-def class_names(root: Path) -> tuple[str, ...]:
-    """The classes (folders holding at least one image file), sorted by name as ImageFolder does."""
-    return tuple(f.name for f in _class_folders(root) if any(_is_image(p) for p in f.rglob("*")))
-
-
-def folder_files(root: Path) -> dict[str, list[Path]]:
-    """Class name → its image files, both sorted."""
-    return {f.name: sorted(p for p in f.rglob("*") if _is_image(p)) for f in _class_folders(root)}
-
-
-def layout_problem(root: Path) -> str | None:
-    """Why ``root`` is not an ImageFolder tree with at least two classes (None when it is)."""
-    if not root.is_dir():
-        return f"{root} is a file; source images reads a folder laid out as DIR/<class>/<image file>"
-    folders = _class_folders(root)
-    classes = class_names(root)
-    if not classes and any(_is_image(p) for p in root.iterdir()):
-        return (f"{root} holds image files but no class folders; the layout is DIR/<class>/<image file> "
-                "(is data.path one class folder, not the folder above it?)")
-    if len(classes) < 2:
-        found = f" ({', '.join(classes)})" if classes else ""
-        return (f"{root} has {len(classes)} class folder(s) with image files{found}; the layout is "
-                f"DIR/<class>/<image file> with at least 2 classes (files: {', '.join(IMAGE_SUFFIXES)})")
-    empty = [f.name for f in folders if f.name not in classes]
-    if empty:
-        return f"{root}: class folder(s) {', '.join(empty[:SHOWN])} hold no image files ({', '.join(IMAGE_SUFFIXES)})"
-    return None
-
-
-def load_folder(spec: ImageFolderData) -> pd.DataFrame:
-    import pandas as pd
-
-    rows = [(path.read_bytes(), path.relative_to(spec.path).as_posix(), name)
-            for name, files in folder_files(spec.path).items() for path in files]
-    return pd.DataFrame(rows, columns=["image", "image_file", "label"])
 
 
 # --- a column of images in a table ----------------------------------------------------------
@@ -134,22 +82,7 @@ def path_problems(values: pd.Series, data_file: Path) -> list[str]:
             f"the first, row {row}: {first} (relative paths resolve against {data_file.parent})"]
 
 
-# --- the spec-level facts: labels, fingerprint, preprocessing ---------------------------------
-
-def label_problems(spec: ImageFolderData) -> list[str]:
-    """Declared labels must name every class folder (a folder outside them could not be scored)."""
-    if spec.labels is None:
-        return []
-    unknown = [name for name in class_names(spec.path) if name not in spec.labels]
-    if unknown:
-        return [f"data.labels: class folder(s) {', '.join(unknown[:SHOWN])} of {spec.path} are not among "
-                f"the declared labels ({', '.join(map(str, spec.labels))})"]
-    return []
-
-
-def folder_fingerprint(root: Path) -> str:
-    return f"sha256:{sha256_tree(root)}"
-
+# --- the spec-level facts: fingerprint, preprocessing -----------------------------------------
 
 def column_fingerprint(data_file: Path, values: pd.Series) -> str:
     """The table and every image file its column names: a changed image must not reuse a cached,
