@@ -31,7 +31,7 @@ def main(verbose: bool) -> None:
     plain_terminal()
     # Idle OpenMP threads sleep instead of spinning (set before torch loads). Spinning made
     # GPTQ's per-column loop ~40x slower on a 2-core machine shared with other jobs
-    # (src/modelpress/DESIGN.md §8); a user's own setting wins.
+    # (benchmarks/RESULTS.md, "OpenMP threads on a busy 2-core box"); a user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
