@@ -1,4 +1,10 @@
-"""The ``modelpress`` command line: run, validate, stages (and later pull/promote/…).
+"""The ``modelpress`` command line.
+
+``init`` writes a recipe, ``validate`` checks one, ``run`` runs it (compress, gate, register,
+build); ``stages``, ``sources``, ``tasks`` and ``builds`` list the plugin registries; ``pull``
+fetches a registered version's builds and ``serve`` serves a model repository. The lifecycle
+commands (promote, rollback, search, retrain, schedule) are defined in their own module and added
+below (:func:`_add_lifecycle_commands`).
 
 Start-up stays fast: heavy modules are imported inside the commands that use them.
 """
