@@ -209,8 +209,9 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from modelpress.deploy.builds import checks, gguf, onnxruntime_genai
+    from modelpress.deploy.builds import checks, gguf
     from modelpress.deploy.builds.causal_lm import copy_tokenizer
+    from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
 
     torch.set_num_threads(THREADS)
     t0 = time.time()
@@ -242,12 +243,11 @@ def main() -> None:
         timers[name] = lambda: genai_speed(genai, prompt)
         print(f"[{time.time() - t0:.0f}s] {name}: {rows[name]}", flush=True)
 
-    builds = {"GenAI fp32 (modelpress build)": (model, onnxruntime_genai.Config()),
-              "GenAI int4 modelpress GPTQ+AWQ g64, accuracy 1": (awq, onnxruntime_genai.Config()),
-              "GenAI int4 modelpress GPTQ+AWQ g64, accuracy 4": (awq, onnxruntime_genai.Config(accuracy_level=4))}
-    for name, (candidate, config) in builds.items():
-        add_genai(name, onnxruntime_genai.write(candidate, tok_dir, work / name.replace(" ", "_").replace(",", ""),
-                                                config))
+    builds = {"GenAI fp32 (modelpress build)": (model, OnnxRuntimeGenAIBuild()),
+              "GenAI int4 modelpress GPTQ+AWQ g64, accuracy 1": (awq, OnnxRuntimeGenAIBuild()),
+              "GenAI int4 modelpress GPTQ+AWQ g64, accuracy 4": (awq, OnnxRuntimeGenAIBuild(accuracy_level=4))}
+    for name, (candidate, build) in builds.items():
+        add_genai(name, build.write_folder(candidate, tok_dir, work / name.replace(" ", "_").replace(",", "")))
     peers = {PEER_EQUAL: ["block_size=64", "nodes_to_exclude=/lm_head/MatMul", "shared_embeddings=false"],
              "GenAI builder int4 RTN (peer), its defaults (block 32, lm_head+embedding int4, accuracy 4)": []}
     for name, options in peers.items():
@@ -260,7 +260,7 @@ def main() -> None:
 
     int8 = quantized(model, [], bits=8)
     for name, candidate in {"GGUF Q4_0 (GPTQ+AWQ g64 codes)": awq, "GGUF Q8_0 (int8 per-channel codes)": int8}.items():
-        folder = gguf.write(candidate, tok_dir, work / name.split()[1], gguf.Config())
+        folder = gguf.GGUFBuild().write_folder(candidate, tok_dir, work / name.split()[1])
         loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf.FILENAME, dtype=torch.float32).eval()
         label = name + ", via Transformers' GGUF loader"
         rows[label] = {"ppl": perplexity_of(lambda row, m=loaded: checks.model_logits(m, row[None])[0], evaluation),
@@ -296,7 +296,8 @@ def family_benchmark(args: argparse.Namespace) -> None:
     """``--family qwen2``: GenAI int4 decode speed beside Transformers fp32, and the GGUF build's check."""
     import torch
 
-    from modelpress.deploy.builds import checks, gguf, onnxruntime_genai
+    from modelpress.deploy.builds import checks, gguf
+    from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
 
     torch.set_num_threads(THREADS)
     t0 = time.time()
@@ -317,8 +318,7 @@ def family_benchmark(args: argparse.Namespace) -> None:
           f"{candidate_ppl:.1f}", flush=True)
     for level in (1, 4):
         name = f"GenAI int4 g64 (modelpress codes), accuracy {level}"
-        folder = onnxruntime_genai.write(candidate, tok_dir, work / f"genai{level}",
-                                         onnxruntime_genai.Config(accuracy_level=level))
+        folder = OnnxRuntimeGenAIBuild(accuracy_level=level).write_folder(candidate, tok_dir, work / f"genai{level}")
         genai = genai_model(folder)
         ppl = genai_perplexity(genai, evaluation)
         rows[name] = {"ppl": ppl, "ppl vs candidate": ppl / candidate_ppl, "MB": size_mb(folder)}
@@ -328,8 +328,8 @@ def family_benchmark(args: argparse.Namespace) -> None:
     for name, speed in interleaved_speeds(timers, args.rounds).items():
         rows[name].update(speed)
     timers.clear()
-    folder = gguf.write(candidate, tok_dir, work / "gguf", gguf.Config())
-    check = gguf.check(folder, candidate, evaluation[:2, :128], gguf.Config())
+    folder = gguf.GGUFBuild().write_folder(candidate, tok_dir, work / "gguf")
+    check = gguf.GGUFBuild().check_folder(folder, candidate, evaluation[:2, :128])
     name = "GGUF Q4_0 (the same codes): gguf reader + Transformers' GGUF loader, no llama.cpp here"
     rows[name] = {"ppl": check["perplexity_build"], "ppl vs candidate": check["perplexity_ratio"],
                   "MB": size_mb(folder), "decode tok/s": "n/a"}

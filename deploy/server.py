@@ -179,7 +179,7 @@ def serve(repository: Path, http_port: int = 8080, workers: int = 1, intra_op_th
         # A pod with a broken model must never turn ready: fail fast with the reason.
         raise ModelpressError("not serving: " + "; ".join(e for e in broken if e))
     server = kserve.ModelServer(http_port=http_port, workers=workers, enable_grpc=enable_grpc,
-                                # per-request latency log lines cost ~15% throughput (src/modelpress/DESIGN.md §3)
+                                # per-request latency log lines cost ~15% throughput (benchmarks/RESULTS.md, "Serving")
                                 enable_latency_logging=False)
     server.dataplane.__class__ = ClientErrorDecoding  # same state, stricter decoding (no 5xx for bad bodies)
     quiet_request_logs(access_log)

@@ -132,7 +132,7 @@ def _train(model: Any, pixels: Any, labels: Any, steps: int, forward: Any, lr: f
     generator = torch.Generator().manual_seed(0)
     threads = torch.get_num_threads()
     # One thread: these small steps run several times slower with two spinning threads on a busy
-    # 2-core machine (src/modelpress/DESIGN.md §8, OMP_WAIT_POLICY).
+    # 2-core machine (benchmarks/RESULTS.md, "OpenMP threads on a busy 2-core box").
     torch.set_num_threads(1)
     model.train()
     try:

@@ -67,7 +67,8 @@ def _infer(client, pixels: np.ndarray, binary: bool, name: str = "pixels", datat
     tensor = httpclient.InferInput(name, list(pixels.shape), datatype)
     tensor.set_data_from_numpy(pixels, binary_data=binary)
     outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in ("logits", "embedding")]
-    # JSON bodies need the Content-Type header, or FastAPI hands kserve raw bytes (src/modelpress/DESIGN.md §3).
+    # JSON bodies need the Content-Type header, or FastAPI hands kserve raw bytes
+    # (benchmarks/RESULTS.md, "The stack that resolves together").
     headers = None if binary else {"Content-Type": "application/json"}
     return client.infer(MODEL, [tensor], outputs=outputs, headers=headers)
 

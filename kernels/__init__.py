@@ -3,7 +3,7 @@
 # This folder is installed as modelpress.kernels (setuptools package-dir). Imported under any
 # other name -- e.g. bare `kernels` because the repo root is on sys.path -- it would be a second
 # copy that ZenML records under the wrong source and users' own `kernels` package would clash
-# with, so refuse loudly instead (src/modelpress/DESIGN.md §2).
+# with, so refuse loudly instead (src/modelpress/DESIGN.md, "Packaging").
 if __name__ != "modelpress.kernels":
     raise ImportError(
         f"modelpress' kernels/ folder was imported as {__name__!r}; it is only importable as "

@@ -9,9 +9,9 @@ from typing import Any
 from modelpress import __version__
 from modelpress.core.handoffs import Ref, StagePlan
 from modelpress.core.registry import get_stage
+from modelpress.datasets.images import preprocessing
 from modelpress.datasets.splits import label_key
 from modelpress.gate.report import load_peers
-from modelpress.datasets.images import preprocessing
 from modelpress.recipe.plan import Plan
 from modelpress.recipe.schema import RecipeBase
 from modelpress.tasks import TaskSpec

@@ -89,7 +89,7 @@ if [ "$SPARSE_RC" -eq 0 ] && ! grep -q "1 passed" "$OUT_DIR/pytest-2of4.txt" \
     && [ "${GPU_CHECK_ALLOW_CPU:-0}" != "1" ]; then SPARSE_RC=1; fi
 
 # TensorRT engine build: only where the tensorrt and onnx packages are importable (the usual GPU
-# image has neither: DESIGN.md §3). Said plainly either way; REQUIRE_TENSORRT=1 makes absence fail.
+# image has neither: benchmarks/RESULTS.md). Said plainly either way; REQUIRE_TENSORRT=1 makes absence fail.
 echo "== TensorRT engine build (limit 300s)"
 if "$PY" -c 'import tensorrt, onnx' >/dev/null 2>&1; then
     timeout 300 "$PY" -m pytest tests/deploy/test_tensorrt_and_logging.py -k "gpu_runner or fill" -q -c /dev/null \

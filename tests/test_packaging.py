@@ -1,4 +1,4 @@
-"""Layout guarantees: the installed package is the only way in (src/modelpress/DESIGN.md §2)."""
+"""Layout guarantees: the installed package is the only way in (src/modelpress/DESIGN.md, "Packaging")."""
 
 from __future__ import annotations
 

@@ -1,20 +1,20 @@
-"""Builds (export formats), one module each, registered with ``modelpress.core.registry.register_build``.
+"""Builds (export formats): each a class registered with ``modelpress.core.registry.register_build``
+under its ``export:`` name, whose pydantic fields are the build's options and whose methods do
+the work (:class:`modelpress.builds.Build`: ``problems`` at validate, ``write`` in publish).
 
-The LLM builds (compressed_tensors, gptq, gguf, onnxruntime_genai: a gated causal-LM candidate →
-a folder its runtime loads) are pure-function modules waiting to be registered, each with:
+* ``onnx``, ``pytorch``, ``huggingface``: the registering builds (the registered version's model);
+* ``triton-repository``, ``tensorrt``: made from the ONNX graph the task evaluated;
+* ``compressed-tensors``, ``gptq``, ``gguf``, ``onnxruntime-genai``: a gated causal-LM candidate →
+  a folder its runtime loads. They share :class:`~modelpress.deploy.builds.llm.LLMBuild`, which
+  turns three methods into the protocol: ``format_problems`` (why the recipe's stages cannot end
+  in this format), ``write_folder`` (the candidate's own codes, transcoded) and ``check_folder``
+  (the format's real consumer loads the folder and is compared with the candidate).
 
-* ``Config`` — a pydantic model (extra="forbid") of the build's options;
-* ``problems(config, stages, hf_config) -> list[str]`` — why the recipe's stages cannot end in
-  this format (validate time, before anything is computed);
-* ``write(model, tokenizer_dir, out_dir, config) -> Path`` — transcode the candidate's own
-  integer codes, scales and zero points (never a re-quantization, except where a format has no
-  type for a code and the build says so);
-* ``check(out_dir, model, eval_input_ids) -> dict[str, float]`` — load the folder with the
-  format's real consumer and compare it with the candidate.
-
-Builds are logged under ``builds/<name>/`` of the run that registered the model version
-(:func:`log_build`); ``modelpress pull --build NAME`` fetches them back. Importing this package
-is cheap: torch, transformers and the format libraries load inside the functions.
+The other modules are what those builds share (``causal_lm``, ``checks``, ``validation``,
+``smoothing``, ``architectures``). Builds are logged under ``builds/<name>/`` of the run that
+registered the model version (:func:`log_build`); ``modelpress pull --build NAME`` fetches them
+back. Importing this package is cheap: torch, transformers and the format libraries load inside
+the methods.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ WEIGHT_BITS = (4, 8)  # vLLM's compressed-tensors integer kernels (WNA16, W8A8)
 
 
 @register_build(NAME)
-class Config(LLMBuild):
-    """``export: [compressed-tensors]`` options; the build's functions are this module's."""
+class CompressedTensorsBuild(LLMBuild):
+    """``export: [compressed-tensors]``: its options, and the methods that write and check the folder."""
 
     build_name: ClassVar[str] = NAME
     summary: ClassVar[str] = ("a Hugging Face folder with a compressed-tensors quantization_config "
@@ -54,42 +54,51 @@ class Config(LLMBuild):
         "consumer quantizes activations: Transformers' emulation divides the int8 range by 127.5, "
         "modelpress and vLLM by 127)")
 
+    def format_problems(self, stages: list[Any], hf_config: Any) -> list[str]:
+        """Why the recipe's stages cannot end in a compressed-tensors folder (empty: they can)."""
+        found = validation.shape_problems(stages, hf_config, NAME)
+        weights = validation.weight_stage(stages)
+        model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
+        if weights is None or model is None or weights.dtype in ("fp16", "bf16"):
+            return found
+        if weights.dtype == "fp8":
+            return found
+        if weights.bits not in WEIGHT_BITS:
+            found.append(f"{NAME}: int{weights.bits} weights — vLLM's compressed-tensors kernels take "
+                         "4- or 8-bit integers (the gguf build stores int2/int3 codes exactly)")
+        if not weights.symmetric:
+            found.append(f"{NAME}: asymmetric weights — Transformers 4.57 cannot load compressed-tensors "
+                         "checkpoints with packed zero points (compressed-tensors ≤ 0.20.1), so the build "
+                         "could not be checked; use symmetric: true, or the gptq build")
+        return found + validation.group_problems(weights, model, NAME)
 
-def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
-    """Why the recipe's stages cannot end in a compressed-tensors folder (empty: they can)."""
-    found = validation.shape_problems(stages, hf_config, NAME)
-    weights = validation.weight_stage(stages)
-    model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
-    if weights is None or model is None or weights.dtype in ("fp16", "bf16"):
-        return found
-    if weights.dtype == "fp8":
-        return found
-    if weights.bits not in WEIGHT_BITS:
-        found.append(f"{NAME}: int{weights.bits} weights — vLLM's compressed-tensors kernels take "
-                     "4- or 8-bit integers (the gguf build stores int2/int3 codes exactly)")
-    if not weights.symmetric:
-        found.append(f"{NAME}: asymmetric weights — Transformers 4.57 cannot load compressed-tensors "
-                     "checkpoints with packed zero points (compressed-tensors ≤ 0.20.1), so the build "
-                     "could not be checked; use symmetric: true, or the gptq build")
-    return found + validation.group_problems(weights, model, NAME)
+    def write_folder(self, model: nn.Module, tokenizer_dir: Path, out_dir: Path) -> Path:
+        """Write the candidate as a compressed-tensors (or plain, when float) Hugging Face folder."""
+        scheme = causal_lm.describe(model)
+        folded = fold_smoothing(model)
+        out_dir = causal_lm.prepare_out_dir(out_dir)
+        dtype = None if self.dtype == "auto" else _torch_dtype(self.dtype)
+        plain = causal_lm.float_model(folded, dtype)
+        fmt = None
+        if scheme.kind != "float":
+            fmt = _compress(plain, folded, scheme, out_dir)
+        else:
+            plain.save_pretrained(out_dir)
+        causal_lm.copy_tokenizer(tokenizer_dir, out_dir)
+        causal_lm.write_manifest(out_dir, NAME, scheme, format=fmt or "dense")
+        return out_dir
 
+    def check_folder(self, out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor) -> dict[str, float]:
+        """Transformers (with compressed-tensors) loads the folder; its logits match the candidate's."""
+        from transformers import AutoModelForCausalLM
 
-def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None) -> Path:
-    """Write the candidate as a compressed-tensors (or plain, when float) Hugging Face folder."""
-    config = config or Config()
-    scheme = causal_lm.describe(model)
-    folded = fold_smoothing(model)
-    out_dir = causal_lm.prepare_out_dir(out_dir)
-    dtype = None if config.dtype == "auto" else _torch_dtype(config.dtype)
-    plain = causal_lm.float_model(folded, dtype)
-    fmt = None
-    if scheme.kind != "float":
-        fmt = _compress(plain, folded, scheme, out_dir)
-    else:
-        plain.save_pretrained(out_dir)
-    causal_lm.copy_tokenizer(tokenizer_dir, out_dir)
-    causal_lm.write_manifest(out_dir, NAME, scheme, format=fmt or "dense")
-    return out_dir
+        # Transformers loads compressed-tensors folders in fp16 unless told otherwise
+        loaded = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype="auto").eval()
+        metrics = checks.compare_logits(checks.model_logits(model, eval_input_ids),
+                                        checks.model_logits(loaded, eval_input_ids), eval_input_ids)
+        dynamic = causal_lm.describe(model).activations != "none"
+        checks.require_close(metrics, NAME, self.max_perplexity_ratio or (1.01 if dynamic else 1.001))
+        return metrics
 
 
 def _torch_dtype(name: str) -> torch.dtype:
@@ -181,16 +190,3 @@ def _verify_codes(out_dir: Path, folded: nn.Module, scheme: causal_lm.Scheme, fm
                                       "(the compressor re-quantized them)")
 
 
-def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
-          config: Config | None = None) -> dict[str, float]:
-    """Transformers (with compressed-tensors) loads the folder; its logits match the candidate's."""
-    config = config or Config()
-    from transformers import AutoModelForCausalLM
-
-    # Transformers loads compressed-tensors folders in fp16 unless told otherwise
-    loaded = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype="auto").eval()
-    metrics = checks.compare_logits(checks.model_logits(model, eval_input_ids),
-                                    checks.model_logits(loaded, eval_input_ids), eval_input_ids)
-    dynamic = causal_lm.describe(model).activations != "none"
-    checks.require_close(metrics, NAME, config.max_perplexity_ratio or (1.01 if dynamic else 1.001))
-    return metrics

@@ -91,8 +91,8 @@ F32_ROLES = ("FFN_GATE_INP", "FFN_GATE_INP_SHEXP")
 
 
 @register_build(NAME)
-class Config(LLMBuild):
-    """``export: [gguf]`` options; the build's functions are this module's."""
+class GGUFBuild(LLMBuild):
+    """``export: [gguf]``: its options, and the methods that write and check the file."""
 
     build_name: ClassVar[str] = NAME
     summary: ClassVar[str] = "one llama.cpp GGUF file, the candidate's codes transcoded into Q4_0/Q4_1/Q8_0 blocks"
@@ -108,33 +108,74 @@ class Config(LLMBuild):
     max_perplexity_ratio: float = Field(1.02, gt=1.0, description="check: allowed perplexity drift "
                                         "(fp16 block scales, fp16 float tensors)")
 
+    def format_problems(self, stages: list[Any], hf_config: Any) -> list[str]:
+        found = validation.shape_problems(stages, hf_config, NAME)
+        model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
+        if not isinstance(hf_config, dict) or model is None or not arch.available():
+            return found  # without gguf, LLMBuild.problems names the missing package
+        if arch.gguf_arch_name(model.model_type) is None:
+            return found + [f"{NAME}: llama.cpp's tensor maps (gguf {_gguf_version()}) have no architecture for "
+                            f"model_type {model.model_type!r}"]
+        if hf_config.get("rope_scaling"):
+            found.append(f"{NAME}: rope_scaling {hf_config['rope_scaling']} is not written by this build")
+        unmapped = [n for n in model.linears if n not in model.roles and n != model.tied_head]
+        if unmapped:
+            found.append(f"{NAME}: llama.cpp's {arch.gguf_arch_name(model.model_type)} tensor map has no name for "
+                         f"{', '.join(unmapped[:3])}")
+        weights = validation.weight_stage(stages)
+        if weights is None or weights.dtype != "int":
+            return found
+        found += validation.group_problems(weights, model, NAME, one_group=False)
+        if found:
+            return found
+        quantized = model.quantized(weights)
+        bad = sorted({(g, quantized[n][1]) for n, g in model.groups(weights).items()
+                      if g % BLOCK or quantized[n][1] % BLOCK})
+        if bad:
+            found.append(f"{NAME}: groups/widths {bad[:3]} are not multiples of GGUF's {BLOCK}-weight blocks")
+        return found
 
-def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
-    found = validation.shape_problems(stages, hf_config, NAME)
-    model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
-    if not isinstance(hf_config, dict) or model is None or not arch.available():
-        return found  # without gguf, LLMBuild.problems names the missing package
-    if arch.gguf_arch_name(model.model_type) is None:
-        return found + [f"{NAME}: llama.cpp's tensor maps (gguf {_gguf_version()}) have no architecture for "
-                        f"model_type {model.model_type!r}"]
-    if hf_config.get("rope_scaling"):
-        found.append(f"{NAME}: rope_scaling {hf_config['rope_scaling']} is not written by this build")
-    unmapped = [n for n in model.linears if n not in model.roles and n != model.tied_head]
-    if unmapped:
-        found.append(f"{NAME}: llama.cpp's {arch.gguf_arch_name(model.model_type)} tensor map has no name for "
-                     f"{', '.join(unmapped[:3])}")
-    weights = validation.weight_stage(stages)
-    if weights is None or weights.dtype != "int":
-        return found
-    found += validation.group_problems(weights, model, NAME, one_group=False)
-    if found:
-        return found
-    quantized = model.quantized(weights)
-    bad = sorted({(g, quantized[n][1]) for n, g in model.groups(weights).items()
-                  if g % BLOCK or quantized[n][1] % BLOCK})
-    if bad:
-        found.append(f"{NAME}: groups/widths {bad[:3]} are not multiples of GGUF's {BLOCK}-weight blocks")
-    return found
+    def write_folder(self, model: nn.Module, tokenizer_dir: Path, out_dir: Path) -> Path:
+        import gguf
+
+        scheme = causal_lm.describe(model, one_group=False)
+        folded = fold_smoothing(model)
+        plan = tensor_plan(folded)
+        out_dir = causal_lm.prepare_out_dir(out_dir)
+        writer = gguf.GGUFWriter(str(out_dir / FILENAME), arch.gguf_arch_name(folded.config.model_type))
+        _write_hyperparameters(writer, folded.config, scheme, self)
+        _write_tokenizer(writer, Path(tokenizer_dir), self)
+        report = _write_tensors(writer, plan, scheme, self)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        causal_lm.copy_tokenizer(tokenizer_dir, out_dir)
+        reader_only = transformers_cannot_load(out_dir, folded)
+        causal_lm.write_manifest(out_dir, NAME, scheme, file=FILENAME, architecture=writer.arch,
+                                 checked_with="gguf reader" + ("" if reader_only else " + Transformers' GGUF loader"),
+                                 transformers_gguf=reader_only or "loads it", **report)
+        return out_dir
+
+    def check_folder(self, out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor) -> dict[str, float]:
+        """The gguf reader reads back every tensor the map gives the candidate, codes bit for bit and
+        values, plus the metadata and the tokenizer; Transformers' GGUF loader, where it rebuilds the
+        candidate's layers, reproduces its logits."""
+        scheme = causal_lm.describe(model, one_group=False)
+        folded = fold_smoothing(model)
+        path = Path(out_dir) / FILENAME
+        metrics = read_back(path, folded, scheme, self)
+        _check_tokenizer(path, Path(out_dir))
+        reason = transformers_cannot_load(Path(out_dir), folded)
+        if reason is not None:
+            return {**metrics, "transformers_gguf_loaded": 0.0}
+        from transformers import AutoModelForCausalLM
+
+        loaded = AutoModelForCausalLM.from_pretrained(str(out_dir), gguf_file=FILENAME, dtype="float32").eval()
+        compared = checks.compare_logits(checks.model_logits(model, eval_input_ids),
+                                         checks.model_logits(loaded, eval_input_ids), eval_input_ids)
+        checks.require_close(compared, NAME, self.max_perplexity_ratio)
+        return {**metrics, **compared, "transformers_gguf_loaded": 1.0}
 
 
 def block_type(scheme: causal_lm.Scheme) -> str | None:
@@ -210,30 +251,6 @@ def _rotary_heads(role: str, arch_name: str, config: Any) -> int | None:
     return {"ATTN_Q": config.num_attention_heads, "ATTN_K": config.num_key_value_heads}.get(role)
 
 
-def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None) -> Path:
-    config = config or Config()
-    import gguf
-
-    scheme = causal_lm.describe(model, one_group=False)
-    folded = fold_smoothing(model)
-    plan = tensor_plan(folded)
-    out_dir = causal_lm.prepare_out_dir(out_dir)
-    writer = gguf.GGUFWriter(str(out_dir / FILENAME), arch.gguf_arch_name(folded.config.model_type))
-    _write_hyperparameters(writer, folded.config, scheme, config)
-    _write_tokenizer(writer, Path(tokenizer_dir), config)
-    report = _write_tensors(writer, plan, scheme, config)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    causal_lm.copy_tokenizer(tokenizer_dir, out_dir)
-    reader_only = transformers_cannot_load(out_dir, folded)
-    causal_lm.write_manifest(out_dir, NAME, scheme, file=FILENAME, architecture=writer.arch,
-                             checked_with="gguf reader" + ("" if reader_only else " + Transformers' GGUF loader"),
-                             transformers_gguf=reader_only or "loads it", **report)
-    return out_dir
-
-
 def hyperparameters(config: Any) -> dict[str, tuple[Any, str]]:
     """GGUF key (for the file's architecture) → (value, type), from the config by :data:`HYPERPARAMETERS`."""
     import gguf
@@ -254,7 +271,7 @@ def hyperparameters(config: Any) -> dict[str, tuple[Any, str]]:
     return found
 
 
-def _write_hyperparameters(writer: Any, config: Any, scheme: causal_lm.Scheme, options: Config) -> None:
+def _write_hyperparameters(writer: Any, config: Any, scheme: causal_lm.Scheme, options: GGUFBuild) -> None:
     import gguf
 
     if getattr(config, "rope_scaling", None):
@@ -269,7 +286,7 @@ def _write_hyperparameters(writer: Any, config: Any, scheme: causal_lm.Scheme, o
     writer.add_file_type(int(file_type))
 
 
-def _write_tokenizer(writer: Any, tokenizer_dir: Path, config: Config) -> None:
+def _write_tokenizer(writer: Any, tokenizer_dir: Path, config: GGUFBuild) -> None:
     """GPT-2-style BPE vocabulary as llama.cpp's converter writes it (tokens, types, merges, ids)."""
     import gguf
 
@@ -346,7 +363,7 @@ def float_values(entry: Entry) -> np.ndarray:
     return data + np.float32(entry.offset) if entry.offset else data
 
 
-def _write_tensors(writer: Any, plan: list[Entry], scheme: causal_lm.Scheme, config: Config) -> dict[str, Any]:
+def _write_tensors(writer: Any, plan: list[Entry], scheme: causal_lm.Scheme, config: GGUFBuild) -> dict[str, Any]:
     import gguf
     import numpy as np
 
@@ -373,7 +390,7 @@ def _write_tensors(writer: Any, plan: list[Entry], scheme: causal_lm.Scheme, con
             "requantize_type": config.requantize_type if requantized else None}
 
 
-def value_type(entry: Entry, config: Config) -> str:
+def value_type(entry: Entry, config: GGUFBuild) -> str:
     """The GGUF type of a tensor written from its values (not transcoded)."""
     modules = entry.modules()
     if entry.leaf != "weight" or entry.role in F32_ROLES or "NORM" in entry.role:
@@ -463,30 +480,7 @@ def decode_blocks(raw: np.ndarray, qtype: str, n: int, k: int) -> tuple[np.ndarr
     return q.reshape(n, k), d, m
 
 
-def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
-          config: Config | None = None) -> dict[str, float]:
-    """The gguf reader reads back every tensor the map gives the candidate, codes bit for bit and
-    values, plus the metadata and the tokenizer; Transformers' GGUF loader, where it rebuilds the
-    candidate's layers, reproduces its logits."""
-    config = config or Config()
-    scheme = causal_lm.describe(model, one_group=False)
-    folded = fold_smoothing(model)
-    path = Path(out_dir) / FILENAME
-    metrics = read_back(path, folded, scheme, config)
-    _check_tokenizer(path, Path(out_dir))
-    reason = transformers_cannot_load(Path(out_dir), folded)
-    if reason is not None:
-        return {**metrics, "transformers_gguf_loaded": 0.0}
-    from transformers import AutoModelForCausalLM
-
-    loaded = AutoModelForCausalLM.from_pretrained(str(out_dir), gguf_file=FILENAME, dtype="float32").eval()
-    compared = checks.compare_logits(checks.model_logits(model, eval_input_ids),
-                                     checks.model_logits(loaded, eval_input_ids), eval_input_ids)
-    checks.require_close(compared, NAME, config.max_perplexity_ratio)
-    return {**metrics, **compared, "transformers_gguf_loaded": 1.0}
-
-
-def read_back(path: Path, model: nn.Module, scheme: causal_lm.Scheme, config: Config) -> dict[str, float]:
+def read_back(path: Path, model: nn.Module, scheme: causal_lm.Scheme, config: GGUFBuild) -> dict[str, float]:
     """Every tensor of the plan in the file, with its codes (transcoded) or values (others)."""
     import gguf
     import numpy as np

@@ -27,6 +27,7 @@ from pydantic import Field
 from modelpress.core.errors import ModelpressError
 from modelpress.core.registry import register_build
 from modelpress.deploy.builds import causal_lm, checks, validation
+from modelpress.deploy.builds.architectures import Layout
 from modelpress.deploy.builds.llm import LLMBuild
 from modelpress.deploy.builds.smoothing import fold_smoothing
 
@@ -42,8 +43,8 @@ LOADER_NOTE = ("direct unpack: Transformers' GPTQ loader needs gptqmodel, which 
 
 
 @register_build(NAME)
-class Config(LLMBuild):
-    """``export: [gptq]`` options; the build's functions are this module's."""
+class GPTQBuild(LLMBuild):
+    """``export: [gptq]``: its options, and the methods that write and check the folder."""
 
     build_name: ClassVar[str] = NAME
     summary: ClassVar[str] = ("the GPTQ checkpoint layout (qweight/qzeros/scales/g_idx) "
@@ -55,27 +56,89 @@ class Config(LLMBuild):
     max_perplexity_ratio: float = Field(1.002, gt=1.0, description="check: allowed perplexity drift "
                                         "(scales are stored in fp16)")
 
+    def format_problems(self, stages: list[Any], hf_config: Any) -> list[str]:
+        found = validation.shape_problems(stages, hf_config, NAME)
+        weights = validation.weight_stage(stages)
+        if weights is None or weights.dtype in ("fp16", "bf16"):
+            return found + [(f"{NAME}: the candidate has no integer weights (weight-quantize with dtype: int); "
+                             "a float model ships as the compressed-tensors build")]
+        if weights.dtype == "fp8":
+            found.append(f"{NAME}: fp8 weights have no GPTQ layout (use compressed-tensors)")
+        elif weights.activations != "none":
+            found.append(f"{NAME}: GPTQ checkpoints are weight-only; W8A8 ships as compressed-tensors")
+        elif weights.bits not in BITS:
+            found.append(f"{NAME}: int{weights.bits} weights; the layout is written for {BITS} bits")
+        model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
+        if model is None or found:
+            return found
+        return (found + packing_problems(weights, model, NAME)
+                + validation.group_problems(weights, model, NAME))
 
-def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
-    found = validation.shape_problems(stages, hf_config, NAME)
-    weights = validation.weight_stage(stages)
-    if weights is None or weights.dtype in ("fp16", "bf16"):
-        return found + [(f"{NAME}: the candidate has no integer weights (weight-quantize with dtype: int); "
-                         "a float model ships as the compressed-tensors build")]
-    if weights.dtype == "fp8":
-        found.append(f"{NAME}: fp8 weights have no GPTQ layout (use compressed-tensors)")
-    elif weights.activations != "none":
-        found.append(f"{NAME}: GPTQ checkpoints are weight-only; W8A8 ships as compressed-tensors")
-    elif weights.bits not in BITS:
-        found.append(f"{NAME}: int{weights.bits} weights; the layout is written for {BITS} bits")
-    model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
-    if model is None or found:
-        return found
-    return (found + packing_problems(weights, model, NAME)
-            + validation.group_problems(weights, model, NAME))
+    def write_folder(self, model: nn.Module, tokenizer_dir: Path, out_dir: Path, *,
+                     allow_wrapped_zeros: bool = False, block: int | None = None) -> Path:
+        """Write the candidate's codes in the GPTQ layout, with config.json and the tokenizer.
+
+        ``allow_wrapped_zeros``: an asymmetric group whose zero point is 0 is stored as -1 (v1 keeps
+        zero−1), which wraps; ONNX Runtime GenAI masks it back, vLLM's GPTQ kernels do not, so it is
+        refused unless the caller's reader masks. ``block``: write groups of this size, each larger
+        group's scale and zero point repeated (the same values: per-channel codes for a reader whose
+        blocks must be narrower than a row).
+        """
+        from safetensors.torch import save_file
+
+        scheme = causal_lm.describe(model)
+        if scheme.kind != "int" or scheme.activations != "none" or scheme.bits not in BITS:
+            raise ModelpressError(f"{NAME}: {scheme.label()} has no GPTQ layout (integer weight-only, "
+                                  f"{BITS} bits)")
+        folded = fold_smoothing(model)
+        out_dir = causal_lm.prepare_out_dir(out_dir)
+        dtype = None if self.dtype == "auto" else getattr(__import__("torch"), self.dtype)
+        plain = causal_lm.float_model(folded, dtype)
+        aliases = ({n for n, _ in plain.named_parameters(remove_duplicate=False)}
+                   - {n for n, _ in plain.named_parameters()})  # a tied LM head: the embedding, stored once
+        state = {k: v.contiguous() for k, v in plain.state_dict().items()
+                 if k.removesuffix(".weight") not in scheme.quantized and k not in aliases}
+        wrapped = 0
+        for name in scheme.quantized:
+            weight = causal_lm.int_weight(folded.get_submodule(name))
+            tensors, wraps = pack_layer(weight if block is None else weight.regrouped(block))
+            wrapped += wraps
+            state.update({f"{name}.{k}": v for k, v in tensors.items()})
+        if wrapped and not allow_wrapped_zeros:
+            raise ModelpressError(f"{NAME}: {wrapped} asymmetric group(s) have zero point 0, which the v1 "
+                                  "GPTQ layout (zero−1) cannot store for vLLM; use symmetric: true")
+        save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+        _write_config(plain.config, scheme, out_dir, block)
+        causal_lm.copy_tokenizer(tokenizer_dir, out_dir)
+        causal_lm.write_manifest(out_dir, NAME, scheme, wrapped_zero_points=wrapped)
+        return out_dir
+
+    def check_folder(self, out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor) -> dict[str, float]:
+        """The folder's codes are the candidate's; its dequantized logits match the candidate's."""
+        import numpy as np
+        from safetensors.numpy import load_file
+
+        scheme = causal_lm.describe(model)
+        folded = fold_smoothing(model)
+        tensors = load_file(str(Path(out_dir) / "model.safetensors"))
+        shift = 128 if scheme.bits == 8 else 0
+        scale_error = 0.0
+        for name in scheme.quantized:
+            ours = causal_lm.int_weight(folded.get_submodule(name))
+            codes, zeros, scales = read_layer(tensors, name, scheme.bits)
+            if not (np.array_equal(codes, ours.codes.numpy().T + shift)
+                    and np.array_equal(zeros, ours.zeros.numpy().T + shift)):
+                raise ModelpressError(f"{NAME}: {name}'s codes or zero points in {out_dir} differ from the candidate's")
+            ref = ours.scales.numpy().T
+            scale_error = max(scale_error, float(np.max(np.abs(scales - ref) / np.maximum(np.abs(ref), 1e-30))))
+        loaded = load_dequantized(out_dir)
+        metrics = checks.compare_logits(checks.model_logits(model, eval_input_ids),
+                                        checks.model_logits(loaded, eval_input_ids), eval_input_ids)
+        checks.require_close(metrics, NAME, self.max_perplexity_ratio)
+        return {**metrics, "codes_equal": 1.0, "scale_fp16_max_rel_error": scale_error}
 
 
-def packing_problems(weights: Any, model: validation.Layout, build: str) -> list[str]:
+def packing_problems(weights: Any, model: Layout, build: str) -> list[str]:
     """qweight packs each column's codes and qzeros each group's zero points into int32 words."""
     per_word = 32 // weights.bits
     bad = {n: shape for n, shape in model.quantized(weights).items() if shape[0] % per_word or shape[1] % per_word}
@@ -85,47 +148,6 @@ def packing_problems(weights: Any, model: validation.Layout, build: str) -> list
     return [f"{build}: {name} is {out}x{width}; the GPTQ layout packs {per_word} {weights.bits}-bit codes and zero "
             f"points into each int32 word, so both sizes must be multiples of {per_word} (exclude it from "
             "weight-quantize)"]
-
-
-def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None,
-          allow_wrapped_zeros: bool = False, block: int | None = None) -> Path:
-    """Write the candidate's codes in the GPTQ layout, with config.json and the tokenizer.
-
-    ``allow_wrapped_zeros``: an asymmetric group whose zero point is 0 is stored as -1 (v1 keeps
-    zero−1), which wraps; ONNX Runtime GenAI masks it back, vLLM's GPTQ kernels do not, so it is
-    refused unless the caller's reader masks. ``block``: write groups of this size, each larger
-    group's scale and zero point repeated (the same values: per-channel codes for a reader whose
-    blocks must be narrower than a row).
-    """
-    config = config or Config()
-    from safetensors.torch import save_file
-
-    scheme = causal_lm.describe(model)
-    if scheme.kind != "int" or scheme.activations != "none" or scheme.bits not in BITS:
-        raise ModelpressError(f"{NAME}: {scheme.label()} has no GPTQ layout (integer weight-only, "
-                              f"{BITS} bits)")
-    folded = fold_smoothing(model)
-    out_dir = causal_lm.prepare_out_dir(out_dir)
-    dtype = None if config.dtype == "auto" else getattr(__import__("torch"), config.dtype)
-    plain = causal_lm.float_model(folded, dtype)
-    aliases = ({n for n, _ in plain.named_parameters(remove_duplicate=False)}
-               - {n for n, _ in plain.named_parameters()})  # a tied LM head: the embedding, stored once
-    state = {k: v.contiguous() for k, v in plain.state_dict().items()
-             if k.removesuffix(".weight") not in scheme.quantized and k not in aliases}
-    wrapped = 0
-    for name in scheme.quantized:
-        weight = causal_lm.int_weight(folded.get_submodule(name))
-        tensors, wraps = pack_layer(weight if block is None else weight.regrouped(block))
-        wrapped += wraps
-        state.update({f"{name}.{k}": v for k, v in tensors.items()})
-    if wrapped and not allow_wrapped_zeros:
-        raise ModelpressError(f"{NAME}: {wrapped} asymmetric group(s) have zero point 0, which the v1 "
-                              "GPTQ layout (zero−1) cannot store for vLLM; use symmetric: true")
-    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-    _write_config(plain.config, scheme, out_dir, block)
-    causal_lm.copy_tokenizer(tokenizer_dir, out_dir)
-    causal_lm.write_manifest(out_dir, NAME, scheme, wrapped_zero_points=wrapped)
-    return out_dir
 
 
 def quantization_config(scheme: causal_lm.Scheme, block: int | None = None) -> dict[str, Any]:
@@ -224,28 +246,3 @@ def load_dequantized(out_dir: Path, dtype: Any = None) -> nn.Module:
     return model.eval().to(dtype or torch.float32)
 
 
-def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
-          config: Config | None = None) -> dict[str, float]:
-    """The folder's codes are the candidate's; its dequantized logits match the candidate's."""
-    config = config or Config()
-    import numpy as np
-    from safetensors.numpy import load_file
-
-    scheme = causal_lm.describe(model)
-    folded = fold_smoothing(model)
-    tensors = load_file(str(Path(out_dir) / "model.safetensors"))
-    shift = 128 if scheme.bits == 8 else 0
-    scale_error = 0.0
-    for name in scheme.quantized:
-        ours = causal_lm.int_weight(folded.get_submodule(name))
-        codes, zeros, scales = read_layer(tensors, name, scheme.bits)
-        if not (np.array_equal(codes, ours.codes.numpy().T + shift)
-                and np.array_equal(zeros, ours.zeros.numpy().T + shift)):
-            raise ModelpressError(f"{NAME}: {name}'s codes or zero points in {out_dir} differ from the candidate's")
-        ref = ours.scales.numpy().T
-        scale_error = max(scale_error, float(np.max(np.abs(scales - ref) / np.maximum(np.abs(ref), 1e-30))))
-    loaded = load_dequantized(out_dir)
-    metrics = checks.compare_logits(checks.model_logits(model, eval_input_ids),
-                                    checks.model_logits(loaded, eval_input_ids), eval_input_ids)
-    checks.require_close(metrics, NAME, config.max_perplexity_ratio)
-    return {**metrics, "codes_equal": 1.0, "scale_fp16_max_rel_error": scale_error}

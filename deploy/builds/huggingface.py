@@ -72,9 +72,8 @@ class HuggingFaceBuild(Build):
         if context.torch_model_uri is None or context.model is None or context.scratch is None:
             raise ValueError("the huggingface build needs the PyTorch candidate")
         folder = context.scratch / NAME
-        notes = write_folder(context.model, context.task.preprocessor(), folder)
-        checks = check_folder(folder, context.model, check_ids(context), context.task.hf_auto_class or "",
-                              self.max_perplexity_ratio, notes)
+        notes = self.write_folder(context.model, context.task.preprocessor(), folder)
+        checks = self.check_folder(folder, context.model, check_ids(context), context.task.hf_auto_class or "", notes)
         path = log_build(folder, NAME)
         context.hf_dir = folder
         _log_metrics(checks)
@@ -87,25 +86,42 @@ class HuggingFaceBuild(Build):
 
         return mlflow.pytorch.load_model(model_uri).eval()
 
+    def write_folder(self, model: nn.Module, tokenizer: Any, folder: Path) -> list[str]:
+        """``save_pretrained`` of a plain copy of ``model`` + the tokenizer; returns what changed."""
+
+        if not hasattr(model, "save_pretrained"):
+            raise ModelpressError(f"{NAME}: the candidate ({type(model).__name__}) is not a Hugging Face model")
+        plain, notes = plain_copy(model)
+        folder.mkdir(parents=True, exist_ok=True)
+        plain.save_pretrained(folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+        (folder / MANIFEST).write_text(json.dumps({"build": NAME, "notes": notes}, indent=2) + "\n")
+        return notes
+
+    def check_folder(self, folder: Path, model: nn.Module, input_ids: torch.Tensor, auto_class: str,
+                     notes: list[str]) -> dict[str, float]:
+        """Transformers loads the folder as its architecture; its logits are the candidate's (weight-
+        only), or their difference is reported (activations quantized at run time)."""
+        import transformers
+
+
+        try:
+            loaded = getattr(transformers, auto_class).from_pretrained(str(folder), local_files_only=True).eval()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelpressError(f"{NAME}: Transformers cannot load the written folder as {auto_class}: "
+                                  f"{str(exc).splitlines()[0]}") from None
+        metrics = checks.compare_logits(checks.model_logits(model, input_ids),
+                                        checks.model_logits(loaded.float(), input_ids), input_ids)
+        if not any("runtime-quantized" in n for n in notes):
+            checks.require_close(metrics, NAME, self.max_perplexity_ratio)
+        return metrics
+
 
 def _log_metrics(checks: dict[str, float]) -> None:
     import mlflow
 
     mlflow.log_metrics({f"build.{NAME}.{k}": v for k, v in checks.items()})
-
-
-def write_folder(model: nn.Module, tokenizer: Any, folder: Path) -> list[str]:
-    """``save_pretrained`` of a plain copy of ``model`` + the tokenizer; returns what changed."""
-
-    if not hasattr(model, "save_pretrained"):
-        raise ModelpressError(f"{NAME}: the candidate ({type(model).__name__}) is not a Hugging Face model")
-    plain, notes = plain_copy(model)
-    folder.mkdir(parents=True, exist_ok=True)
-    plain.save_pretrained(folder)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
-    (folder / MANIFEST).write_text(json.dumps({"build": NAME, "notes": notes}, indent=2) + "\n")
-    return notes
 
 
 def plain_copy(model: nn.Module) -> tuple[nn.Module, list[str]]:
@@ -166,19 +182,3 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
-def check_folder(folder: Path, model: nn.Module, input_ids: torch.Tensor, auto_class: str,
-                 max_ratio: float, notes: list[str]) -> dict[str, float]:
-    """Transformers loads the folder as its architecture; its logits are the candidate's (weight-
-    only), or their difference is reported (activations quantized at run time)."""
-    import transformers
-
-    try:
-        loaded = getattr(transformers, auto_class).from_pretrained(str(folder), local_files_only=True).eval()
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelpressError(f"{NAME}: Transformers cannot load the written folder as {auto_class}: "
-                              f"{str(exc).splitlines()[0]}") from None
-    metrics = checks.compare_logits(checks.model_logits(model, input_ids),
-                                    checks.model_logits(loaded.float(), input_ids), input_ids)
-    if not any("runtime-quantized" in n for n in notes):
-        checks.require_close(metrics, NAME, max_ratio)
-    return metrics

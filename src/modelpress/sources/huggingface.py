@@ -120,7 +120,7 @@ class HuggingFaceModel(Source):
         auto = getattr(transformers, task.hf_auto_class or "")
         try:
             # Eager attention exports to plain MatMul/Softmax graphs that ONNX Runtime quantizes
-            # well (see src/modelpress/DESIGN.md, "Peer baselines"); SDPA exports differently.
+            # well (see benchmarks/RESULTS.md, "Peer baselines"); SDPA exports differently.
             model = auto.from_pretrained(self.path, attn_implementation="eager", local_files_only=True)
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelpressError(f"model.path: {self.path}: cannot load as {task.hf_auto_class}: "

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from modelpress.core.registry import register_task
-from modelpress.datasets.pixels import pixel_values, processor
 from modelpress.datasets.images import preprocessing_problems
+from modelpress.datasets.pixels import pixel_values, processor
 from modelpress.tasks.base import Batch, DataKind, TaskConfig
 from modelpress.tasks.classification import ClassificationTask
 

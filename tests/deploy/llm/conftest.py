@@ -122,7 +122,9 @@ def llm_registry(tmp_path_factory, quantize, tokenizer_dir, text_onnx):
     candidate's onnxruntime-genai and gguf builds under builds/ (as the publish step does)."""
     import mlflow
 
-    from modelpress.deploy.builds import gguf, log_build, onnxruntime_genai
+    from modelpress.deploy.builds import log_build
+    from modelpress.deploy.builds.gguf import GGUFBuild
+    from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
 
     root = tmp_path_factory.mktemp("llm-registry")
     uri = f"sqlite:///{root}/mlflow.db"
@@ -135,8 +137,8 @@ def llm_registry(tmp_path_factory, quantize, tokenizer_dir, text_onnx):
         experiment = mlflow.create_experiment("llm-builds", artifact_location=str(root / "artifacts"))
         with mlflow.start_run(experiment_id=experiment):
             info = mlflow.onnx.log_model(text_onnx, name="onnx_model", pip_requirements=["onnxruntime"])
-            for module in (onnxruntime_genai, gguf):
-                log_build(module.write(candidate, tokenizer_dir, root / module.NAME), module.NAME)
+            for build in (OnnxRuntimeGenAIBuild(), GGUFBuild()):
+                log_build(build.write_folder(candidate, tokenizer_dir, root / build.build_name), build.build_name)
         version = mlflow.register_model(info.model_uri, "tiny-llm").version
         mlflow.MlflowClient().set_registered_model_alias("tiny-llm", "champion", str(version))
         yield uri

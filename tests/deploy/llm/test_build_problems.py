@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from modelpress.deploy.builds import compressed_tensors, gguf, gptq, onnxruntime_genai
+from modelpress.deploy.builds.compressed_tensors import CompressedTensorsBuild
+from modelpress.deploy.builds.gguf import GGUFBuild
+from modelpress.deploy.builds.gptq import GPTQBuild
+from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
 from modelpress.steps.lowrank.config import LowRankConfig
 from modelpress.steps.prune.config import PruneConfig
 from modelpress.steps.quantize.config import WeightQuantizeConfig
 
 SMOLLM2 = {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536,
            "num_attention_heads": 9, "num_key_value_heads": 3}
-BUILDS = {m.NAME: m for m in (compressed_tensors, gguf, gptq, onnxruntime_genai)}
+BUILDS = {b.build_name: b for b in (CompressedTensorsBuild, GGUFBuild, GPTQBuild, OnnxRuntimeGenAIBuild)}
 
 
 def problems(name, *stages, hf_config=SMOLLM2):
-    module = BUILDS[name]
-    return module.problems(module.Config(), list(stages), hf_config)
+    return BUILDS[name]().format_problems(list(stages), hf_config)
 
 
 def wq(**fields):

@@ -11,10 +11,10 @@ import torch
 from modelpress.core.errors import ModelpressError
 
 
-def build(module, candidate, tokenizer_dir, tmp_path, eval_ids, config=None):
+def build(config, candidate, tokenizer_dir, tmp_path, eval_ids):
     """Write the build and run its check (the consumer loads it and compares with the candidate)."""
-    out = module.write(candidate, tokenizer_dir, tmp_path / module.NAME, config or module.Config())
-    return out, module.check(out, candidate, eval_ids, config or module.Config())
+    out = config.write_folder(candidate, tokenizer_dir, tmp_path / config.build_name)
+    return out, config.check_folder(out, candidate, eval_ids)
 
 
 @pytest.mark.parametrize(("scheme", "fmt"), [
@@ -22,10 +22,10 @@ def build(module, candidate, tokenizer_dir, tmp_path, eval_ids, config=None):
     ("w8a8", "int-quantized"), ("fp8", "float-quantized"), ("fp32", None)])
 def test_compressed_tensors_loads_in_transformers_with_the_candidates_logits(
         scheme, fmt, quantize, base_model, tokenizer_dir, tmp_path, eval_ids):
-    from modelpress.deploy.builds import compressed_tensors
+    from modelpress.deploy.builds.compressed_tensors import CompressedTensorsBuild
 
     candidate = base_model if scheme == "fp32" else quantize(scheme)
-    out, metrics = build(compressed_tensors, candidate, tokenizer_dir, tmp_path, eval_ids)
+    out, metrics = build(CompressedTensorsBuild(), candidate, tokenizer_dir, tmp_path, eval_ids)
     config = json.loads((out / "config.json").read_text())
     if fmt is None:
         assert "quantization_config" not in config
@@ -40,11 +40,11 @@ def test_compressed_tensors_loads_in_transformers_with_the_candidates_logits(
 
 @pytest.mark.parametrize("scheme", ["int4-g64-sym-gptq", "int4-g32-asym-gptq", "int8-per-channel"])
 def test_gptq_layout_holds_the_candidates_codes(scheme, quantize, tokenizer_dir, tmp_path, eval_ids):
-    from modelpress.deploy.builds import gptq
+    from modelpress.deploy.builds.gptq import GPTQBuild
 
     candidate = quantize(scheme)
     try:
-        out, metrics = build(gptq, candidate, tokenizer_dir, tmp_path, eval_ids)
+        out, metrics = build(GPTQBuild(), candidate, tokenizer_dir, tmp_path, eval_ids)
     except ModelpressError as exc:  # asym zero point 0 cannot be stored for vLLM (v1 layout)
         assert "zero point 0" in str(exc) and "asym" in scheme
         return
@@ -59,15 +59,15 @@ def test_gptq_layout_holds_the_candidates_codes(scheme, quantize, tokenizer_dir,
 def test_gptq_check_catches_a_changed_code(quantize, tokenizer_dir, tmp_path, eval_ids):
     from safetensors.numpy import load_file, save_file
 
-    from modelpress.deploy.builds import gptq
+    from modelpress.deploy.builds.gptq import GPTQBuild
 
     candidate = quantize("int4-g32-sym-rtn")
-    out = gptq.write(candidate, tokenizer_dir, tmp_path / "g")
+    out = GPTQBuild().write_folder(candidate, tokenizer_dir, tmp_path / "g")
     tensors = load_file(str(out / "model.safetensors"))
     tensors["model.layers.1.mlp.up_proj.qweight"][3, 5] ^= 1  # one code one step off
     save_file(tensors, str(out / "model.safetensors"))
     with pytest.raises(ModelpressError, match="up_proj's codes"):
-        gptq.check(out, candidate, eval_ids)
+        GPTQBuild().check_folder(out, candidate, eval_ids)
 
 
 @pytest.mark.parametrize(("scheme", "qtype"), [
@@ -78,7 +78,7 @@ def test_gguf_blocks_hold_the_exact_codes(scheme, qtype, quantize, tokenizer_dir
 
     from modelpress.deploy.builds import gguf
 
-    out, metrics = build(gguf, quantize(scheme), tokenizer_dir, tmp_path, eval_ids)
+    out, metrics = build(gguf.GGUFBuild(), quantize(scheme), tokenizer_dir, tmp_path, eval_ids)
     assert metrics["layers_with_exact_codes"] == 14.0  # 2 blocks x 7 projections, read back from the file
     assert metrics["transformers_gguf_loaded"] == 1.0
     assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)
@@ -113,9 +113,9 @@ def test_gguf_takes_a_tokenizer_read_from_gguf_and_refuses_a_non_byte_level_one(
     candidate = quantize("int4-g32-sym-rtn")
     if not accepted:
         with pytest.raises(ModelpressError, match="not a byte-level BPE tokenizer"):
-            gguf.write(candidate, folder, tmp_path / "g")
+            gguf.GGUFBuild().write_folder(candidate, folder, tmp_path / "g")
         return
-    out = gguf.write(candidate, folder, tmp_path / "g")
+    out = gguf.GGUFBuild().write_folder(candidate, folder, tmp_path / "g")
     reader = gguf_lib.GGUFReader(str(out / gguf.FILENAME))
     field = reader.fields["tokenizer.ggml.tokens"]
     tokens = [bytes(field.parts[i]).decode() for i in field.data]
@@ -128,7 +128,7 @@ def test_gguf_requantizes_what_fits_no_block_type_and_says_so(scheme, quantize, 
     from modelpress.deploy.builds import gguf
 
     candidate = base_model if scheme == "fp32" else quantize(scheme)
-    out, metrics = build(gguf, candidate, tokenizer_dir, tmp_path, eval_ids)
+    out, metrics = build(gguf.GGUFBuild(), candidate, tokenizer_dir, tmp_path, eval_ids)
     manifest = json.loads((out / "modelpress-build.json").read_text())
     if scheme == "fp8":
         assert len(manifest["requantized"]) == 14 and manifest["requantize_type"] == "Q8_0"
@@ -142,10 +142,10 @@ def test_gguf_requantizes_what_fits_no_block_type_and_says_so(scheme, quantize, 
 def test_genai_generates_the_candidates_greedy_tokens(scheme, quantize, base_model, tokenizer_dir, tmp_path, eval_ids):
     import onnx
 
-    from modelpress.deploy.builds import onnxruntime_genai
+    from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
 
     candidate = base_model if scheme == "fp32" else quantize(scheme)
-    out, metrics = build(onnxruntime_genai, candidate, tokenizer_dir, tmp_path, eval_ids)
+    out, metrics = build(OnnxRuntimeGenAIBuild(), candidate, tokenizer_dir, tmp_path, eval_ids)
     assert metrics["greedy_tokens_matched"] == 16.0 and metrics["first_token_argmax_equal"] == 1.0
     assert metrics["first_token_max_abs_diff"] < 0.05
     ops = {n.op_type for n in onnx.load(str(out / "model.onnx"), load_external_data=False).graph.node}
@@ -168,7 +168,7 @@ def test_folding_smoothing_factors_keeps_the_outputs(scheme, quantize, eval_ids)
 
 
 def test_awq_codes_reach_genai_through_the_folded_gptq_build(quantize, tokenizer_dir, tmp_path, eval_ids):
-    from modelpress.deploy.builds import onnxruntime_genai
+    from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
 
-    _, metrics = build(onnxruntime_genai, quantize("int4-g64-sym-gptq-awq"), tokenizer_dir, tmp_path, eval_ids)
+    _, metrics = build(OnnxRuntimeGenAIBuild(), quantize("int4-g64-sym-gptq-awq"), tokenizer_dir, tmp_path, eval_ids)
     assert metrics["greedy_tokens_matched"] == 16.0 and metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)

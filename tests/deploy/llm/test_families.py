@@ -100,21 +100,20 @@ def hf_config(family, name):
     return json.loads((family(name)[0] / "config.json").read_text())
 
 
-def build(module, name, fields, family, candidate, tmp_path, config=None):
-    """Validate (the build's problems), write and check with the consumer; (folder, metrics)."""
+def build(config, name, fields, family, candidate, tmp_path):
+    """Validate (the build's format problems), write and check with the consumer; (folder, metrics)."""
     folder, _, _, eval_ids = family(name)
-    config = config or module.Config()
-    assert module.problems(config, [stage(name, **fields)], hf_config(family, name)) == []
+    assert config.format_problems([stage(name, **fields)], hf_config(family, name)) == []
     model = candidate(name, **fields)
-    out = module.write(model, folder, tmp_path / module.NAME, config)
-    return out, module.check(out, model, eval_ids, config)
+    out = config.write_folder(model, folder, tmp_path / config.build_name)
+    return out, config.check_folder(out, model, eval_ids)
 
 
 @pytest.mark.parametrize(("name", "group"), cells("compressed-tensors"))
 def test_compressed_tensors_loads_in_transformers_for_every_family(name, group, family, candidate, tmp_path):
-    from modelpress.deploy.builds import compressed_tensors
+    from modelpress.deploy.builds.compressed_tensors import CompressedTensorsBuild
 
-    out, metrics = build(compressed_tensors, name, gptq_int4(group), family, candidate, tmp_path)
+    out, metrics = build(CompressedTensorsBuild(), name, gptq_int4(group), family, candidate, tmp_path)
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == [type(family(name)[1]).__name__]
     weights = config["quantization_config"]["config_groups"]["group_0"]["weights"]
@@ -124,9 +123,9 @@ def test_compressed_tensors_loads_in_transformers_for_every_family(name, group, 
 
 @pytest.mark.parametrize(("name", "group"), cells("gptq"))
 def test_gptq_layout_holds_every_familys_codes(name, group, family, candidate, tmp_path):
-    from modelpress.deploy.builds import gptq
+    from modelpress.deploy.builds.gptq import GPTQBuild
 
-    out, metrics = build(gptq, name, gptq_int4(group), family, candidate, tmp_path)
+    out, metrics = build(GPTQBuild(), name, gptq_int4(group), family, candidate, tmp_path)
     assert json.loads((out / "config.json").read_text())["quantization_config"]["group_size"] == group
     assert metrics["codes_equal"] == 1.0 and metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)
 
@@ -149,7 +148,7 @@ def test_gguf_is_read_back_for_every_family(name, group, family, candidate, tmp_
 
     from modelpress.deploy.builds import gguf
 
-    out, metrics = build(gguf, name, gptq_int4(group), family, candidate, tmp_path)
+    out, metrics = build(gguf.GGUFBuild(), name, gptq_int4(group), family, candidate, tmp_path)
     model = candidate(name, **gptq_int4(group))  # every quantized layer (each expert of a stack) read back
     assert metrics["layers_with_exact_codes"] == sum(1 for m in model.modules() if hasattr(m, "qweight"))
     # Transformers reads a Mixtral file (llama.cpp's "llama" architecture) as a dense Llama
@@ -175,7 +174,7 @@ def test_gguf_check_fails_on_one_flipped_code(name, flip, family, candidate, tmp
 
     fields = gptq_int4(32)
     model = candidate(name, **fields)
-    out = gguf.write(model, family(name)[0], tmp_path / "g")
+    out = gguf.GGUFBuild().write_folder(model, family(name)[0], tmp_path / "g")
     tensor = next(t for t in gguf_lib.GGUFReader(str(out / gguf.FILENAME)).tensors if t.name == flip)
     offset = tensor.data_offset + tensor.data.shape[-1] * 5 + 2 + 3  # row 5 (of expert 0), first block, byte 3
     with open(out / gguf.FILENAME, "r+b") as file:
@@ -184,14 +183,14 @@ def test_gguf_check_fails_on_one_flipped_code(name, flip, family, candidate, tmp
         file.seek(offset)
         file.write(bytes([byte ^ 0x01]))
     with pytest.raises(ModelpressError, match=f"{flip}.*codes or scales differ"):
-        gguf.check(out, model, family(name)[3])
+        gguf.GGUFBuild().check_folder(out, model, family(name)[3])
 
 
 @pytest.mark.parametrize(("name", "group"), cells("onnxruntime-genai", GENAI))
 def test_genai_generates_the_candidates_tokens_for_every_family_it_builds(name, group, family, candidate, tmp_path):
-    from modelpress.deploy.builds import onnxruntime_genai
+    from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
 
-    _, metrics = build(onnxruntime_genai, name, gptq_int4(group), family, candidate, tmp_path)
+    _, metrics = build(OnnxRuntimeGenAIBuild(), name, gptq_int4(group), family, candidate, tmp_path)
     assert metrics["greedy_tokens_matched"] == 16.0 and metrics["first_token_argmax_equal"] == 1.0
     assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=5e-3)
 
@@ -199,10 +198,10 @@ def test_genai_generates_the_candidates_tokens_for_every_family_it_builds(name, 
 def test_genai_builds_per_channel_int4_as_blocks_of_one_scale(family, candidate, tmp_path):
     """Per-channel codes (one scale per row) as MatMulNBits blocks of 128, each row's scale and zero
     point repeated over its blocks: the candidate's values exactly, no row-wide block needed."""
-    from modelpress.deploy.builds import onnxruntime_genai
+    from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
 
     fields = {"bits": 4, "algorithm": "gptq"}  # per-channel
-    out, metrics = build(onnxruntime_genai, "qwen3", fields, family, candidate, tmp_path)
+    out, metrics = build(OnnxRuntimeGenAIBuild(), "qwen3", fields, family, candidate, tmp_path)
     manifest = json.loads((out / "modelpress-build.json").read_text())
     assert manifest["scheme"] == "int4-per-channel-sym" and manifest["matmulnbits_block"] == 128
     assert metrics["greedy_tokens_matched"] == 16.0 and metrics["perplexity_ratio"] == pytest.approx(1.0, abs=5e-3)
@@ -225,7 +224,7 @@ def test_awq_factors_fold_into_each_familys_norms_and_rows(name, family, candida
     ids = family(name)[3]
     with torch.inference_mode():
         torch.testing.assert_close(folded(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-4, rtol=1e-4)
-    _, metrics = build(gguf, name, fields, family, candidate, tmp_path)
+    _, metrics = build(gguf.GGUFBuild(), name, fields, family, candidate, tmp_path)
     assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)
 
 
@@ -233,25 +232,28 @@ def test_awq_factors_fold_into_each_familys_norms_and_rows(name, family, candida
                      "MoE architecture (read from the installed builder)")
 def test_mixtral_refusals_name_the_build_and_the_reason(family):
     """What no consumer of a Mixtral build can take, refused before anything is computed."""
-    from modelpress.deploy.builds import compressed_tensors, gguf, gptq, onnxruntime_genai
+    from modelpress.deploy.builds.compressed_tensors import CompressedTensorsBuild
+    from modelpress.deploy.builds.gguf import GGUFBuild
+    from modelpress.deploy.builds.gptq import GPTQBuild
+    from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
     from modelpress.steps.quantize import WeightQuantizeConfig
 
     config = hf_config(family, "mixtral")
     experts_smoothed = stage("mixtral", bits=4, granularity="per-group", group_size=32, awq={"exclude": ["o_proj"]})
     expected = {
-        (onnxruntime_genai, "plain"): "does not convert MixtralForCausalLM",
-        (gguf, "experts"): "each expert reads only the tokens routed to it",
-        (gptq, "experts"): "add 'experts' to awq.exclude",
+        (OnnxRuntimeGenAIBuild(), "plain"): "does not convert MixtralForCausalLM",
+        (GGUFBuild(), "experts"): "each expert reads only the tokens routed to it",
+        (GPTQBuild(), "experts"): "add 'experts' to awq.exclude",
     }
     stages = {"plain": stage("mixtral", **gptq_int4(32)), "experts": experts_smoothed}
-    for (module, which), reason in expected.items():
-        found = module.problems(module.Config(), [stages[which]], config)
-        assert any(p.startswith(f"{module.NAME}: ") and reason in p for p in found), (module.NAME, found)
-    assert gguf.problems(gguf.Config(), [stages["plain"]], config) == []
+    for (build, which), reason in expected.items():
+        found = build.format_problems([stages[which]], config)
+        assert any(p.startswith(f"{build.build_name}: ") and reason in p for p in found), (build.build_name, found)
+    assert GGUFBuild().format_problems([stages["plain"]], config) == []
     # routers are never quantized (the causal-lm task protects them), so nothing refuses them
     unexcluded = WeightQuantizeConfig(**gptq_int4(32))
-    for module in (compressed_tensors, gptq, gguf):
-        assert not any("router" in p for p in module.problems(module.Config(), [unexcluded], config))
+    for build in (CompressedTensorsBuild(), GPTQBuild(), GGUFBuild()):
+        assert not any("router" in p for p in build.format_problems([unexcluded], config))
 
 
 @pytest.mark.parametrize(("got", "matched"), [

@@ -15,15 +15,15 @@ def _genai_folder(tokenizer, tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from modelpress.deploy.builds import onnxruntime_genai
+    from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
 
     tokenizer.save_pretrained(tmp_path / "tokenizer")
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    return onnxruntime_genai.write(LlamaForCausalLM(config).eval(), tmp_path / "tokenizer", tmp_path / "genai",
-                                   onnxruntime_genai.Config())
+    return OnnxRuntimeGenAIBuild().write_folder(LlamaForCausalLM(config).eval(), tmp_path / "tokenizer",
+                                                tmp_path / "genai")
 
 
 def test_genai_splits_smollm2_text_as_its_own_tokenizer_does(tmp_path):

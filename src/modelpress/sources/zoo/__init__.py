@@ -89,7 +89,7 @@ def _build_minilm(num_classes: int, image_shape: Any) -> torch.nn.Module:
     from transformers import AutoModel
 
     # Eager attention exports to a plain MatMul/Softmax graph that ORT quantizes well
-    # (src/modelpress/DESIGN.md §5); SDPA exports differently.
+    # (benchmarks/RESULTS.md, "Peer baselines"); SDPA exports differently.
     encoder = AutoModel.from_pretrained(minilm_path(), attn_implementation="eager")
     from modelpress.sources.zoo.nets import TextClassifier
 
