@@ -14,6 +14,7 @@ Imports ``gguf`` lazily (the ``llm`` extra).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
