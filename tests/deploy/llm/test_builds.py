@@ -89,6 +89,29 @@ def test_gguf_blocks_hold_the_exact_codes(scheme, qtype, quantize, tokenizer_dir
     assert manifest["transcoded_type"] == qtype and manifest["requantized"] == {}
 
 
+@pytest.mark.parametrize(("scheme", "header"), [("int4-g32-sym-rtn", 2), ("int4-g32-asym-gptq", 4),
+                                              ("int8-g32-sym", 2)])
+def test_gguf_check_fails_on_one_flipped_code_in_every_block_type(scheme, header, quantize, tokenizer_dir, tmp_path,
+                                                                  eval_ids):
+    """Q4_0, Q4_1 and Q8_0 blocks (scale, [minimum,] codes): one code one step off fails the check
+    (test_families.py flips Q4_0 codes in rotary-permuted rows and in a stacked expert)."""
+    import gguf as gguf_lib
+
+    from modelpress.deploy.builds import gguf
+
+    candidate = quantize(scheme)
+    out = gguf.write(candidate, tokenizer_dir, tmp_path / "g")
+    tensor = next(t for t in gguf_lib.GGUFReader(str(out / gguf.FILENAME)).tensors if t.name == "blk.1.ffn_up.weight")
+    offset = tensor.data_offset + tensor.data.shape[-1] * 5 + header + 3  # row 5, first block, 4th code byte
+    with open(out / gguf.FILENAME, "r+b") as file:
+        file.seek(offset)
+        byte = file.read(1)[0]
+        file.seek(offset)
+        file.write(bytes([byte ^ 0x01]))
+    with pytest.raises(ModelpressError, match="blk.1.ffn_up.weight's codes or scales differ"):
+        gguf.check(out, candidate, eval_ids)
+
+
 @pytest.mark.parametrize(("decoder", "accepted"), [
     # what Transformers' GGUF loader gives SmolLM2's tokenizer: the same byte-level vocabulary
     ({"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"},
