@@ -1,7 +1,8 @@
 """Bring your own model: real ZenML runs on the embedded stack, ending with @champion, on models the
 tests make themselves as users write them — a tabular MLP and a torchvision-style CNN, both
-``forward(self, x)``, each as TorchScript and as state dict + class, and a Hugging Face classifier
-folder — each pruned and/or quantized, gated, ONNX-parity-checked, registered and promoted."""
+``forward(self, x)``, each as TorchScript and as state dict + class (the MLP also as the ONNX file its
+user exported), and a Hugging Face classifier folder — each pruned and/or quantized, gated,
+ONNX-parity-checked, registered and promoted."""
 
 from __future__ import annotations
 
@@ -58,6 +59,40 @@ def test_init_then_run_a_torchscript_mlp_on_named_columns(project: Path, modelpr
     assert metrics["parity.agreement"] == 1.0  # the ONNX export reproduces the scripted module
     assert metrics["candidate.accuracy"] > 0.9
     assert report["validation"]["labels"] == ["malignant", "benign"]
+
+
+def test_a_users_onnx_file_is_quantized_gated_and_promoted(project: Path, modelpress_cli: str) -> None:
+    """source: onnx — the MLP as its user exported it (torch.onnx.export, input ``x``): the graph is
+    the baseline, the graph stage quantizes it, the gate compares both in ONNX Runtime."""
+    import importlib
+    import warnings
+
+    import torch
+
+    model = importlib.import_module("patient_models").PatientMLP()  # the project fixture wrote it
+    model.load_state_dict(torch.load(project / "mlp_state.pt"))
+    with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, and still what many use
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros(1, 30),), str(project / "mlp.onnx"), input_names=["x"],
+                          dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    recipe = {
+        "name": "patients-onnx",
+        "model": {"source": "onnx", "path": "mlp.onnx", "task": "tabular-classification"},
+        "data": {"source": "csv", "path": "patients.csv", "label": "diagnosis", "features": "*",
+                 "labels": ["malignant", "benign"]},
+        "stages": ["quantize"],
+        "gate": {"accuracy": {"max_drop": 0.05}, "agreement": {"min": 0.95}},
+        "registry": {"name": "patients-onnx"},
+    }
+    (project / "onnx.yaml").write_text(yaml.safe_dump(recipe))
+    result = run_cli(modelpress_cli, project, "run", "onnx.yaml")
+    assert result.returncode == 0, result.output[-4000:]
+    assert "gate: PASSED" in result.stdout and "promoted to @champion" in result.stdout
+    tags, metrics, report = champion_run(project, "patients-onnx")
+    assert tags["gate"] == "passed"
+    assert metrics["baseline.accuracy"] > 0.9  # the graph, fed by position (x <- features), in the model's order
+    assert metrics["candidate.agreement"] >= 0.95
+    assert list(report["stages"]) == ["1.quantize"]
 
 
 def test_state_dict_and_class_pruned_structurally_then_quantized(project: Path, modelpress_cli: str) -> None:

