@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from modelpress.core.errors import ModelpressError, RecipeError
-from modelpress.core.registry import SOURCES, TASKS, get_task
+from modelpress.core.registry import SOURCES, TASKS
 from modelpress.datasets.image_folder import class_names, folder_files, layout_problem
 from modelpress.datasets.images import IMAGE_SUFFIXES, bytes_or_path, column_images
 from modelpress.datasets.pixels import decode
 from modelpress.datasets.splits import label_key, sorted_labels
 from modelpress.datasets.table import table_source
 from modelpress.recipe.schema import validate_recipe
+from modelpress.tasks import get_task
 
 LABEL_NAMES = ("label", "labels", "target", "class", "y", "category", "diagnosis", "sentiment")
 TEXT_NAMES = ("text", "review", "sentence", "comment", "content", "body")

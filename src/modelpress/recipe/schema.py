@@ -202,7 +202,8 @@ class RecipeBase(Strict):
         if any(b.config.registers for b in given):
             return given
         name = self.task_class.registered_build
-        return [_entry_class(name, BUILDS.get(name)).model_validate({name: {}}), *given]
+        config: type[BaseModel] = BUILDS.get(name)
+        return [_entry_class(name, config).model_validate({name: {}}), *given]
 
     @model_validator(mode="after")
     def _cross_rules(self, info: ValidationInfo) -> RecipeBase:
