@@ -217,6 +217,16 @@ def test_every_module_has_a_layer() -> None:
         layer_of(name)
 
 
+def test_every_package_is_installed() -> None:
+    """A subpackage missing from pyproject's list installs nothing: its imports fail only when
+    installed, never in the checkout."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {name for name, path in module_files().items() if path.name == "__init__.py"}
+    assert packages <= listed, f"not in pyproject.toml's packages: {sorted(packages - listed)}"
+
+
 def test_no_import_cycles() -> None:
     found = cycles(graph())
     assert not found, "import cycles (type-only imports included):\n" + "\n".join(" <-> ".join(c) for c in found)
