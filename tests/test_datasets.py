@@ -159,7 +159,7 @@ def test_a_users_data_source_installed_as_a_plugin_validates_lists_and_loads(tmp
     assert "data.rows: Input should be greater than or equal to 20" in refused.stderr
     assert "data.colour: unknown field (not allowed here)" in refused.stderr
     python = str(Path(modelpress_cli).with_name("python"))
-    code = ("from modelpress.pipelines.plan import build_plan; from modelpress.recipe import load_recipe; "
+    code = ("from modelpress.pipelines.plan import build_plan; from modelpress.recipe.schema import load_recipe; "
             "from modelpress.datasets.base import dataset_config; "
             "plan = build_plan(load_recipe('recipe.yaml'), tracker='t', experiment='t'); "
             "print(plan.data_fingerprint, len(dataset_config(plan.data.name, plan.data.config).load()))")

@@ -23,17 +23,20 @@ FOLDERS = {"modelpress": ROOT / "src" / "modelpress", "modelpress.steps": ROOT /
 
 # Each package's layer: a module may import its own layer's other packages and any lower layer.
 LAYERS: dict[str, int] = {
+    # the core (src/modelpress)
     "modelpress": 0, "modelpress.core": 0, "modelpress.recipes": 0,
-    "modelpress.settings": 1, "modelpress.tracking": 1, "modelpress.kernels": 1,
-    "modelpress.datasets": 2, "modelpress.lm": 2, "modelpress.tasks": 3, "modelpress.sources": 3,
-    "modelpress.training": 3, "modelpress.builds": 3,
+    "modelpress.settings": 1, "modelpress.tracking": 1,
+    "modelpress.datasets": 2, "modelpress.lm": 2,
+    "modelpress.tasks": 3, "modelpress.sources": 3, "modelpress.training": 3, "modelpress.builds": 3,
     "modelpress.recipe": 4,
     "modelpress.gate": 5,
-    "modelpress.steps": 6,
-    "modelpress.deploy": 7,
-    "modelpress.release": 8,
-    "modelpress.pipelines": 9,
-    "modelpress.cli": 10,
+    "modelpress.release": 6,
+    # the rooms (kernels/, steps/, deploy/, pipelines/) above the core; the CLI on top
+    "modelpress.kernels": 7,
+    "modelpress.steps": 8,
+    "modelpress.deploy": 9,
+    "modelpress.pipelines": 10,
+    "modelpress.cli": 11,
 }
 
 # Libraries that make an import slow (seconds, or hundreds of MB): a modelpress module that loads
