@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 # (benchmarks/RESULTS.md, "Peer baselines").
 STATIC_OPERATORS = ["MatMul", "Gemm", "Gather"]
 CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+# Saturation: s8 weights are quantized to 7 bits (ORT's reduce_range). x86 CPUs without VNNI (AVX2, AVX-512
+# without VNNI) run u8 x s8 MatMuls with VPMADDUBSW, which adds two u8*s8 products into a
+# saturating int16: with full-range s8 weights (every channel reaches +-127 per-channel) 2*255*127
+# overflows and the int8 graph silently computes wrong logits (a 6-16-3 MLP: agreement with fp32
+# 0.80, logits off by 6.6; with 7-bit weights 1.00, off by 0.1). The file is deployed on CPUs we
+# cannot know, so it is made safe on all of them; VNNI CPUs and u8 weights (u8 x u8) never saturate.
 
 
 def excluded_nodes(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
@@ -126,6 +132,7 @@ def _dynamic(source: Path, target: Path, config: QuantizeConfig, exclude: list[s
     quantize_dynamic(
         source, target,
         per_channel=config.granularity == "per-channel",
+        reduce_range=config.symmetric,  # s8 weights: 7 bits (Saturation, above); u8 x u8 cannot saturate
         weight_type=QuantType.QInt8 if config.symmetric else QuantType.QUInt8,
         nodes_to_exclude=exclude,
         op_types_to_quantize=config.operators,
@@ -163,6 +170,7 @@ def _static(source: Path, target: Path, config: QuantizeConfig, batches: list[Ba
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=config.operators or STATIC_OPERATORS,
         per_channel=config.granularity == "per-channel",
+        reduce_range=True,  # s8 weights under u8 activations: 7 bits (Saturation, above)
         activation_type=QuantType.QUInt8,  # u8 activations: the fast VNNI path (s8 runs at fp32 speed)
         weight_type=QuantType.QInt8,
         nodes_to_quantize=[n for n in nodes if n not in set(exclude)],

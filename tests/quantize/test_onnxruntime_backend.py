@@ -120,3 +120,15 @@ def test_gemm_graphs_are_smoothed_and_reported(trained_net, task, digits_frame, 
     assert np.allclose(_embedding(smoothed, batch, task), _embedding(graph, batch, task), rtol=1e-4, atol=1e-4)
     quantize(graph, QuantizeConfig(activations="static", calibration={"progress": False}), context)
     assert len(context.report["layer_precision"]) == 4
+
+
+@pytest.mark.parametrize("scheme", [{}, {"granularity": "per-tensor"}, {"activations": "static"}])
+def test_s8_weights_cannot_saturate_on_cpus_without_vnni(exported, context, scheme):
+    """x86 without VNNI adds two u8*s8 products in a saturating int16 (VPMADDUBSW): s8 weights must
+    stay within 7 bits (2*255*64 < 32767), or the graph is wrong there and right on the CPU that
+    quantized it. Checked on the weights, so it holds whatever CPU runs this test."""
+    config = QuantizeConfig(**{"calibration": {"progress": False}, **scheme})
+    quantized = quantize(exported, config, context)
+    weights = [onnx.numpy_helper.to_array(i) for i in quantized.graph.initializer
+               if i.data_type == onnx.TensorProto.INT8]
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
