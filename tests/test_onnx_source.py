@@ -76,7 +76,7 @@ def recipe(path: str) -> dict:
 def test_a_users_onnx_file_is_loaded_evaluated_and_quantized(project: tuple[Path, nn.Module]) -> None:
     import onnx
 
-    from modelpress.datasets.splits import assign_splits, encode_labels, load_frame
+    from modelpress.datasets.splits import assign_splits, encode_labels
     from modelpress.sources.onnx import OnnxModel
     from modelpress.tasks import TaskSpec
     from modelpress.tasks.context import StageContext
@@ -85,7 +85,7 @@ def test_a_users_onnx_file_is_loaded_evaluated_and_quantized(project: tuple[Path
     checked = validate_recipe(recipe("mlp.onnx"), base=folder)
     assert isinstance(checked.model, OnnxModel) and checked.model.path == folder / "mlp.onnx"
     assert OnnxModel.recognizes(folder / "mlp.onnx") and not OnnxModel.recognizes(folder / "table.csv")
-    frame, labels = encode_labels(assign_splits(load_frame(checked.data), checked.data.split, seed=0, limit=None),
+    frame, labels = encode_labels(assign_splits(checked.data.load(), checked.data.split, seed=0, limit=None),
                                   None)
     assert labels == ["no", "yes"]
     task = TaskSpec("tabular-classification", labels=tuple(labels)).build()

@@ -23,6 +23,7 @@ from modelpress.core.metric import Metric
 from modelpress.core.registry import TASKS, StrictConfig
 from modelpress.datasets.pixels import ImagePreprocessing
 from modelpress.tasks.calling import Binding, bind, graph_signature, signature_of, unwrapped
+from modelpress.tasks.losses import kd_loss
 
 if TYPE_CHECKING:
     import numpy as np
@@ -220,7 +221,6 @@ class Task:
     def distill_loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
                      labels: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
         """Knowledge-distillation loss: soft teacher targets (share ``alpha``) + the labels."""
-        from modelpress.tasks.losses import kd_loss
 
         return kd_loss(student_logits, teacher_logits, labels, temperature, alpha)
 

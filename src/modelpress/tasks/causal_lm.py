@@ -45,6 +45,7 @@ from modelpress.lm.metrics import (
 )
 from modelpress.sources.zoo import load_tokenizer
 from modelpress.tasks.base import Batch, DataKind, Task, TaskConfig, split_outputs
+from modelpress.tasks.losses import causal_lm_kd_loss
 
 if TYPE_CHECKING:
     import numpy as np
@@ -204,7 +205,6 @@ class CausalLM(Task):
     def distill_loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
                      labels: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
         """Token-level KD: every position's next-token distribution, and the next tokens."""
-        from modelpress.tasks.losses import causal_lm_kd_loss
 
         if teacher_logits is None:  # alpha = 0: the next tokens alone
             return self.loss(student_logits, labels)

@@ -1,12 +1,18 @@
 """Distillation losses, written over any leading shape: classifier logits are (B, V),
-causal-LM logits are (B, T, V) and are distilled token by token."""
+causal-LM logits are (B, T, V) and are distilled token by token.
+
+torch is imported inside the functions: the task registry imports every module of
+``modelpress.tasks`` to validate a recipe, which must not load torch.
+"""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from modelpress.core.errors import ModelpressError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _flat(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -21,6 +27,8 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     The T² keeps the soft gradients' size independent of T: d/ds = T·(p_s − p_t) / N.
     ``mask`` (same leading shape, 1 = keep) drops padding positions.
     """
+    import torch.nn.functional as F
+
     if student_logits.shape[-1] != teacher_logits.shape[-1]:
         raise ModelpressError(f"distill: student outputs {student_logits.shape[-1]} logits but the teacher "
                               f"{teacher_logits.shape[-1]}; the output sizes must match")
@@ -37,6 +45,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
 
     ``alpha == 0`` is training from labels alone (the teacher's logits may then be None).
     """
+    import torch.nn.functional as F
+
     hard = None
     if alpha < 1.0 and labels is not None:
         hard = F.cross_entropy(student_logits.reshape(-1, student_logits.shape[-1]).float(),
@@ -53,6 +63,8 @@ def causal_lm_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
                       input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                       temperature: float, alpha: float) -> torch.Tensor:
     """Token-level KD for causal LMs: position t is scored on predicting token t + 1."""
+    import torch
+
     mask = (torch.ones_like(input_ids) if attention_mask is None else attention_mask)[:, 1:]
     labels = input_ids[:, 1:].masked_fill(mask == 0, -100)
     return kd_loss(student_logits[:, :-1], teacher_logits[:, :-1], labels, temperature, alpha, mask=mask)
@@ -60,6 +72,8 @@ def causal_lm_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:
     """MSE, or 1 − cosine along the feature axis (channels for conv maps, last axis otherwise)."""
+    import torch.nn.functional as F
+
     student, teacher = student.float(), teacher.float()
     if kind == "mse":
         return F.mse_loss(student, teacher)
@@ -69,6 +83,8 @@ def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> tor
 
 def attention_map(features: torch.Tensor) -> torch.Tensor:
     """Spatial attention of a conv feature map: channel-mean of squares, L2-normalised."""
+    import torch.nn.functional as F
+
     return F.normalize(features.float().pow(2).mean(1).flatten(1), dim=1)
 
 
