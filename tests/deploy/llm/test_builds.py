@@ -194,3 +194,28 @@ def test_awq_codes_reach_genai_through_the_folded_gptq_build(quantize, tokenizer
 
     _, metrics = build(OnnxRuntimeGenAIBuild(), quantize("int4-g64-sym-gptq-awq"), tokenizer_dir, tmp_path, eval_ids)
     assert metrics["greedy_tokens_matched"] == 16.0 and metrics["perplexity_ratio"] == pytest.approx(1.0, abs=2e-3)
+
+
+def test_a_greedy_divergence_passes_only_at_a_near_tie() -> None:
+    """GenAI may pick the candidate's runner-up where the two logits are closer than the measured
+    logit error (summation order differs by CPU); any other different token fails the check."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from modelpress.deploy.builds import checks
+    from modelpress.deploy.builds.onnxruntime_genai import diverged_at_tie
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)
+    model = LlamaForCausalLM(config).eval()
+    prompt = [1, 5, 9, 3]
+    expected = checks.candidate_greedy(model, prompt, 6)
+    logits = checks.model_logits(model, torch.tensor([prompt + expected[:3]]))[0, -1]
+    top2 = logits.topk(2)
+    runner_up, margin = int(top2.indices[1]), float(top2.values[0] - top2.values[1])
+    got = expected[:3] + [runner_up, *expected[4:]]
+    assert diverged_at_tie(model, prompt, expected, got, 3, logit_error=margin)
+    assert not diverged_at_tie(model, prompt, expected, got, 3, logit_error=margin / 4)
+    last = int(logits.argsort()[0])  # the least likely token: no logit error excuses it
+    assert not diverged_at_tie(model, prompt, expected, expected[:3] + [last], 3, logit_error=margin)
+    assert not diverged_at_tie(model, prompt, expected, expected, 6, logit_error=margin)  # no divergence

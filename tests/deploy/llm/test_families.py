@@ -191,7 +191,9 @@ def test_genai_generates_the_candidates_tokens_for_every_family_it_builds(name, 
     from modelpress.deploy.builds.onnxruntime_genai import OnnxRuntimeGenAIBuild
 
     _, metrics = build(OnnxRuntimeGenAIBuild(), name, gptq_int4(group), family, candidate, tmp_path)
-    assert metrics["greedy_tokens_matched"] == 16.0 and metrics["first_token_argmax_equal"] == 1.0
+    # all 16 greedy tokens, or a divergence at a near-tie of a random-init model (the check's own rule)
+    assert metrics["greedy_tokens_matched"] == 16.0 or metrics["greedy_diverged_at_tie"] == 1.0, metrics
+    assert metrics["first_token_argmax_equal"] == 1.0
     assert metrics["perplexity_ratio"] == pytest.approx(1.0, abs=5e-3)
 
 
