@@ -102,4 +102,7 @@ def test_an_impossible_perplexity_bound_fails_the_gate_and_leaves_the_champion(p
     assert "gate: FAILED (perplexity.max:" in result.stdout
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == before
     latest = max(client.search_model_versions(f"name='{NAME}'"), key=lambda v: int(v.version))
-    assert str(latest.version) != before and latest.tags["gate"] == "failed" and not latest.aliases
+    assert str(latest.version) != before and latest.tags["gate"] == "failed"
+    # aliases as the registry holds them (a search result's aliases are always [])
+    assert client.get_model_version(NAME, latest.version).aliases == []
+    assert latest.version not in client.get_registered_model(NAME).aliases.values()

@@ -4,18 +4,24 @@ A real `mlflow server` (sqlite, --serve-artifacts) and a local ZenML server, bot
 started and stopped here; the ZenML stack's MLflow experiment tracker points at the tracking
 server. The shipped mnist-cnn recipe (fewer rows and epochs) runs through them, then
 `modelpress promote`, `rollback`, `retrain` and `pull`. Two runs are SIGKILLed on the way, as
-a preempted node or the OOM killer would: one during a stage, one during publish. Each re-run
-must resume from ZenML's cache, the kill must leave @champion where it was and no alias on a
-half-registered version, and the killed attempt's MLflow run must end FAILED, not RUNNING.
+a preempted node or the OOM killer would: one during a stage, one during publish, after its
+version is registered and before its alias moves (the CLI talks to the tracking server through
+a relay that holds that alias write, see team_servers.AliasStall). Each re-run must resume from
+ZenML's cache, the kill must leave @champion where it was and no alias on the half-registered
+version, and the killed attempt's MLflow run must end FAILED, not RUNNING.
+
+Aliases are read with get_model_version / get_registered_model: search_model_versions leaves
+them out (always []), so a check on a search result could never fail.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import subprocess
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -25,7 +31,7 @@ from mlflow import MlflowClient
 from modelpress.recipe.schema import shipped_recipes
 
 from .helpers import ANSI, project_env, run_cli
-from .team_servers import start_zenml, stop_zenml
+from .team_servers import AliasStall, start_zenml, stop_zenml
 
 pytestmark = pytest.mark.slow
 NAME = "team-mnist"
@@ -46,24 +52,41 @@ def team_recipe(project: Path, filename: str, lr: float) -> Path:
 
 @pytest.fixture(scope="module")
 def team(mlflow_server, tmp_path_factory: pytest.TempPathFactory):
+    """The project, the CLI's environment (tracking server and ZenML stack both reached through
+    the relay), a client straight to the tracking server (never stalled), and the relay."""
     root = tmp_path_factory.mktemp("team")
-    server = start_zenml(root, mlflow_server.url)
+    relay = AliasStall(mlflow_server.url).start()
+    server = start_zenml(root, relay.url)
     try:
-        env = {**server.env(), "MLFLOW_TRACKING_URI": mlflow_server.url}
-        yield root, env, MlflowClient(mlflow_server.url, mlflow_server.url)
+        env = {**server.env(), "MLFLOW_TRACKING_URI": relay.url}
+        yield root, env, MlflowClient(mlflow_server.url, mlflow_server.url), relay
     finally:
-        stop_zenml(server)
+        try:
+            stop_zenml(server)
+        finally:
+            relay.stop()
 
 
 def kill_when(cli: str, project: Path, env: dict[str, str], args: list[str], ready) -> list[str]:
-    """Run the CLI and SIGKILL its whole process group as soon as ``ready(lines)`` is true;
+    """Run the CLI and SIGKILL its whole process group as soon as ``ready(lines)`` is true
+    (asked at each line and every 0.1 s: a process stalled on the wire prints nothing);
     returns the lines it printed."""
     proc = subprocess.Popen([cli, *args], cwd=project, env={**project_env(project), **env}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     lines: list[str] = []
+    arrived: queue.Queue[str | None] = queue.Queue()
+    reader = threading.Thread(target=lambda: [*map(arrived.put, proc.stdout), arrived.put(None)], daemon=True)
+    reader.start()
     try:
-        for line in proc.stdout:
-            lines.append(ANSI.sub("", line.rstrip("\n")))
+        while True:
+            try:
+                line = arrived.get(timeout=0.1)
+            except queue.Empty:
+                line = ""
+            if line is None:
+                break  # it ended by itself: the assert below says how
+            if line:
+                lines.append(ANSI.sub("", line.rstrip("\n")))
             if ready(lines):
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
@@ -71,6 +94,7 @@ def kill_when(cli: str, project: Path, env: dict[str, str], args: list[str], rea
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
+        reader.join(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "\n".join(lines[-30:])
     return lines
 
@@ -91,7 +115,17 @@ def champion(client: MlflowClient) -> str | None:
 
 
 def versions(client: MlflowClient) -> dict[str, object]:
+    """The registered versions by number (their ``aliases`` are always []: search leaves them out)."""
     return {str(v.version): v for v in client.search_model_versions(f"name='{NAME}'")}
+
+
+def aliases_of(client: MlflowClient, version: str) -> list[str]:
+    """The aliases on one version, as the registry holds them (both ways of reading them)."""
+    by_version = sorted(client.get_model_version(NAME, version).aliases)
+    by_model = sorted(alias for alias, held in client.get_registered_model(NAME).aliases.items()
+                      if str(held) == str(version))
+    assert by_version == by_model, (version, by_version, by_model)
+    return by_version
 
 
 def running_runs(client: MlflowClient) -> list:
@@ -102,7 +136,7 @@ def running_runs(client: MlflowClient) -> list:
 
 
 def test_team_servers_runs_kills_and_the_registry_commands(team, modelpress_cli: str) -> None:
-    project, env, client = team
+    project, env, client, relay = team
     recipe = team_recipe(project, "mnist.yaml", 2.0e-3)
 
     # --- killed during a stage: the steps it finished are not recomputed ---------------------
@@ -120,24 +154,26 @@ def test_team_servers_runs_kills_and_the_registry_commands(team, modelpress_cli:
     run = client.get_run(versions(client)["1"].run_id)
     assert any(a.path.startswith("logs/") for a in client.list_artifacts(run.info.run_id, "logs"))  # full log kept
 
-    # --- killed during publish (retrain re-runs the champion's recipe, fully cached) ----------
+    # --- killed during publish, between registering its version and moving @challenger --------
+    # (retrain re-runs the champion's recipe, fully cached; the relay holds its first alias write)
     before = champion(client)
     known = set(versions(client))
-
-    def publishing(seen: list[str]) -> bool:
-        if "publish" not in steps(seen, "started"):
-            return False
-        deadline = time.monotonic() + 60
-        while not running_runs(client) and time.monotonic() < deadline:
-            time.sleep(0.05)  # publish has opened its MLflow run: the moment to be killed
-        return True
-
-    kill_when(modelpress_cli, project, env, ["retrain", NAME], publishing)
+    relay.arm()
+    try:
+        kill_when(modelpress_cli, project, env, ["retrain", NAME],
+                  lambda seen: "publish" in steps(seen, "started") and relay.held.is_set())
+    finally:
+        relay.release()  # the held write is dropped, never forwarded
+    held = relay.held_request
     [killed] = running_runs(client)
     assert killed.data.tags["modelpress.owner.host"] and killed.data.tags["modelpress.owner.pid"]
     assert champion(client) == before
     half = [v for k, v in versions(client).items() if k not in known]
-    assert all(not v.aliases for v in half), [(v.version, v.aliases) for v in half]
+    assert half, f"killed before a version was registered (held alias write: {held or 'none'})"
+    assert all(not aliases_of(client, str(v.version)) for v in half), [(v.version, aliases_of(client, v.version))
+                                                                         for v in half]
+    assert [str(v.version) for v in half] == [str(held.get("version"))], (held, half)  # the one whose alias was held
+    assert held["alias"] == "challenger" and half[0].run_id == killed.info.run_id, (held, half[0].run_id)
 
     done = run_cli(modelpress_cli, project, "retrain", NAME, env=env)
     assert done.returncode == 0, done.output[-4000:]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,34 @@ def test_an_alias_bomb_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as caught:
         load_recipe(write(tmp_path, "\n".join(lines)))
     assert "expands to more than" in caught.value.problems[0]
+
+
+RECURSIVE = {  # an alias inside its own anchor: the composed graph has a cycle; (text, the anchor's line)
+    "sequence": ("name: x\nmodel: &a [*a]\n", 2),  # the two-line recipe that used to hang validate
+    "mapping": ("name: x\nmodel: &m\n  source: package\n  again: *m\n", 2),
+    "nested": ("name: x\ndata:\n  source: digits\n  split: &s\n    train: [0.8, {deeper: [*s]}]\n", 4),
+    "inner anchor": ("name: x\nstages:\n  - quantize: {bits: 8}\n  - prune: &p {then: [1, &q [*p]]}\n", 4),
+    "merge key": ("name: x\nbase: &b {x: 1, <<: *b}\n", 2),
+}
+
+
+@pytest.mark.parametrize("kind", RECURSIVE)
+def test_a_recursive_alias_is_refused_by_validate_in_one_line(tmp_path: Path, modelpress_cli: str, kind: str) -> None:
+    text, line = RECURSIVE[kind]
+    path = write(tmp_path, text)
+    # the timeout only stops a hang (what this recipe did: validate ran for ever at 100 % CPU)
+    done = subprocess.run([modelpress_cli, "validate", str(path)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "Traceback" not in output, output  # 2: a recipe error
+    assert f"{path}: 1 problem(s)" in output, output
+    [problem] = [row.strip() for row in output.splitlines() if "recursive alias" in row]
+    assert problem.startswith(f"refused: line {line}: an alias refers to a value that contains it"), output
+
+
+def test_an_alias_used_twice_without_recursion_still_loads() -> None:
+    assert load_plain("a: &a [1, {b: 2}]\nc: [*a, *a]\nd: {<<: {e: 3}, f: *a}\n") == {
+        "a": [1, {"b": 2}], "c": [[1, {"b": 2}], [1, {"b": 2}]], "d": {"e": 3, "f": [1, {"b": 2}]}}
 
 
 def test_deep_nesting_and_huge_files_are_refused(tmp_path: Path) -> None:

@@ -88,8 +88,11 @@ def _check_events(text: str) -> None:
 
 
 def _check_nodes(root: yaml.Node) -> None:
-    """Tags, duplicate keys and the expanded size, without recursion (memoised by node)."""
+    """Tags, duplicate keys, alias cycles and the expanded size, without recursion (memoised by
+    node). A node met again while its own children are still open is reached through itself:
+    an alias inside its anchor (``&a [*a]``), which no expansion count would ever finish."""
     expanded: dict[int, int] = {}
+    open_nodes: set[int] = set()  # entered, children not all counted yet: the current path
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, children_done = stack.pop()
@@ -97,10 +100,15 @@ def _check_nodes(root: yaml.Node) -> None:
             continue
         children = _children(node)
         if not children_done:
+            if id(node) in open_nodes:
+                raise UnsafeYaml(f"{_line(node)}an alias refers to a value that contains it (a recursive "
+                                 "alias): it would expand for ever")
             _check_node(node)
+            open_nodes.add(id(node))
             stack.append((node, True))
             stack.extend((child, False) for child in children if id(child) not in expanded)
             continue
+        open_nodes.discard(id(node))
         expanded[id(node)] = 1 + sum(expanded[id(child)] for child in children)
         if expanded[id(node)] > MAX_NODES:
             raise UnsafeYaml(f"{_line(node)}expands to more than {MAX_NODES:,} values (aliases repeated)")
