@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from modelpress.builds import Build, BuildContext
 from modelpress.core.errors import ModelpressError
+from modelpress.core.handoffs import BuildReport
 from modelpress.core.registry import RecipeFacts
 from modelpress.deploy.builds import MANIFEST, log_build
 
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from modelpress.core.handoffs import BuildReport
 
 #: what the builds' checks feed the built model and the candidate: a few eval sequences, cut short
 CHECK_SEQUENCES, CHECK_LENGTH = 2, 128
