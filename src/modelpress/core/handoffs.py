@@ -42,9 +42,29 @@ class Example(Record):
     same: bool  # the two outputs are identical
 
 
+class Samples(Record):
+    """One metric's per-row values for two models scored on the same rows, paired by position.
+
+    The metric is recomputed from them on any resample of the rows (the paired bootstrap), so
+    ``statistic`` names how: ``mean`` of the values (accuracy: 1/0 per row), ``ratio`` = Σvalues /
+    Σweights, ``exp_ratio`` = exp(Σvalues / Σweights) (perplexity: NLL and tokens per sequence),
+    ``median`` (latency: one timing per interleaved round), ``macro_f1`` (values are predicted
+    classes, ``labels`` the true ones).
+    """
+
+    statistic: Literal["mean", "ratio", "exp_ratio", "median", "macro_f1"]
+    baseline: list[float]
+    candidate: list[float]
+    weights: list[float] | None = None  # per-row denominators of ratio / exp_ratio, shared by both
+    labels: list[int] | None = None  # true classes, for macro_f1
+
+
 class Evaluation(Record):
     """Every metric the task measures, for the baseline and the candidate, on the same eval rows,
-    and the examples the task chose to show (``examples_title`` names what they are)."""
+    and the examples the task chose to show (``examples_title`` names what they are).
+
+    ``samples`` keeps the per-row values behind a metric where the task has them, so the gate
+    can put an interval on a difference instead of comparing two point estimates."""
 
     task: str
     baseline: Metrics
@@ -52,6 +72,7 @@ class Evaluation(Record):
     eval_rows: int
     examples: list[Example] = []
     examples_title: str = "examples"
+    samples: dict[str, Samples] = {}
 
     def ratio(self, metric: str) -> float:
         base = self.baseline.get(metric)
@@ -70,6 +91,7 @@ class ChampionReport(Record):
     metrics: Metrics | None = None
     candidate: Metrics | None = None  # the candidate, timed interleaved with the champion
     error: str | None = None
+    samples: dict[str, Samples] = {}  # per-row values: ``baseline`` is the champion's
 
     @property
     def measured(self) -> bool:
