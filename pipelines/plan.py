@@ -14,6 +14,7 @@ from modelpress.datasets.splits import label_key
 from modelpress.gate.report import load_peers
 from modelpress.recipe.plan import Plan
 from modelpress.recipe.schema import RecipeBase
+from modelpress.release.publish import Publication
 from modelpress.tasks import TaskSpec
 
 
@@ -63,3 +64,9 @@ def build_plan(recipe: RecipeBase, tracker: str, experiment: str,
         peers=load_peers(recipe.peers), reference_profile=reference_profile,
         notes=list(recipe.model.facts().notes),
     )
+
+
+def publication_of(plan: Plan) -> Publication:
+    """What the recipe's version is registered with: its builds, its tags and the recipe itself."""
+    return Publication(title=plan.name, registry=plan.registry, task=plan.task, builds=plan.builds,
+                       params=plan.recipe, recipe=plan.recipe, tags=plan.tags, peers=plan.peers, notes=plan.notes)

@@ -93,13 +93,13 @@ def schedule_retraining(recipe: RecipeBase) -> dict[str, Any]:
         raise ModelpressError(unschedulable_message(recipe, orchestrator, recipe.registry.name))
     point_mlflow_at(tracking.tracking_uri, export=True)
     ensure_experiment(tracking, recipe.name)
-    from modelpress.pipelines.compress import compress
+    from modelpress.pipelines.compress import compress_recipe
 
     reference = _reference_profile(recipe.registry.name)
     plan = build_plan(recipe, tracking.tracker, experiment=recipe.name, reference_profile=reference)
     # Caching off: each scheduled run must reload the (changed) data and re-train.
     run_name = f"{recipe.name}_scheduled_{{date}}_{{time}}"
-    compress.with_options(schedule=schedule, enable_cache=False, run_name=run_name)(plan=plan)
+    compress_recipe.with_options(schedule=schedule, enable_cache=False, run_name=run_name)(plan=plan)
     return {"orchestrator": orchestrator.name, "flavor": orchestrator.flavor, "cron": schedule.cron_expression,
             "name": schedule.name, "drift_reference": bool(reference)}
 

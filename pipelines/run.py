@@ -38,11 +38,11 @@ def run_recipe(recipe: RecipeBase, enable_cache: bool = True, run_name: str | No
     ensure_experiment(tracking, recipe.name)
     settle_killed_runs(tracking.tracking_uri or None, recipe.name)  # a killed attempt's run → FAILED
 
-    from modelpress.pipelines.compress import compress
+    from modelpress.pipelines.compress import compress_recipe
 
     plan = build_plan(recipe, tracking.tracker, experiment=recipe.name, reference_profile=reference_profile)
     name = run_name or f"{recipe.name}_{{date}}_{{time}}"
-    run = compress.with_options(run_name=name, enable_cache=enable_cache)(plan=plan)
+    run = compress_recipe.with_options(run_name=name, enable_cache=enable_cache)(plan=plan)
     return _collect(run, tracking, tuple(plan.notes))
 
 

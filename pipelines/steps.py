@@ -1,9 +1,12 @@
-"""The ZenML steps of the compression pipeline: thin wrappers around modelpress' functions.
+"""The recipe's own ZenML steps: what only a recipe has (its data and model sources, the
+great-expectations suite, the baseline's ONNX export with its parity check).
 
+Everything after them (the techniques, evaluation, the gate, registration and promotion) is
+the public steps of ``modelpress.zenml``, which ``compress.py`` calls as a user's pipeline would.
 Parameters and small outputs are typed records (``modelpress.core.handoffs``: JSON, so ZenML caches
 on them); models flow as artifacts (PyTorch modules, TorchScript included, through
 ``TorchModuleMaterializer``; ONNX graphs through ``OnnxModelMaterializer``). A registered kind
-(stage, source, build, data source) arrives as a :class:`~modelpress.core.handoffs.Ref` and is validated
+(source, data source) arrives as a :class:`~modelpress.core.handoffs.Ref` and is validated
 again by its registered config class here.
 """
 
@@ -16,31 +19,19 @@ import pandas as pd
 import torch
 from zenml import log_metadata, step
 
-from modelpress.builds import BuildContext
 from modelpress.core.handoffs import (
-    ChampionReport,
     DataReport,
-    Evaluation,
     Parity,
-    Promotion,
     Ref,
-    Registration,
-    StagePlan,
-    StageReport,
-    Verdict,
 )
-from modelpress.core.registry import SOURCES, get_stage
+from modelpress.core.registry import SOURCES
 from modelpress.datasets.base import Dataset, dataset_config
 from modelpress.datasets.splits import assign_splits, encode_labels, labels_as_text
 from modelpress.datasets.validation import validate_corpus, validate_frame
 from modelpress.deploy.materializers import OnnxModelMaterializer, TorchModuleMaterializer
 from modelpress.deploy.onnx_export import check_parity, export_onnx
-from modelpress.gate.rules import run_gate
-from modelpress.recipe.plan import Plan
-from modelpress.release.publish import log_and_register, promote_if_better
-from modelpress.settings.blocks import Threshold
 from modelpress.tasks import TaskSpec
-from modelpress.tasks.context import StageContext
+from modelpress.zenml.history import attach, carried
 
 # An exporter bug shows on any batch; a few hundred rows catch it without a second full eval.
 PARITY_ROWS = 256
@@ -131,81 +122,5 @@ def export_model(model: torch.nn.Module, task: TaskSpec, dataset: pd.DataFrame) 
     exported = export_onnx(model, task_obj, evaluation)
     parity = check_parity(model, exported, task_obj, evaluation)
     log_metadata(metadata={"parity": parity.model_dump()})
+    attach("onnx_model", carried("model"))  # the graph carries on the module's stage history
     return exported, parity
-
-
-def _apply(model: Any, dataset: pd.DataFrame, task: TaskSpec, reports: list[StageReport],
-           stage: StagePlan, seed: int) -> tuple[Any, list[StageReport]]:
-    spec = get_stage(stage.name)
-    # Each stage is its own step: its input model was materialized for it and is not used again.
-    context = StageContext(task=task.build(), data=dataset, seed=seed, owns_model=True)
-    result = spec.apply(model, spec.config.model_validate(stage.config), context)
-    facts = {k: v for k, v in context.report.items()}
-    log_metadata(metadata={stage.name: facts})
-    return result, [*reports, StageReport(position=stage.position, stage=stage.name, facts=facts)]
-
-
-@step(output_materializers={"model": TorchModuleMaterializer})
-def module_stage(model: torch.nn.Module, dataset: pd.DataFrame, task: TaskSpec, reports: list[StageReport],
-                 stage: StagePlan, seed: int = 0) -> tuple[
-                     Annotated[torch.nn.Module, "model"], Annotated[list[StageReport], "stage_reports"]]:
-    """A registered stage that transforms the PyTorch model."""
-    model, reports = _apply(model, dataset, task, reports, stage, seed)
-    return model, reports  # a literal tuple: ZenML reads the return statement to count outputs
-
-
-@step(output_materializers={"onnx_model": OnnxModelMaterializer})
-def graph_stage(model: onnx.ModelProto, dataset: pd.DataFrame, task: TaskSpec, reports: list[StageReport],
-                stage: StagePlan, seed: int = 0) -> tuple[
-                    Annotated[onnx.ModelProto, "onnx_model"], Annotated[list[StageReport], "stage_reports"]]:
-    """A registered stage that transforms the exported ONNX graph."""
-    model, reports = _apply(model, dataset, task, reports, stage, seed)
-    return model, reports  # a literal tuple: ZenML reads the return statement to count outputs
-
-
-@step
-def evaluate(baseline: Any, candidate: Any, dataset: pd.DataFrame,
-             task: TaskSpec) -> Annotated[Evaluation, "evaluation"]:
-    """Everything the task measures, for baseline and candidate (ONNX graphs or PyTorch modules,
-    as the task evaluates them), on the eval split."""
-    evaluation = task.build().evaluate(baseline, candidate, eval_rows(dataset))
-    log_metadata(metadata={"evaluation": evaluation.model_dump()})
-    return evaluation
-
-
-@step
-def gate(evaluation: Evaluation, champion: ChampionReport,
-         thresholds: dict[str, Threshold]) -> Annotated[Verdict, "gate_verdict"]:
-    """Apply the recipe's thresholds; the verdict is data, so a failed gate still gets recorded."""
-
-    verdict = run_gate(thresholds, evaluation, champion)
-    log_metadata(metadata={"gate": {"passed": verdict.passed, "reason": verdict.reason}})
-    return verdict
-
-
-@step(enable_cache=False)
-def publish(plan: Plan, evaluation: Evaluation, verdict: Verdict, parity: Parity | None,
-            stage_reports: list[StageReport], validation_report: DataReport, champion: ChampionReport,
-            dataset: pd.DataFrame, profile: dict[str, Any] | None = None,
-            candidate_onnx: onnx.ModelProto | None = None,
-            candidate_model: torch.nn.Module | None = None) -> Annotated[Registration, "registration"]:
-    """Log everything to MLflow, make the builds, register; @challenger if the gate passed."""
-
-    context = BuildContext(name=plan.registry.name, task=plan.task.build(), eval_frame=eval_rows(dataset),
-                           model=candidate_model, onnx=candidate_onnx, parity=parity)
-    registration = log_and_register(plan, context, evaluation, verdict, stage_reports, validation_report,
-                                    champion, profile)
-    log_metadata(metadata={"registration": registration.model_dump(mode="json")})
-    return registration
-
-
-@step(enable_cache=False)
-def promote(registration: Registration, verdict: Verdict, evaluation: Evaluation, champion: ChampionReport,
-            candidate: Any, dataset: pd.DataFrame, task: TaskSpec, alias: str | None,
-            tolerance: float) -> Annotated[Promotion, "promotion"]:
-    """Move the champion alias only if the gate passed and the candidate is no worse."""
-
-    outcome = promote_if_better(registration, verdict, evaluation, champion, candidate, eval_rows(dataset),
-                                task.build(), alias, tolerance)
-    log_metadata(metadata={"promotion": outcome.model_dump(mode="json")})
-    return outcome

@@ -31,12 +31,14 @@ LAYERS: dict[str, int] = {
     "modelpress.recipe": 4,
     "modelpress.gate": 5,
     "modelpress.release": 6,
-    # the rooms (kernels/, steps/, deploy/, pipelines/) above the core; the CLI on top
+    # the rooms (kernels/, steps/, deploy/) above the core, then the public ZenML steps that use
+    # them, the recipe's pipeline built from those steps, and the CLI on top
     "modelpress.kernels": 7,
     "modelpress.steps": 8,
     "modelpress.deploy": 9,
-    "modelpress.pipelines": 10,
-    "modelpress.cli": 11,
+    "modelpress.zenml": 10,
+    "modelpress.pipelines": 11,
+    "modelpress.cli": 12,
 }
 
 # Libraries that make an import slow (seconds, or hundreds of MB): a modelpress module that loads

@@ -71,3 +71,11 @@ def assign_splits(frame: pd.DataFrame, split: Split, seed: int, limit: int | Non
 
 def _count(value: float, n: int) -> int:
     return int(round(value * n)) if value <= 1 else min(int(value), n)
+
+
+def split_beside_eval(frame: pd.DataFrame, calibration: int, seed: int) -> pd.DataFrame:
+    """Train and calibration rows of ``frame`` (shuffled, seeded) when the eval rows come apart:
+    calibration is drawn as :func:`assign_splits` draws it, from the training pool."""
+    frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    n_cal = min(calibration, max(len(frame) // 4, 1))
+    return frame.assign(split=["calibration"] * n_cal + ["train"] * (len(frame) - n_cal))

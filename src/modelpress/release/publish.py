@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pydantic import JsonValue
+
 from modelpress.core.errors import ModelpressError
-from modelpress.core.handoffs import Promotion, Registration
+from modelpress.core.handoffs import PeerPoint, Promotion, Record, Ref, Registration
 from modelpress.core.registry import BUILDS
 from modelpress.gate.champion import measure_version
 from modelpress.gate.report import render_gate
@@ -19,12 +21,29 @@ if TYPE_CHECKING:
 
     from modelpress.builds import BuildContext
     from modelpress.core.handoffs import ChampionReport, DataReport, Evaluation, StageReport, Verdict
-    from modelpress.recipe.plan import Plan
     from modelpress.tasks import Task
+
+from modelpress.settings.blocks import ModelRegistrySettings
+from modelpress.tasks import TaskSpec
 
 TORCH_REQUIREMENTS = ["torch", "modelpress"]
 #: the version tag naming the text tokenizer (a folder or a package), read by source mlflow
 TOKENIZER_TAG = "modelpress.tokenizer"
+
+
+class Publication(Record):
+    """What a version is registered with besides the candidate and its evaluation: where, which
+    builds, and what the report and the MLflow run record (a recipe's, or a public step's)."""
+
+    title: str  # the gate report's title (the recipe's name)
+    registry: ModelRegistrySettings
+    task: TaskSpec
+    builds: list[Ref]
+    params: dict[str, JsonValue] = {}  # logged as MLflow params, flattened
+    recipe: dict[str, JsonValue] | None = None  # the recipe, logged as recipe/recipe.json for retraining
+    tags: dict[str, str] = {}
+    peers: list[PeerPoint] = []
+    notes: list[str] = []
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:
@@ -42,8 +61,8 @@ def stage_facts(reports: list[StageReport]) -> dict[str, Any]:
     return {f"{r.position}.{r.stage}": r.facts for r in reports}
 
 
-def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: Verdict,
-                     stage_reports: list[StageReport], data_report: DataReport, champion: ChampionReport,
+def log_and_register(publication: Publication, build: BuildContext, evaluation: Evaluation, verdict: Verdict,
+                     stage_reports: list[StageReport], data_report: DataReport | None, champion: ChampionReport,
                      profile: dict[str, Any] | None) -> Registration:
     import tempfile
     from pathlib import Path
@@ -54,17 +73,17 @@ def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, ve
     if run is None:
         raise RuntimeError("publish must run with the MLflow experiment tracker (no active MLflow run)")
     parity = build.parity.model_dump() if build.parity is not None else {}
-    mlflow.log_params({k: str(v)[:500] for k, v in flatten("", plan.recipe).items()})
+    mlflow.log_params({k: str(v)[:500] for k, v in flatten("", publication.params).items()})
     numbers = {**flatten("baseline", evaluation.baseline), **flatten("candidate", evaluation.candidate),
                **flatten("parity", parity), **flatten("stage", stage_facts(stage_reports))}
     mlflow.log_metrics({k: float(v) for k, v in numbers.items() if isinstance(v, (int, float))})
     mlflow.log_metric("gate_passed", float(verdict.passed))
     mlflow.log_dict({"evaluation": evaluation.model_dump(mode="json"), "verdict": verdict.model_dump(mode="json"),
                      "parity": parity, "stages": stage_facts(stage_reports),
-                     "validation": data_report.model_dump(mode="json"),
+                     "validation": data_report.model_dump(mode="json") if data_report else None,
                      "champion": champion.model_dump(mode="json")}, "report/report.json")
-    _log_gate_evidence(plan, build.task, evaluation, verdict, champion, profile)
-    mlflow.set_tags({f"modelpress.{k}": v for k, v in plan.tags.items()})
+    _log_gate_evidence(publication, build.task, evaluation, verdict, champion, profile)
+    mlflow.set_tags({f"modelpress.{k}": v for k, v in publication.tags.items()})
     with tempfile.TemporaryDirectory(prefix="modelpress-builds-") as scratch:
         build.scratch = Path(scratch)
         if build.model is not None:  # with its image processor, if any, as an extra file
@@ -72,32 +91,33 @@ def log_and_register(plan: Plan, build: BuildContext, evaluation: Evaluation, ve
                                             pip_requirements=TORCH_REQUIREMENTS,
                                             extra_files=build.preprocessor_files() or None)
             build.torch_model_uri = info.model_uri
-        return _register(plan, build, evaluation, verdict, run)
+        return _register(publication, build, evaluation, verdict, run)
 
 
-def _register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: Verdict, run: Any) -> Registration:
+def _register(publication: Publication, build: BuildContext, evaluation: Evaluation, verdict: Verdict,
+              run: Any) -> Registration:
     """The registering build, the version (tagged with the gate and the primary metric), the
     other builds with that version, and @challenger when the gate passed."""
 
-    reports = _run_builds(plan, build, registering=True)
+    reports = _run_builds(publication, build, registering=True)
     registered = next(r for r in reports if r.model_uri)
     primary = build.task.primary_metric
-    version = register(registered.model_uri or "", plan.registry.name, {
+    version = register(registered.model_uri or "", publication.registry.name, {
         "registered_build": registered.name,
-        **plan.tags, "gate": "passed" if verdict.passed else "failed", "gate_reason": verdict.reason[:5000],
+        **publication.tags, "gate": "passed" if verdict.passed else "failed", "gate_reason": verdict.reason[:5000],
         "primary_metric": primary, primary: f"{evaluation.candidate[primary]:.6f}",
         "primary_direction": "higher" if build.task.metric(primary).higher_is_better else "lower",
         "mlflow_run_id": run.info.run_id,
-        **({TOKENIZER_TAG: plan.task.tokenizer} if plan.task.tokenizer else {}),
+        **({TOKENIZER_TAG: publication.task.tokenizer} if publication.task.tokenizer else {}),
     })
     build.version = str(version.version)
-    reports += _run_builds(plan, build, registering=False)
+    reports += _run_builds(publication, build, registering=False)
     aliases = []
     if verdict.passed:
-        client().set_registered_model_alias(plan.registry.name, plan.registry.challenger, version.version)
-        aliases = [plan.registry.challenger]
-    return Registration(name=plan.registry.name, version=str(version.version), run_id=run.info.run_id,
-                        model_uri=f"models:/{plan.registry.name}/{version.version}", aliases=aliases,
+        client().set_registered_model_alias(publication.registry.name, publication.registry.challenger, version.version)
+        aliases = [publication.registry.challenger]
+    return Registration(name=publication.registry.name, version=str(version.version), run_id=run.info.run_id,
+                        model_uri=f"models:/{publication.registry.name}/{version.version}", aliases=aliases,
                         builds=reports)
 
 
@@ -105,11 +125,11 @@ def _torch_artifact() -> str:
     return TORCH_ARTIFACT
 
 
-def _run_builds(plan: Plan, context: BuildContext, registering: bool) -> list[Any]:
+def _run_builds(publication: Publication, context: BuildContext, registering: bool) -> list[Any]:
     """The recipe's builds of one kind (the registering one first, then the rest), in order."""
 
     reports = []
-    for ref in plan.builds:
+    for ref in publication.builds:
         build = BUILDS.get(ref.name).model_validate(ref.config)
         if build.registers == registering:
             report = build.write(context)
@@ -118,25 +138,27 @@ def _run_builds(plan: Plan, context: BuildContext, registering: bool) -> list[An
     return reports
 
 
-def _log_gate_evidence(plan: Plan, task: Task, evaluation: Evaluation, verdict: Verdict,
+def _log_gate_evidence(publication: Publication, task: Task, evaluation: Evaluation, verdict: Verdict,
                        champion: ChampionReport, profile: dict[str, Any] | None) -> None:
     """Gate report (HTML + Pareto SVG), per-check numbers, the champion's numbers, the recipe
     itself (what retraining re-runs) and the data profile (what retraining checks drift against)."""
     import mlflow
 
-    page, svg = render_gate(task, evaluation, verdict, champion, plan.peers, plan.name, plan.notes)
+    page, svg = render_gate(task, evaluation, verdict, champion, publication.peers, publication.title,
+                            publication.notes)
     mlflow.log_text(page, "report/gate.html")
     mlflow.log_text(svg, "report/pareto.svg")
     if evaluation.examples:  # an MLflow table: one row per example, both models side by side
         fields = ("input", "baseline", "candidate", "same")
         mlflow.log_table(data={f: [getattr(e, f) for e in evaluation.examples] for f in fields},
                          artifact_file="report/examples.json")
-    if plan.notes:
-        mlflow.set_tag("modelpress.notes", " | ".join(plan.notes)[:5000])
+    if publication.notes:
+        mlflow.set_tag("modelpress.notes", " | ".join(publication.notes)[:5000])
     checks = {f"gate.{c.metric}.{c.rule}": c.value for c in verdict.checks if c.value is not None}
     champ = {f"champion.{k}": v for k, v in (champion.metrics or {}).items()}
     mlflow.log_metrics({k: float(v) for k, v in {**checks, **champ}.items()})
-    mlflow.log_dict(plan.recipe, "recipe/recipe.json")
+    if publication.recipe is not None:
+        mlflow.log_dict(publication.recipe, "recipe/recipe.json")
     if profile:
         mlflow.log_dict(profile, "data/profile.json")
 
