@@ -84,12 +84,11 @@ def test_the_same_pipeline_from_a_run_configuration(project: Path) -> None:
     (project / "run.yaml").write_text(yaml)
     (project / "from_config.py").write_text("from diagnosis import *\n" + python)
     run(project, "from_config.py")
-    from zenml.client import Client  # noqa: F401 -- the run's own parameters, read back from its store
-
     check = ("from zenml.client import Client\n"
              "run = Client().get_pipeline('diagnosis_from_config').last_run\n"
              "steps = run.steps\n"
-             "print(steps['prune'].config.parameters['config'], steps['accuracy_gate'].config.parameters['thresholds'])\n"
+             "gate = steps['accuracy_gate']\n"
+             "print(steps['prune'].config.parameters['config'], gate.config.parameters['thresholds'])\n"
              "print(steps['accuracy_gate'].outputs['gate_verdict'][0].load().checks[1].metric)\n")
     (project / "check.py").write_text(check)
     out = run(project, "check.py").stdout

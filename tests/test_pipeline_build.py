@@ -32,11 +32,12 @@ def test_plan_orders_stages_by_kind_and_fingerprints_inputs() -> None:
 def test_recipe_resources_become_zenml_resource_settings() -> None:
     from modelpress.pipelines.compress import _configured
     from modelpress.pipelines.plan import build_plan
-    from modelpress.pipelines.steps import load_model, module_stage
+    from modelpress.pipelines.steps import load_model
+    from modelpress.zenml import finetune, prune
 
     plan = build_plan(validate_recipe(RAW), tracker="tracker", experiment="t")
-    stage = _configured(module_stage, plan, "prune")
+    stage = _configured(prune, plan, "prune")
     resources = stage.configuration.settings["resources"]
     assert (resources.gpu_count, resources.cpu_count, resources.memory) == (1, 4, "8GB")
     assert _configured(load_model, plan, "load_model").configuration.step_operator == "gpu-runner"
-    assert _configured(module_stage, plan, "finetune") is module_stage
+    assert _configured(finetune, plan, "finetune") is finetune

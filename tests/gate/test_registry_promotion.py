@@ -16,7 +16,7 @@ from modelpress.core.errors import ModelpressError
 from modelpress.core.handoffs import ChampionReport, DataReport
 from modelpress.deploy.onnx_export import export_onnx
 from modelpress.gate.rules import run_gate
-from modelpress.pipelines.plan import build_plan
+from modelpress.pipelines.plan import build_plan, publication_of
 from modelpress.recipe.schema import validate_recipe
 from modelpress.release.promotion import promote_version, rollback
 from modelpress.release.publish import log_and_register, promote_if_better
@@ -31,7 +31,8 @@ TAGS = {"recipe_hash": "abc", "data_fingerprint": "digits:test", "baseline": "li
 def plan_for(name: str) -> Any:
     recipe = validate_recipe({"name": "gate-test", "model": {"source": "package", "name": "small-cnn"},
                               "data": {"source": "digits"}, "stages": ["quantize"], "registry": {"name": name}})
-    return build_plan(recipe, tracker="unused", experiment="gate-tests").model_copy(update={"tags": TAGS})
+    plan = build_plan(recipe, tracker="unused", experiment="gate-tests")
+    return publication_of(plan.model_copy(update={"tags": TAGS}))
 
 
 @pytest.fixture(scope="module")
