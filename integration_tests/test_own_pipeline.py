@@ -104,7 +104,7 @@ def test_bad_parameters_stop_the_pipeline_in_one_line(project: Path, edit: str, 
     done = run(project, "bad.py", check=False)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode != 0
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
     field = "prune: config.sparsty" if "sparsty" in expected else "accuracy_gate: thresholds.perplexity"
     assert any(line.startswith(f"modelpress: {field}: ") for line in lines), done.stderr[-3000:]
 
@@ -114,4 +114,6 @@ def test_a_frame_without_the_label_column_fails_in_the_first_step(project: Path)
         '"label": "diagnosis"', '"label": "outcome"'))
     done = run(project, "nolabel.py", check=False)
     assert done.returncode != 0
-    assert "prune: data: missing column(s) ['outcome']" in done.stderr, done.stderr[-3000:]
+    assert done.stderr.strip() == "modelpress: prune: data: missing column(s) ['outcome']; has " \
+        + done.stderr.strip().split("; has ", 1)[-1], done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr

@@ -15,6 +15,7 @@ validation as well.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -85,19 +86,46 @@ def validated(cls: type[BaseModel], value: Any, where: str) -> Any:
         raise StepParameterError(f"{where}.{first}" if nested else f"{where}: {first}") from None
 
 
-def _one_line_hook(previous: Any) -> Any:
+#: ZenML's local orchestrator logs a failed step with its traceback, then raises this
+ZENML_RUN_FAILED = "Pipeline run has failed due to failure in step(s)"
+STEP_FAILURES = "zenml.orchestrators.local.local_orchestrator"
+
+
+class _StepFailures(logging.Filter):
+    """Keeps the modelpress errors that failed steps of this process, and drops their tracebacks
+    from ZenML's log (ZenML has already logged the error's one line)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ModelpressError):
+            self.errors.append(str(record.exc_info[1]))
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _one_line_hook(previous: Any, failures: _StepFailures) -> Any:
     def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if isinstance(exc, ModelpressError):
             print(f"modelpress: {exc}", file=sys.stderr)
-            return
-        previous(kind, exc, tb)
+        elif isinstance(exc, RuntimeError) and str(exc).startswith(ZENML_RUN_FAILED) and failures.errors:
+            for error in failures.errors:
+                print(f"modelpress: {error}", file=sys.stderr)
+        else:
+            previous(kind, exc, tb)
 
     hook.modelpress = True  # type: ignore[attr-defined]
     return hook
 
 
 def install_error_hook() -> None:
-    """A user's script that dies on a modelpress error prints its one line, not a traceback
-    (every other exception goes to the hook that was there before)."""
-    if not getattr(sys.excepthook, "modelpress", False):
-        sys.excepthook = _one_line_hook(sys.excepthook)
+    """A user's script that dies on a modelpress error (a bad parameter while the pipeline is
+    composed, bad data in a step) prints its one line, not a traceback; every other exception
+    goes to the hook that was there before (ZenML's)."""
+    if getattr(sys.excepthook, "modelpress", False):
+        return
+    failures = _StepFailures()
+    logging.getLogger(STEP_FAILURES).addFilter(failures)
+    sys.excepthook = _one_line_hook(sys.excepthook, failures)
