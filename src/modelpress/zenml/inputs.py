@@ -50,8 +50,8 @@ def task_parts(task: TaskArg, where: str) -> tuple[type[Task], dict[str, Any], C
         raise StepParameterError(f"{where}: task.name: give the task's name (see `modelpress tasks`)")
     try:
         task_class = get_task(name)
-    except ModelpressError as exc:
-        raise StepParameterError(f"{where}: task.name: {exc}") from None
+    except KeyError as exc:  # the registry's message names the known tasks
+        raise StepParameterError(f"{where}: task.name: {exc.args[0]}") from None
     options = {k: v for k, v in raw.items() if k not in _COLUMN_FIELDS}
     validated(task_class.Config, options, f"{where}: task")
     column_fields = {k: v for k, v in raw.items() if k in _COLUMN_FIELDS}

@@ -19,7 +19,6 @@ from pydantic import JsonValue
 from zenml import get_step_context, log_metadata
 
 from modelpress.builds import BuildContext
-from modelpress.core.errors import ModelpressError
 from modelpress.core.handoffs import (
     BuildReport,
     ChampionReport,
@@ -58,8 +57,8 @@ def build_ref(raw: Any, where: str) -> Ref:
     name = options.pop("name", None)
     try:
         config = BUILDS.get(str(name))
-    except ModelpressError as exc:
-        raise StepParameterError(f"{where}: {exc}") from None
+    except KeyError as exc:  # the registry's message names the known builds
+        raise StepParameterError(f"{where}: {exc.args[0]}") from None
     return Ref(name=str(name), config=validated(config, options, where).model_dump(mode="json"))
 
 

@@ -129,8 +129,8 @@ def stage_entries(stages: Any, where: str) -> list[tuple[str, Any]]:
         (name, config), = entry.items()
         try:
             spec = get_stage(name)
-        except Exception as exc:  # noqa: BLE001 -- the registry names the known stages
-            raise StepParameterError(f"{where}: stages[{i}]: {exc}") from None
+        except KeyError as exc:  # the registry's message names the known stages
+            raise StepParameterError(f"{where}: stages[{i}]: {exc.args[0]}") from None
         entries.append((name, validated(spec.config, config, f"{where}: stages[{i}].{name}")))
     return entries
 
