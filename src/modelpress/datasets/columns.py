@@ -49,7 +49,7 @@ class Columns(StrictConfig):
             raise ValueError("give exactly one of 'text' (a column), 'features' (columns) or 'image' (a column)")
         return self
 
-    def schema(self, source: str) -> DataSchema:
+    def data_schema(self, source: str) -> DataSchema:
         """What the task needs to know about the shaped frame (``source`` names it in messages)."""
         kind = "text" if self.text else "image" if self.image else "features"
         labels = tuple(self.labels) if self.labels else None

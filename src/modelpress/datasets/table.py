@@ -69,7 +69,7 @@ class TableData(Columns, Dataset):
     # --- the data source -----------------------------------------------------------------------
 
     def describe(self) -> DataSchema:
-        return self.schema(str(self.path))
+        return self.data_schema(str(self.path))
 
     def problems(self) -> list[str]:
         """An image column against the files it names (every row holds bytes or an existing file)."""

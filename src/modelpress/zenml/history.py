@@ -8,8 +8,6 @@ and a cached step's artifact keeps it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from modelpress.core.handoffs import StageReport
 
 KEY = "modelpress.stages"
@@ -21,8 +19,8 @@ def carried(input_name: str) -> list[StageReport]:
     from zenml import get_step_context
 
     artifacts = get_step_context().inputs.get(input_name) or []
-    reports: list[Any] = artifacts[0].run_metadata.get(KEY, []) if artifacts else []
-    return [StageReport.model_validate(r) for r in reports]
+    reports = artifacts[0].run_metadata.get(KEY, []) if artifacts else []
+    return [StageReport.model_validate(r) for r in reports] if isinstance(reports, list) else []
 
 
 def attach(output_name: str, reports: list[StageReport]) -> None:
