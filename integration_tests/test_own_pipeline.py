@@ -73,6 +73,9 @@ def test_readme_pipeline_promotes_then_a_tightened_gate_keeps_the_champion(proje
              "verdict = steps['accuracy_gate'].outputs['gate_verdict'][0].load()\n"
              "registration = steps['register'].outputs['registration'][0].load()\n"
              "graph = steps['quantize'].outputs['onnx_model'][0].load()\n"
+             "shown = steps['accuracy_gate'].outputs['gate_verdict'][0]\n"
+             "assert shown.materializer.import_path.endswith('RecordMaterializer'), shown.materializer\n"
+             "assert shown.visualizations, 'the verdict has no dashboard view'\n"
              "print(type(verdict).__name__, verdict.passed, type(registration).__name__, registration.version,\n"
              "      type(graph).__name__)\n")
     (project / "later.py").write_text(later)
@@ -117,3 +120,39 @@ def test_a_frame_without_the_label_column_fails_in_the_first_step(project: Path)
     assert done.stderr.strip() == "modelpress: prune: data: missing column(s) ['outcome']; has " \
         + done.stderr.strip().split("; has ", 1)[-1], done.stderr[-3000:]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+QUANTIZED_MODULE = """
+import torch
+from zenml import pipeline, step
+
+from diagnosis import TASK, load_data, train
+from modelpress.zenml import weight_quantize
+
+
+@step
+def agreement(original: torch.nn.Module, quantized: torch.nn.Module, data) -> float:
+    x = torch.tensor(data.drop(columns="diagnosis").to_numpy(), dtype=torch.float32)
+    packed = [type(m).__name__ for m in quantized.modules() if type(m).__module__.startswith("modelpress")]
+    assert packed, "no packed layer in the quantized module"
+    with torch.no_grad():
+        return float((original(x).argmax(-1) == quantized(x).argmax(-1)).float().mean())
+
+
+@pipeline
+def int8_weights():
+    data = load_data()
+    model = train(data)
+    agreement(model, weight_quantize(model, data, task=TASK, config={"bits": 8}), data)
+
+
+int8_weights()
+from zenml.client import Client
+print("agreement", Client().get_pipeline("int8_weights").last_run.steps["agreement"].output.load())
+"""
+
+
+def test_a_weight_quantized_module_runs_in_the_users_next_step(project: Path) -> None:
+    (project / "int8_weights.py").write_text(QUANTIZED_MODULE)
+    out = run(project, "int8_weights.py").stdout.split()
+    assert out[-2] == "agreement" and float(out[-1]) >= 0.95
