@@ -104,3 +104,15 @@ def test_good_parameters_compose_with_config_classes_or_dicts() -> None:
         quantize(pruned, data, task=TASK, config={"activations": "dynamic"}, split={"eval": 0.2})
 
     composed(body)  # no error
+
+
+def test_a_resolved_task_spec_survives_its_json_round_trip() -> None:
+    """The recipe passes its TaskSpec; ZenML hands it to the step as JSON, which is also a dict."""
+    from modelpress.tasks import TaskSpec
+    from modelpress.zenml.inputs import task_parts
+
+    spec = TaskSpec("tabular-classification", labels=("a", "b"), features=("age", "bmi"))
+    frame = prepare(user_frame(), TASK, "prune").frame
+    for given in (spec, spec.model_dump(mode="json")):
+        assert task_parts(given, "prune")[2] is None  # the prepared form: no columns to shape
+        assert prepare(frame, given, "prune").spec == spec
