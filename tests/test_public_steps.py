@@ -116,3 +116,15 @@ def test_a_resolved_task_spec_survives_its_json_round_trip() -> None:
     for given in (spec, spec.model_dump(mode="json")):
         assert task_parts(given, "prune")[2] is None  # the prepared form: no columns to shape
         assert prepare(frame, given, "prune").spec == spec
+
+
+def test_builds_by_name_by_options_or_resolved_refs() -> None:
+    from modelpress.core.handoffs import Ref
+    from modelpress.zenml.registry import build_ref
+
+    resolved = build_ref("onnx", "register: builds[0]")
+    assert build_ref(resolved.model_dump(mode="json"), "register: builds[0]") == resolved
+    assert build_ref({"name": "onnx"}, "register: builds[0]") == resolved
+    assert isinstance(resolved, Ref) and resolved.name == "onnx"
+    with pytest.raises(StepParameterError, match=r"^register: builds\[0\]: unknown build 'onx'"):
+        build_ref({"name": "onx"}, "register: builds[0]")

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import onnx
 import pandas as pd
 import torch
-from pydantic import JsonValue
+from pydantic import Field, JsonValue, TypeAdapter
 from zenml import get_step_context, log_metadata
 
 from modelpress.builds import BuildContext
@@ -41,8 +41,10 @@ from modelpress.zenml.inputs import SplitArg, TaskArg, check_task, prepare
 
 #: the registered model: its name, or the recipe's ``registry:`` block
 RegistryArg = str | dict[str, JsonValue] | ModelRegistrySettings
-#: a build in recipe syntax: ``"onnx"`` or ``{"name": "triton-repository", ...options}``
-BuildArg = str | dict[str, JsonValue] | Ref
+#: a build in recipe syntax: ``"onnx"`` or ``{"name": "triton-repository", ...options}``, or a
+#: resolved Ref (tried first: a Ref reaches a step as its JSON, which is also a valid dict)
+BuildArg = Annotated[Ref | dict[str, JsonValue] | str, Field(union_mode="left_to_right")]
+_BUILD_ARG: TypeAdapter[Ref | dict[str, Any] | str] = TypeAdapter(BuildArg)
 
 
 def registry_of(raw: Any, where: str) -> ModelRegistrySettings:
@@ -51,10 +53,12 @@ def registry_of(raw: Any, where: str) -> ModelRegistrySettings:
 
 def build_ref(raw: Any, where: str) -> Ref:
     """A build by name with its options, checked by the build's registered config."""
+    raw = _BUILD_ARG.validate_python(raw)
     if isinstance(raw, Ref):
-        return raw
-    options = {"name": raw} if isinstance(raw, str) else dict(raw)
-    name = options.pop("name", None)
+        name, options = raw.name, dict(raw.config)
+    else:
+        options = {"name": raw} if isinstance(raw, str) else dict(raw)
+        name = options.pop("name", None)
     try:
         config = BUILDS.get(str(name))
     except KeyError as exc:  # the registry's message names the known builds
