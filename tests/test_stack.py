@@ -71,24 +71,40 @@ def test_a_user_stack_without_tracker_gets_a_clear_error(tmp_path: Path) -> None
 
 
 #: ZenML used the usual way (no ZENML_CONFIG_PATH): its global config, under $XDG_CONFIG_HOME/zenml;
-#: what modelpress's detection says of it while bare, then once a stack with a tracker is active
+#: what modelpress's detection (files only) says of it while bare, then once a stack with a tracker is
+#: active; and, in this process that now uses ZenML, that ZenML whatever the environment says
 GLOBAL = """
-import json
-from modelpress.tracking.zenml_config import choose_zenml, global_config_directory
+import json, os
+from modelpress.tracking.zenml_config import choose_zenml, configured, global_config_directory
 from zenml.client import Client
 from zenml.enums import StackComponentType as T
 from zenml.utils.io_utils import get_global_config_directory
 c = Client()
 c.active_stack_model  # ZenML writes its config and default store on first use
-bare = choose_zenml()
+folder = global_config_directory()
+bare = configured(folder)
 c.create_stack_component(name="team-mlflow", flavor="mlflow", component_type=T.EXPERIMENT_TRACKER,
                          configuration={"tracking_uri": "http://mlflow.team.internal:5000",
                                         "tracking_token": "not-a-real-token"})
 c.create_stack(name="team", components={T.ORCHESTRATOR: "default", T.ARTIFACT_STORE: "default",
                                         T.EXPERIMENT_TRACKER: "team-mlflow"})
 c.activate_stack("team")
-print(json.dumps({"zenml_dir": get_global_config_directory(), "ours": str(global_config_directory()),
-                  "bare": bare.embedded, "after": choose_zenml().embedded, "reason": choose_zenml().reason}))
+os.environ["MODELPRESS_STACK"] = "embedded"  # too late: ZenML is set up in this process
+in_use = choose_zenml()
+print(json.dumps({"zenml_dir": get_global_config_directory(), "ours": str(folder), "bare": bare,
+                  "after": configured(folder), "in_use": [in_use.embedded, in_use.reason]}))
+"""
+
+#: the choice alone, in a process that has not imported ZenML
+CHOICE = """
+import json
+from modelpress.core.errors import ModelpressError
+from modelpress.tracking.zenml_config import choose_zenml
+try:
+    choice = choose_zenml()
+    print(json.dumps([choice.embedded, choice.reason]))
+except ModelpressError as e:
+    print(json.dumps({"error": str(e)}))
 """
 
 
@@ -96,29 +112,25 @@ def test_zenmls_global_config_is_detected_once_it_is_more_than_the_default(tmp_p
     xdg = tmp_path / "xdg"
     found = run(tmp_path, script=GLOBAL, XDG_CONFIG_HOME=str(xdg))
     assert found["ours"] == found["zenml_dir"] == str(xdg / "zenml")  # where ZenML itself looks
-    assert found["bare"] is True  # ZenML used once, untouched: still modelpress's embedded store
-    assert found["after"] is False and found["reason"] == f"ZenML's global config {xdg / 'zenml' / 'config.yaml'}"
+    assert found["bare"] is False  # ZenML used once and untouched: not configured (the embedded store runs)
+    assert found["after"] is True
+    assert found["in_use"] == [False, f"the ZenML this process already uses ({xdg / 'zenml'})"]
+    assert run(tmp_path, script=CHOICE, XDG_CONFIG_HOME=str(xdg)) == [
+        False, f"ZenML's global config {xdg / 'zenml' / 'config.yaml'}"]
 
     used = run(tmp_path, "global", XDG_CONFIG_HOME=str(xdg))
     assert used == {"tracker": "team-mlflow", "uri": "http://mlflow.team.internal:5000", "embedded": False}
     assert not (tmp_path / "home" / "zenml").exists() and not (tmp_path / "home" / "mlflow.db").exists()
 
 
+def test_the_embedded_store_can_be_forced_and_the_choice_is_checked(tmp_path: Path) -> None:
+    def choice(**env: str) -> object:
+        return run(tmp_path, script=CHOICE, XDG_CONFIG_HOME=str(tmp_path / "xdg"), **env)
 
-def test_the_embedded_store_can_be_forced_and_the_choice_is_checked(tmp_path: Path, monkeypatch) -> None:
-    import pytest
-
-    from modelpress.core.errors import ModelpressError
-    from modelpress.tracking.zenml_config import choose_zenml
-
-    monkeypatch.setenv("MODELPRESS_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ZENML_CONFIG_PATH", str(tmp_path / "user-zenml"))
-    assert not choose_zenml().embedded
-    monkeypatch.setenv("ZENML_CONFIG_PATH", str(tmp_path / "home" / "zenml"))  # as the embedded store sets it
-    assert choose_zenml().embedded
-    monkeypatch.setenv("ZENML_CONFIG_PATH", str(tmp_path / "user-zenml"))
-    monkeypatch.setenv("MODELPRESS_STACK", "embedded")
-    assert choose_zenml().embedded
-    monkeypatch.setenv("MODELPRESS_STACK", "mine")
-    with pytest.raises(ModelpressError, match="MODELPRESS_STACK=mine: expected one of auto, embedded"):
-        choose_zenml()
+    assert choice() == [True, "no ZenML configured"]
+    user = str(tmp_path / "user-zenml")
+    assert choice(ZENML_CONFIG_PATH=user) == [False, f"ZENML_CONFIG_PATH={user}"]
+    ours = str(tmp_path / "home" / "zenml")  # as the embedded store sets it for the process
+    assert choice(ZENML_CONFIG_PATH=ours) == [True, f"ZENML_CONFIG_PATH={ours}"]
+    assert choice(ZENML_CONFIG_PATH=user, MODELPRESS_STACK="embedded") == [True, "MODELPRESS_STACK=embedded"]
+    assert choice(MODELPRESS_STACK="mine") == {"error": "MODELPRESS_STACK=mine: expected one of auto, embedded"}

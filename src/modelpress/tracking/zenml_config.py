@@ -3,6 +3,8 @@
 Decided before ZenML is imported (ZenML reads ``ZENML_CONFIG_PATH`` once, when its global
 configuration is first built), from files only, in this order:
 
+0. A process that already uses ZenML (a user's own pipeline calling modelpress's steps): that
+   ZenML, as the process set it up (ZenML builds its global configuration once per process).
 1. ``MODELPRESS_STACK=embedded`` (``modelpress run --embedded``): the embedded store, whatever
    else is configured.
 2. ``ZENML_CONFIG_PATH`` set: the ZenML it names (unless it is the embedded store's own folder).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import uuid
 from contextlib import closing
 from dataclasses import dataclass
@@ -55,6 +58,9 @@ def global_config_directory() -> Path:
 
 
 def choose_zenml() -> ZenmlChoice:
+    in_use = _zenml_in_use()
+    if in_use is not None:
+        return ZenmlChoice(in_use == embedded_config_path(), f"the ZenML this process already uses ({in_use})")
     mode = os.environ.get(STACK_ENV, "auto") or "auto"
     if mode not in STACK_CHOICES:
         raise ModelpressError(f"{STACK_ENV}={mode}: expected one of {', '.join(STACK_CHOICES)}")
@@ -70,6 +76,14 @@ def choose_zenml() -> ZenmlChoice:
     if configured(folder):
         return ZenmlChoice(False, f"ZenML's global config {folder / 'config.yaml'}")
     return ZenmlChoice(True, "no ZenML configured")
+
+
+def _zenml_in_use() -> Path | None:
+    """The config folder of ZenML's global configuration if this process has built it already
+    (looked up without importing ZenML: not imported means not built)."""
+    module = sys.modules.get("zenml.config.global_config")
+    config = getattr(getattr(module, "GlobalConfiguration", None), "_global_config", None)
+    return Path(config.config_directory).resolve() if config is not None else None
 
 
 def configured(folder: Path) -> bool:
