@@ -6,15 +6,23 @@ assigns the fixtures as its own globals (pytest only sees fixtures a conftest ho
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# ZenML's global config (click.get_app_dir("zenml"): $XDG_CONFIG_HOME/zenml) decides whether a run
+# records in the user's own ZenML (src/modelpress/tracking/zenml_config.py): the tests get an empty
+# one of their own, so that the developer's ZenML does not change where their runs go (a test that
+# needs a configured global ZenML points XDG_CONFIG_HOME at its own folder).
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="modelpress-tests-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 ``init`` writes a recipe, ``validate`` checks one, ``run`` runs it (compress, gate, register,
 build); ``stages``, ``sources``, ``tasks`` and ``builds`` list the plugin registries; ``pull``
-fetches a registered version's builds and ``serve`` serves a model repository. The lifecycle
+fetches a registered version's builds and ``serve`` serves a model repository; ``stack register``
+gives the user's ZenML a stack with modelpress's MLflow tracker (cli/stack.py). The lifecycle
 commands (promote, rollback, search, retrain, schedule) are defined in their own module and added
 below (:func:`_add_lifecycle_commands`).
 
@@ -22,6 +23,7 @@ from modelpress.cli.errors import user_errors
 from modelpress.cli.init import Choices, write_starter
 from modelpress.cli.lifecycle import COMMANDS
 from modelpress.cli.running import run_logged
+from modelpress.cli.stack import stack
 from modelpress.core.errors import GateFailed, ModelpressError
 from modelpress.core.quiet import VERBOSE_ENV, plain_terminal
 from modelpress.core.registry import BUILDS, SOURCES, TASKS
@@ -31,6 +33,7 @@ from modelpress.deploy.pull import InstanceKind, pull_build
 from modelpress.deploy.pull import pull as pull_model
 from modelpress.pipelines.run import run_recipe
 from modelpress.recipe.schema import load_recipe
+from modelpress.tracking.zenml_config import STACK_ENV
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -199,8 +202,17 @@ def _describe_type(annotation: Any) -> str:
 @click.argument("recipe")
 @click.option("--no-cache", is_flag=True, help="Re-run every step instead of reusing ZenML's cache.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every library's output, not only steps and progress.")
-def run(recipe: str, no_cache: bool, verbose: bool) -> None:
-    """Run RECIPE end to end: data → validate → baseline → stages → gate → MLflow → promote."""
+@click.option("--embedded", is_flag=True,
+              help="Record in modelpress's own store (MODELPRESS_HOME) even where your ZenML is configured "
+                   "(as MODELPRESS_STACK=embedded does).")
+def run(recipe: str, no_cache: bool, verbose: bool, embedded: bool) -> None:
+    """Run RECIPE end to end: data → validate → baseline → stages → gate → MLflow → promote. Records in your
+    ZenML's active stack where one is configured (ZENML_CONFIG_PATH or ZenML's global config), else in
+    ./.modelpress."""
+    import os
+
+    if embedded:
+        os.environ[STACK_ENV] = "embedded"
     with user_errors():
         loaded = _load(recipe)
 
@@ -278,7 +290,7 @@ def serve(repository: str, http_port: int, workers: int, threads: int, access_lo
 
 
 def _add_lifecycle_commands() -> None:
-    for command in COMMANDS:
+    for command in (*COMMANDS, stack):
         main.add_command(command)
 
 

@@ -23,6 +23,8 @@ def run_logged(label: str, pipeline: Any, verbose: bool = False) -> Any:
         with captured(log_path, verbose_requested(verbose)):
             result = pipeline()
         print_summary(result)
+        if not result.tracking.embedded:  # the user's own ZenML: say where to look for the run
+            click.echo(f"zenml: run {result.run_name} on stack '{result.tracking.stack}' ({result.tracking.store})")
         kept = keep_with_run(log_path, result.tracking.tracking_uri or None, result.registration.run_id)
         click.echo(f"log: {log_path}" + (" (also in the MLflow run, logs/)" if kept else ""))
     return result
