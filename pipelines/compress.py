@@ -100,7 +100,7 @@ def compress(plan: Plan) -> None:
 
     evaluation = _configured(evaluate, plan, "evaluate_candidate")(baseline, candidate, dataset, task)
     champion = evaluate_champion(candidate, dataset, task, registry=plan.registry)
-    verdict = gate(evaluation, champion, thresholds=plan.gate)
+    verdict = gate(evaluation, champion, thresholds=plan.gate, statistics=plan.statistics)
     gate_report(evaluation, verdict, champion, task=task, peers=plan.peers, name=plan.name, notes=plan.notes)
     registration = _tracked(publish, plan)(
         plan=plan, evaluation=evaluation, verdict=verdict, parity=parity, stage_reports=reports,

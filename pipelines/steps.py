@@ -38,7 +38,7 @@ from modelpress.deploy.onnx_export import check_parity, export_onnx
 from modelpress.gate.rules import run_gate
 from modelpress.recipe.plan import Plan
 from modelpress.release.publish import log_and_register, promote_if_better
-from modelpress.settings.blocks import Threshold
+from modelpress.settings.blocks import Statistics, Threshold
 from modelpress.tasks import TaskSpec
 from modelpress.tasks.context import StageContext
 
@@ -174,12 +174,14 @@ def evaluate(baseline: Any, candidate: Any, dataset: pd.DataFrame,
 
 
 @step
-def gate(evaluation: Evaluation, champion: ChampionReport,
-         thresholds: dict[str, Threshold]) -> Annotated[Verdict, "gate_verdict"]:
-    """Apply the recipe's thresholds; the verdict is data, so a failed gate still gets recorded."""
+def gate(evaluation: Evaluation, champion: ChampionReport, thresholds: dict[str, Threshold],
+         statistics: Statistics | None = None) -> Annotated[Verdict, "gate_verdict"]:
+    """Apply the recipe's thresholds (on paired intervals, as ``statistics`` says); the verdict is
+    data, so a failed gate still gets recorded."""
 
-    verdict = run_gate(thresholds, evaluation, champion)
-    log_metadata(metadata={"gate": {"passed": verdict.passed, "reason": verdict.reason}})
+    verdict = run_gate(thresholds, evaluation, champion, statistics=statistics)
+    log_metadata(metadata={"gate": {"passed": verdict.passed, "reason": verdict.reason,
+                                    "inconclusive": verdict.inconclusive}})
     return verdict
 
 

@@ -1,0 +1,99 @@
+"""The gate decides on paired intervals: known answers for pass, fail and inconclusive, each
+``on_inconclusive`` setting, champion checks on the champion's rows, and ``statistics: none``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelpress.core.handoffs import ChampionReport, Evaluation, Samples
+from modelpress.gate.rules import run_gate
+from modelpress.settings.blocks import Statistics, Threshold
+
+
+def accuracy_rows(rows: int, right: int, lost: int, gained: int) -> Samples:
+    """Baseline right on ``right`` rows; the candidate loses ``lost`` of them and gains ``gained``."""
+    base = np.zeros(rows)
+    base[:right] = 1
+    cand = base.copy()
+    cand[:lost] = 0
+    cand[right:right + gained] = 1
+    order = np.random.default_rng(0).permutation(rows)
+    return Samples(statistic="mean", baseline=base[order].tolist(), candidate=cand[order].tolist())
+
+
+def evaluation(samples: Samples) -> Evaluation:
+    base, cand = float(np.mean(samples.baseline)), float(np.mean(samples.candidate))
+    return Evaluation(task="text-classification", eval_rows=len(samples.baseline),
+                      baseline={"accuracy": base, "size_mb": 10.0}, candidate={"accuracy": cand, "size_mb": 2.0},
+                      samples={"accuracy": samples})
+
+
+DROPS = {"accuracy": Threshold(max_drop=0.0, max_relative_drop=0.0, max_ratio=1.0)}
+
+
+def test_identical_models_pass_every_drop_bound_with_an_interval_holding_zero() -> None:
+    verdict = run_gate(DROPS, evaluation(accuracy_rows(400, 350, 0, 0)))
+    assert verdict.passed and [c.result for c in verdict.checks] == ["pass"] * 3
+    drop = verdict.checks[0]
+    assert drop.low is not None and drop.high is not None and drop.low <= 0.0 <= drop.high
+
+
+def test_three_points_worse_on_2000_rows_fails_max_drop_one_point() -> None:
+    verdict = run_gate({"accuracy": Threshold(max_drop=0.01)}, evaluation(accuracy_rows(2000, 1800, 80, 20)))
+    (check,) = verdict.checks
+    assert check.result == "fail" and not verdict.passed and check.value == pytest.approx(0.03)
+    assert check.low is not None and check.low > 0.01 and check.rows_needed is None
+
+
+@pytest.mark.parametrize("on_inconclusive, passed", [("fail", False), ("pass", True), ("warn", True)])
+def test_one_point_on_200_rows_is_inconclusive_and_the_recipe_says_what_that_does(
+        on_inconclusive: str, passed: bool) -> None:
+    verdict = run_gate({"accuracy": Threshold(max_drop=0.02)}, evaluation(accuracy_rows(200, 180, 3, 1)),
+                       statistics=Statistics(on_inconclusive=on_inconclusive))
+    (check,) = verdict.checks
+    assert check.result == "inconclusive" and check.passed is passed and verdict.passed is passed
+    assert check.rows_needed is not None and 650 < check.rows_needed < 900  # √: se ≈ 0.00997, gap 0.01
+    assert verdict.on_inconclusive == on_inconclusive and len(verdict.inconclusive) == 1
+    assert "eval rows would resolve it" in verdict.inconclusive[0]
+    assert ("WARNING inconclusive" in verdict.reason) is (on_inconclusive == "warn")
+    assert ("INCONCLUSIVE" in verdict.reason) is (on_inconclusive != "pass")
+
+
+def test_statistics_none_decides_on_point_estimates_as_before() -> None:
+    # 0.9 points lost on 600 rows: the point estimate is within max_drop 0.01, the interval is not
+    noisy = evaluation(accuracy_rows(600, 540, 7, 2))
+    bound = {"accuracy": Threshold(max_drop=0.01), "size_mb": Threshold(max_ratio=0.3)}
+    old = run_gate(bound, noisy, statistics=Statistics(method="none"))
+    assert old.passed and old.reason == "all checks passed" and old.checks[0].low is None
+    assert [c.model_dump(exclude={"outcome"}) for c in old.checks] == [
+        {"metric": "accuracy", "rule": "max_drop", "limit": 0.01, "value": pytest.approx(5 / 600), "passed": True,
+         "note": "", "low": None, "high": None, "level": None, "rows": None, "rows_needed": None},
+        {"metric": "size_mb", "rule": "max_ratio", "limit": 0.3, "value": 0.2, "passed": True, "note": "",
+         "low": None, "high": None, "level": None, "rows": None, "rows_needed": None}]
+    new = run_gate(bound, noisy)
+    assert not new.passed and new.checks[0].result == "inconclusive"
+    assert new.checks[1].passed and "point estimate" in new.checks[1].note  # size: no per-row values
+
+
+def test_champion_checks_use_the_champions_rows() -> None:
+    champ = accuracy_rows(2000, 1800, 80, 20)  # baseline = the champion, 3 points better
+    report = ChampionReport(version="4", metrics={"accuracy": 0.9}, candidate={"accuracy": 0.87},
+                            samples={"accuracy": champ})
+    verdict = run_gate({"accuracy": Threshold(max_champion_drop=0.01)}, evaluation(accuracy_rows(50, 40, 0, 0)),
+                       report)
+    (check,) = verdict.checks
+    assert check.result == "fail" and check.rows == 2000 and check.low is not None and check.low > 0.01
+
+
+def test_a_latency_ratio_is_judged_on_interleaved_rounds() -> None:
+    rng = np.random.default_rng(0)
+    base = 10 + rng.normal(0, 1, 40)
+    cand_rounds = 0.5 * base + rng.normal(0, 0.2, 40)
+    timing = Samples(statistic="median", baseline=base.tolist(), candidate=cand_rounds.tolist())
+    metrics = {"latency_ms": float(np.median(base))}
+    cand = {"latency_ms": float(np.median(timing.candidate))}
+    ev = Evaluation(task="text-classification", eval_rows=40, baseline=metrics, candidate=cand,
+                    samples={"latency_ms": timing})
+    assert run_gate({"latency_ms": Threshold(max_ratio=0.6)}, ev).checks[0].result == "pass"
+    assert run_gate({"latency_ms": Threshold(max_ratio=0.4)}, ev).checks[0].result == "fail"
