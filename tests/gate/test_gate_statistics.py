@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,25 @@ def test_a_latency_ratio_is_judged_on_interleaved_rounds() -> None:
                     samples={"latency_ms": timing})
     assert run_gate({"latency_ms": Threshold(max_ratio=0.6)}, ev).checks[0].result == "pass"
     assert run_gate({"latency_ms": Threshold(max_ratio=0.4)}, ev).checks[0].result == "fail"
+
+
+def test_a_classifier_evaluation_keeps_the_rows_behind_its_metrics(digits: Any) -> None:
+    """Real ONNX models on digits: each metric recomputed from its samples is the metric, and an
+    identical candidate passes every drop bound on its intervals."""
+    from modelpress.core.intervals import point
+    from modelpress.deploy.onnx_export import export_onnx
+
+    from .conftest import linear_model
+
+    frame, task = digits
+    weak, strong = (export_onnx(linear_model(frame, task, steps), task, frame) for steps in (3, 40))
+    evaluation = task.evaluate(strong, weak, frame)
+    assert set(evaluation.samples) == {"accuracy", "f1", "agreement", "cosine", "latency_ms"}
+    for metric, samples in evaluation.samples.items():
+        assert point(samples) == pytest.approx((evaluation.baseline[metric], evaluation.candidate[metric])), metric
+    assert len(evaluation.samples["accuracy"].candidate) == len(frame)
+    assert len(evaluation.samples["latency_ms"].candidate) >= 20  # interleaved rounds
+    same = task.evaluate(strong, strong, frame)
+    verdict = run_gate({"accuracy": Threshold(max_drop=0.0), "f1": Threshold(max_drop=0.0),
+                        "agreement": Threshold(min=1.0)}, same)
+    assert verdict.passed and all(c.low is not None for c in verdict.checks)
