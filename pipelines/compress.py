@@ -107,7 +107,8 @@ def compress(plan: Plan) -> None:
         validation_report=validation_report, champion=champion, dataset=dataset, profile=profile,
         candidate_onnx=candidate_onnx, candidate_model=model)
     _tracked(promote, plan)(registration, verdict, evaluation, champion, candidate, dataset, task,
-                            alias=plan.registry.promote_to, tolerance=plan.promotion_tolerance)
+                            alias=plan.registry.promote_to, tolerance=plan.promotion_tolerance,
+                            statistics=plan.statistics)
 
 
 def _is_graph_source(plan: Plan) -> bool:

@@ -204,10 +204,10 @@ def publish(plan: Plan, evaluation: Evaluation, verdict: Verdict, parity: Parity
 @step(enable_cache=False)
 def promote(registration: Registration, verdict: Verdict, evaluation: Evaluation, champion: ChampionReport,
             candidate: Any, dataset: pd.DataFrame, task: TaskSpec, alias: str | None,
-            tolerance: float) -> Annotated[Promotion, "promotion"]:
-    """Move the champion alias only if the gate passed and the candidate is no worse."""
+            tolerance: float, statistics: Statistics | None = None) -> Annotated[Promotion, "promotion"]:
+    """Move the champion alias only if the gate passed and the candidate is no worse (paired test)."""
 
     outcome = promote_if_better(registration, verdict, evaluation, champion, candidate, eval_rows(dataset),
-                                task.build(), alias, tolerance)
+                                task.build(), alias, tolerance, statistics=statistics)
     log_metadata(metadata={"promotion": outcome.model_dump(mode="json")})
     return outcome

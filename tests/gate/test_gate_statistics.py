@@ -121,3 +121,49 @@ def test_a_classifier_evaluation_keeps_the_rows_behind_its_metrics(digits: Any) 
     verdict = run_gate({"accuracy": Threshold(max_drop=0.0), "f1": Threshold(max_drop=0.0),
                         "agreement": Threshold(min=1.0)}, same)
     assert verdict.passed and all(c.low is not None for c in verdict.checks)
+
+
+def search_rows(gap_rows: int) -> tuple[list[dict], dict[int, dict[str, Samples]]]:
+    """Two candidates of equal size on 2000 rows; #1 is right on ``gap_rows`` more rows than #0
+    (wrong on 10 rows #0 gets right, right on 10 + gap_rows that #0 gets wrong) and slower."""
+    right = np.zeros(2000)
+    right[:1600] = 1
+    better = right.copy()
+    better[:10] = 0
+    better[1600:1610 + gap_rows] = 1
+    rows = [{"index": 0, "size_mb": 1.0, "latency_ms": 2.0, "accuracy": 0.8},
+            {"index": 1, "size_mb": 1.0, "latency_ms": 3.0, "accuracy": 0.8 + gap_rows / 2000}]
+    ones = [1.0] * 2000
+    samples = {0: {"accuracy": Samples(statistic="mean", baseline=ones, candidate=right.tolist())},
+               1: {"accuracy": Samples(statistic="mean", baseline=ones, candidate=better.tolist())}}
+    return rows, samples
+
+
+@pytest.mark.parametrize("gap_rows, method, chosen", [
+    (4, "paired-bootstrap", 0),   # 0.2 points: within noise, a tie, and the faster one wins
+    (4, "none", 1),               # point estimates: any gain wins, as before intervals
+    (200, "paired-bootstrap", 1),  # 10 points: clearly better
+])
+def test_search_calls_a_candidate_better_only_when_the_interval_says_so(gap_rows: int, method: str,
+                                                                        chosen: int) -> None:
+    from modelpress.settings.search import best_candidate
+
+    rows, samples = search_rows(gap_rows)
+    best = best_candidate(rows, samples, "size_mb", "accuracy", True, Statistics(method=method))
+    assert best is not None and best["index"] == chosen
+
+
+def test_promotion_needs_the_paired_interval_within_tolerance() -> None:
+    from modelpress.gate.rules import promotion_check
+
+    def report(lost: int, gained: int) -> ChampionReport:
+        rows = accuracy_rows(1000, 800, lost, gained)
+        return ChampionReport(version="2", metrics={"accuracy": float(np.mean(rows.baseline))},
+                              candidate={"accuracy": float(np.mean(rows.candidate))}, samples={"accuracy": rows})
+
+    assert promotion_check("accuracy", True, report(0, 0), 0.0).result == "pass"  # same predictions
+    noisy = promotion_check("accuracy", True, report(6, 8), 0.0)  # 0.2 points better: noise
+    assert noisy.result == "inconclusive" and not noisy.passed
+    assert promotion_check("accuracy", True, report(6, 8), 0.0, Statistics(method="none")).passed
+    assert promotion_check("accuracy", True, report(40, 5), 0.01).result == "fail"
+    assert promotion_check("accuracy", True, report(6, 8), 0.02).result == "pass"

@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from modelpress.core.handoffs import ChampionReport, Check, Verdict
+from modelpress.core.handoffs import ChampionReport, Check, Evaluation, Verdict
 from modelpress.core.intervals import paired_interval, rows_needed
 from modelpress.settings.blocks import Statistics
 
 if TYPE_CHECKING:
-    from modelpress.core.handoffs import Evaluation, Samples
+    from modelpress.core.handoffs import Samples
     from modelpress.settings.blocks import Threshold
 
 # rule → (how the checked value is derived from (candidate, reference), whether it is an upper bound)
@@ -36,8 +36,10 @@ RULES: dict[str, tuple[Callable[[float, float], float], bool]] = {
     "max_ratio": (lambda cand, base: cand / base if base else float("inf"), True),
     "max_champion_drop": (lambda cand, champ: champ - cand, True),
     "max_champion_ratio": (lambda cand, champ: cand / champ if champ else float("inf"), True),
+    # promotion on a lower-is-better primary metric (perplexity): what the candidate adds
+    "max_champion_rise": (lambda cand, champ: cand - champ, True),
 }
-CHAMPION_RULES = ("max_champion_drop", "max_champion_ratio")
+CHAMPION_RULES = ("max_champion_drop", "max_champion_ratio", "max_champion_rise")
 
 
 def describe(check: Check) -> str:
@@ -122,3 +124,13 @@ def _interval(metric: str, rule: str, limit: float, value: float, samples: Sampl
 JUDGES: dict[str, Callable[[str, str, float, float, Samples | None, Statistics], Check]] = {
     "paired-bootstrap": _interval, "none": _point,
 }
+
+
+def promotion_check(metric: str, higher_is_better: bool, champion: ChampionReport, tolerance: float,
+                    statistics: Statistics | None = None) -> Check:
+    """Whether the candidate may replace the champion: its loss on ``metric`` (the primary one)
+    is within ``tolerance``, by the same paired test the gate uses (the whole interval within
+    the tolerance; inconclusive does what ``statistics.on_inconclusive`` says)."""
+    rule = "max_champion_drop" if higher_is_better else "max_champion_rise"
+    empty = Evaluation(task="", baseline={}, candidate={}, eval_rows=0)
+    return _check(metric, rule, tolerance, empty, champion, statistics or Statistics())

@@ -5,21 +5,24 @@ Runs inside a ZenML step that has the MLflow experiment tracker, so an MLflow ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelpress.core.errors import ModelpressError
-from modelpress.core.handoffs import Promotion, Registration
+from modelpress.core.handoffs import ChampionReport, Promotion, Registration
 from modelpress.core.registry import BUILDS
 from modelpress.gate.champion import measure_version
 from modelpress.gate.report import render_gate
+from modelpress.gate.rules import describe, promotion_check
 from modelpress.tracking.model_registry import TORCH_ARTIFACT, client, promote, register
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from modelpress.builds import BuildContext
-    from modelpress.core.handoffs import ChampionReport, DataReport, Evaluation, StageReport, Verdict
+    from modelpress.core.handoffs import DataReport, Evaluation, StageReport, Verdict
     from modelpress.recipe.plan import Plan
+    from modelpress.settings.blocks import Statistics
     from modelpress.tasks import Task
 
 TORCH_REQUIREMENTS = ["torch", "modelpress"]
@@ -148,23 +151,46 @@ def primary_score(task: type[Task] | Task, metrics: dict[str, float]) -> float:
     return value if spec.higher_is_better else -value
 
 
+def paired_refusal(task: type[Task] | Task, alias: str | None, tolerance: float, statistics: Statistics | None,
+                   measure: Callable[[Any], ChampionReport]) -> Callable[[Any], str | None]:
+    """Why the candidate may not replace the alias's holder (``measure`` gives the holder beside
+    the candidate), or None: the gate's paired test on the primary metric, loss within ``tolerance``."""
+
+    def refuse(current: Any) -> str | None:
+        primary = task.primary_metric
+        check = promotion_check(primary, task.metric(primary).higher_is_better, measure(current),
+                                tolerance, statistics)
+        if check.passed:
+            return None
+        return f"not shown within tolerance {tolerance} of @{alias} v{current.version}: {describe(check)}"
+
+    return refuse
+
+
 def promote_if_better(registration: Registration, verdict: Verdict, evaluation: Evaluation,
                       champion: ChampionReport, candidate: Any, eval_frame: pd.DataFrame, task: Task,
-                      alias: str | None, tolerance: float) -> Promotion:
+                      alias: str | None, tolerance: float, statistics: Statistics | None = None) -> Promotion:
     """Move ``alias`` to the new version if the gate passed and it is no worse than the holder.
 
     The holder is compared on the champion measurement the gate used; only if the alias moved
-    to another version since then is that version scored again, on the same eval rows.
+    to another version since then is that version scored again, on the same eval rows. "No
+    worse" is the gate's paired test on the primary metric (the loss's interval within
+    ``tolerance``; ``statistics: none``: the point estimates), so noise never promotes.
     """
     import mlflow
 
-    def score_of(current: Any) -> float:
+    def measured_against(current: Any) -> ChampionReport:
         measured = champion
         if not (champion.measured and champion.version == str(current.version)):
             measured = measure_version(current.name, str(current.version), alias, candidate, task, eval_frame)
         if measured.metrics is None:
             raise ModelpressError(f"@{alias} v{current.version} could not be measured: {measured.error}")
-        return primary_score(task, measured.metrics)
+        return measured
+
+    refuse = paired_refusal(task, alias, tolerance, statistics, measured_against)
+
+    def score_of(current: Any) -> float:
+        return primary_score(task, measured_against(current).metrics or {})
 
     if not verdict.passed:
         promoted, reason, previous = False, f"gate failed: {verdict.reason}", None
@@ -172,7 +198,7 @@ def promote_if_better(registration: Registration, verdict: Verdict, evaluation: 
         promoted, reason, previous = False, "registry.promote_to is not set", None
     else:
         result = promote(registration.name, registration.version, alias, primary_score(task, evaluation.candidate),
-                         score_of, tolerance=tolerance)
+                         score_of, tolerance=tolerance, refuse=refuse)
         promoted, reason, previous = result.promoted, result.reason, result.previous
     client().set_model_version_tag(registration.name, registration.version, "promotion",
                                    f"{'promoted' if promoted else 'not promoted'}: {reason}"[:5000])
