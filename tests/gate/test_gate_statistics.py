@@ -167,3 +167,36 @@ def test_promotion_needs_the_paired_interval_within_tolerance() -> None:
     assert promotion_check("accuracy", True, report(6, 8), 0.0, Statistics(method="none")).passed
     assert promotion_check("accuracy", True, report(40, 5), 0.01).result == "fail"
     assert promotion_check("accuracy", True, report(6, 8), 0.02).result == "pass"
+
+
+@pytest.mark.parametrize("max_drop, warned", [(0.01, True), (0.02, False), (0.05, False)])
+def test_validate_warns_when_the_eval_split_cannot_resolve_a_drop_bound(tmp_path: Any, max_drop: float,
+                                                                        warned: bool) -> None:
+    """digits: 1,797 rows, eval 0.25 → 449 rows; resolvable drops are ≥ 2·1.96²/449 ≈ 0.0171."""
+    from click.testing import CliRunner
+
+    from modelpress.cli.main import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: digits-res\nmodel: {source: package, name: small-cnn}\n"
+        "data: {source: digits, split: {train: 0.75, eval: 0.25, calibration: 64}}\n"
+        f"stages: [quantize]\ngate: {{accuracy: {{max_drop: {max_drop}}}}}\nregistry: {{name: digits-res}}\n")
+    result = CliRunner().invoke(main, ["validate", str(recipe)])
+    assert result.exit_code == 0, result.output
+    assert ("warning: gate.accuracy.max_drop" in result.output) is warned, result.output
+    if warned:
+        assert "449 eval rows" in result.output and "0.0171" in result.output and "769 rows" in result.output
+
+
+def test_the_gate_report_draws_each_checks_interval_and_bound() -> None:
+    from modelpress.gate.report import render_gate
+    from modelpress.tasks import get_task
+
+    ev = evaluation(accuracy_rows(200, 180, 3, 1))
+    verdict = run_gate({"accuracy": Threshold(max_drop=0.02), "size_mb": Threshold(max_ratio=0.3)}, ev)
+    page, _ = render_gate(get_task("text-classification"), ev, verdict, None)
+    assert page.count("<svg class='interval'") == 2  # one per check (the size check: its dot and bound)
+    assert "stroke-width='4'" in page  # the accuracy check's interval bar
+    assert "INCONCLUSIVE" in page and "eval rows would resolve it" in page and "id='inconclusive'" in page
+    assert "point estimate: no per-row values of size_mb" in page

@@ -162,3 +162,13 @@ def smallest_detectable(rows: int, p: float = 0.5, level: float = 0.95) -> float
     (p = 0.5 is the worst case)."""
     z = NormalDist().inv_cdf(1 - (1 - level) / 2)
     return z * math.sqrt(p * (1 - p) / max(rows, 1))
+
+
+def smallest_resolvable_drop(rows: int, level: float = 0.95) -> float:
+    """The smallest bound on a paired accuracy-like drop that ``rows`` eval rows can resolve for
+    any candidate that changes predictions: one that loses half the bound with every changed row
+    a loss (the least spread such a loss can have, per-row variance ≈ the loss δ) clears the bound
+    only when z·√(δ/rows) ≤ bound − δ, i.e. bound ≥ 2z²/rows. A smaller bound passes only a
+    candidate that changes no prediction at all."""
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    return 2 * z * z / max(rows, 1)

@@ -90,7 +90,7 @@ def _register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: 
         **plan.tags, "gate": "passed" if verdict.passed else "failed", "gate_reason": verdict.reason[:5000],
         "primary_metric": primary, primary: f"{evaluation.candidate[primary]:.6f}",
         "primary_direction": "higher" if build.task.metric(primary).higher_is_better else "lower",
-        "mlflow_run_id": run.info.run_id,
+        "mlflow_run_id": run.info.run_id, **check_tags(verdict),
         **({TOKENIZER_TAG: plan.task.tokenizer} if plan.task.tokenizer else {}),
     })
     build.version = str(version.version)
@@ -102,6 +102,12 @@ def _register(plan: Plan, build: BuildContext, evaluation: Evaluation, verdict: 
     return Registration(name=plan.registry.name, version=str(version.version), run_id=run.info.run_id,
                         model_uri=f"models:/{plan.registry.name}/{version.version}", aliases=aliases,
                         builds=reports)
+
+
+def check_tags(verdict: Verdict) -> dict[str, str]:
+    """``gate.<metric>.<rule>`` → the check as the gate described it (estimate, interval, bound,
+    outcome): what ``modelpress promote`` shows before moving an alias by hand."""
+    return {f"gate.{c.metric}.{c.rule}": describe(c).split(": ", 1)[-1][:500] for c in verdict.checks}
 
 
 def _torch_artifact() -> str:
@@ -136,7 +142,8 @@ def _log_gate_evidence(plan: Plan, task: Task, evaluation: Evaluation, verdict: 
                          artifact_file="report/examples.json")
     if plan.notes:
         mlflow.set_tag("modelpress.notes", " | ".join(plan.notes)[:5000])
-    checks = {f"gate.{c.metric}.{c.rule}": c.value for c in verdict.checks if c.value is not None}
+    checks = {f"gate.{c.metric}.{c.rule}{end}": v for c in verdict.checks
+              for end, v in (("", c.value), (".low", c.low), (".high", c.high)) if v is not None}
     champ = {f"champion.{k}": v for k, v in (champion.metrics or {}).items()}
     mlflow.log_metrics({k: float(v) for k, v in {**checks, **champ}.items()})
     mlflow.log_dict(plan.recipe, "recipe/recipe.json")
