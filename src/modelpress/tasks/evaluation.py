@@ -140,18 +140,21 @@ def interleaved_latency(runs: dict[str, Callable[[Batch], Any]], batch: Batch,
 
 
 #: the candidate/baseline latency ratio is timed until its 95 % interval is within ±this share
-#: of the ratio (or MAX_ROUNDS): on a quiet machine the first rounds suffice, on a busy one a
-#: wider interval would leave every latency bound inconclusive
+#: of the ratio (or MAX_ROUNDS, or EXTRA_SECONDS spent on added rounds): on a quiet machine the
+#: first rounds suffice, on a busy one a wider interval would leave latency bounds inconclusive
 RATIO_PRECISION = 0.05
 MAX_ROUNDS = 100
+EXTRA_SECONDS = 30.0
 
 
 def paired_timings(runs: dict[str, Callable[[Batch], Any]], batch: Batch,
                    repeats: int = 20) -> dict[str, list[float]]:
     """Interleaved rounds of ``baseline`` and ``candidate``, more of them (``repeats`` at a time,
-    up to MAX_ROUNDS) while the interval on the median ratio is wider than RATIO_PRECISION."""
+    up to MAX_ROUNDS and EXTRA_SECONDS) while the interval on the median ratio is wider than
+    RATIO_PRECISION."""
     timings = interleaved_timings(runs, batch, repeats)
-    while len(timings["baseline"]) < MAX_ROUNDS:
+    deadline = time.perf_counter() + EXTRA_SECONDS
+    while len(timings["baseline"]) < MAX_ROUNDS and time.perf_counter() < deadline:
         ratio = paired_interval(Samples(statistic="median", baseline=timings["baseline"],
                                         candidate=timings["candidate"]), lambda c, b: c / b, resamples=500)
         if ratio.high - ratio.low <= 2 * RATIO_PRECISION * abs(ratio.estimate):
