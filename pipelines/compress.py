@@ -101,14 +101,16 @@ def compress_recipe(plan: Plan) -> None:
 
     evaluation = _configured(evaluate, plan, "evaluate_candidate")(baseline, candidate, dataset, task)
     champion = evaluate_champion(candidate, dataset, task, registry=plan.registry)
-    verdict = accuracy_gate(evaluation, thresholds=plan.gate, task=task, champion=champion, id="gate")
+    verdict = accuracy_gate(evaluation, thresholds=plan.gate, task=task, champion=champion,
+                            statistics=plan.statistics, id="gate")
     gate_report(evaluation, verdict, champion, task=task, peers=plan.peers, name=plan.name, notes=plan.notes)
     registration = _tracked(register, plan)(
         candidate, evaluation, verdict, dataset, task, registry=plan.registry, builds=plan.builds, module=model,
         champion=champion, parity=parity, validation_report=validation_report, profile=profile,
         publication=publication_of(plan), id="publish")
     _tracked(promote, plan)(registration, verdict, evaluation, candidate, dataset, task,
-                            alias=plan.registry.promote_to, tolerance=plan.promotion_tolerance, champion=champion)
+                            alias=plan.registry.promote_to, tolerance=plan.promotion_tolerance, champion=champion,
+                            statistics=plan.statistics)
 
 
 def _is_graph_source(plan: Plan) -> bool:

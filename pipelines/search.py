@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from modelpress.core.errors import ModelpressError
+from modelpress.core.handoffs import ChampionReport
 from modelpress.core.registry import BUILDS
 from modelpress.gate.champion import measure_version
 from modelpress.gate.report import LATENCY, SIZE, load_peers, page, pareto_svg, table
 from modelpress.pipelines.plan import promotion_tolerance, task_spec
 from modelpress.pipelines.run import run_recipe
 from modelpress.recipe.schema import RecipeBase, validate_recipe
-from modelpress.release.publish import primary_score
-from modelpress.settings.search import Candidate, expand, pareto, techniques
+from modelpress.release.publish import paired_refusal, primary_score
+from modelpress.settings.search import Candidate, best_candidate, expand, pareto, techniques
 from modelpress.tasks import get_task
 from modelpress.tracking.model_registry import client, promote
 from modelpress.tracking.stack import home
@@ -43,11 +44,12 @@ class SearchResult:
 def run_search(recipe: RecipeBase, raw: dict[str, Any], enable_cache: bool = True) -> SearchResult:
     assert recipe.search is not None
     candidates = expand(raw, recipe.stages, recipe.search)
-    rows, last = [], None
+    rows, last, samples = [], None, {}
     for index, candidate in enumerate(candidates):
         result = run_recipe(_unpromoted(candidate, recipe.name, index), enable_cache=enable_cache,
                             run_name=f"{recipe.name}_search{index}_{{date}}_{{time}}")
         rows.append(_row(index, candidate, result))
+        samples[index] = result.evaluation.samples  # each candidate's per-row values, on the same rows
         last = result
     task = recipe.task_class
     primary = task.primary_metric
@@ -56,7 +58,8 @@ def run_search(recipe: RecipeBase, raw: dict[str, Any], enable_cache: bool = Tru
     for i in front:
         passing[i]["pareto"] = True
     objective = recipe.search.objective
-    best = min(passing, key=lambda r: (r[objective], -primary_score(task, r))) if passing else None
+    best = best_candidate(passing, samples, objective, primary, task.metric(primary).higher_is_better,
+                          recipe.statistics)
     promotion = _promote(best, recipe, last) if best else {"promoted": False, "reason": "no candidate passed the gate"}
     summary = summarize(rows, objective)
     report = _report(recipe, rows, best, promotion, summary, last)
@@ -119,14 +122,18 @@ def _promote(best: dict[str, Any], recipe: RecipeBase, last: Any) -> dict[str, A
 
     candidate = BUILDS.get(task.registered_build).load_registered(f"models:/{best['name']}/{best['version']}")
 
-    def score_of(version: Any) -> float:
-        measured = measure_version(version.name, str(version.version), alias, candidate, task, eval_frame)
-        if measured.metrics is None:
-            raise ModelpressError(f"@{alias} v{version.version} could not be measured: {measured.error}")
-        return primary_score(task, measured.metrics)
+    def measured(version: Any) -> ChampionReport:
+        found = measure_version(version.name, str(version.version), alias, candidate, task, eval_frame)
+        if found.metrics is None:
+            raise ModelpressError(f"@{alias} v{version.version} could not be measured: {found.error}")
+        return found
 
-    outcome = promote(best["name"], best["version"], alias, primary_score(task, best), score_of,
-                      tolerance=promotion_tolerance(recipe))
+    def score_of(version: Any) -> float:
+        return primary_score(task, measured(version).metrics or {})
+
+    tolerance = promotion_tolerance(recipe)
+    outcome = promote(best["name"], best["version"], alias, primary_score(task, best), score_of, tolerance=tolerance,
+                      refuse=paired_refusal(task, alias, tolerance, recipe.statistics, measured))
     client().set_model_version_tag(best["name"], best["version"], "promotion",
                                    f"{'promoted' if outcome.promoted else 'not promoted'} (search best on "
                                    f"{recipe.search.objective if recipe.search else '?'}): {outcome.reason}"[:5000])

@@ -84,7 +84,9 @@ def test_worse_than_champion_beyond_tolerance_is_not_promoted(registry: str, mod
     good, _, _ = publish_candidate(model_name, digits, baseline, steps=40)
     worse, verdict, outcome = publish_candidate(model_name, digits, baseline, steps=3)  # passes the loose gate
     assert verdict.passed and not outcome.promoted
-    assert "< @champion" in outcome.reason and "tolerance 0.0" in outcome.reason
+    # the paired test on the champion's rows, not two point estimates
+    assert "tolerance 0.0 of @champion" in outcome.reason and "accuracy.max_champion_drop" in outcome.reason
+    assert "FAILED" in outcome.reason and "[" in outcome.reason  # its interval is shown
     assert str(alias_version(model_name, "champion").version) == good.version
     assert version_tags(model_name, worse.version)["promotion"].startswith("not promoted")
 

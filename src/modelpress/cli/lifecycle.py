@@ -40,7 +40,8 @@ def _tracking_uri(given: str | None) -> str | None:
 
 def _outcome_line(outcome: Any) -> str:
     verb = "promoted" if outcome.promoted else "not promoted"
-    return f"{outcome.name} v{outcome.version}: {verb} to @{outcome.alias} ({outcome.reason})"
+    checks = "".join(f"\n  gate {line}" for line in getattr(outcome, "checks", ()))
+    return f"{outcome.name} v{outcome.version}: {verb} to @{outcome.alias} ({outcome.reason}){checks}"
 
 
 @click.command()

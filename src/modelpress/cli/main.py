@@ -29,9 +29,11 @@ from modelpress.core.quiet import VERBOSE_ENV, plain_terminal
 from modelpress.core.registry import BUILDS, SOURCES, TASKS
 from modelpress.core.registry import stages as registered
 from modelpress.datasets.base import Dataset, dataset_kinds
+from modelpress.datasets.splits import eval_count
 from modelpress.deploy.pull import InstanceKind, pull_build
 from modelpress.deploy.pull import pull as pull_model
 from modelpress.pipelines.run import run_recipe
+from modelpress.recipe.gate_bounds import DROP_RULES, unresolvable
 from modelpress.recipe.schema import load_recipe
 from modelpress.tracking.zenml_config import STACK_ENV
 
@@ -64,6 +66,21 @@ def validate(recipe: str) -> None:
     with user_errors():
         loaded = _load(recipe)
     click.echo(f"{recipe}: ok ({loaded.task}, stages: {', '.join(s.name for s in loaded.stages)})")
+    for warning in _resolution_warnings(loaded):
+        click.echo(f"warning: {warning}")
+
+
+def _resolution_warnings(loaded: Any) -> list[str]:
+    """Gate bounds the eval split is too small to resolve (the data is read to count its rows)."""
+    task = loaded.task_class
+    if not task.labelled or not any(getattr(t, r) is not None for t in loaded.gate.values() for r in DROP_RULES):
+        return []
+    try:
+        rows = len(loaded.data.load())
+    except Exception:  # noqa: BLE001 -- unreadable data is reported by the run, with its own message
+        return []
+    rows = min(rows, loaded.data.limit or rows)
+    return unresolvable(loaded.gate, task, eval_count(loaded.data.split, rows), loaded.statistics)
 
 
 @main.command()

@@ -98,20 +98,43 @@ class ChampionReport(Record):
         return self.version is not None and self.metrics is not None
 
 
+Outcome = Literal["pass", "fail", "inconclusive"]
+
+
 class Check(Record):
+    """One bound on one metric: the estimate (``value``), its interval where the metric has
+    per-row samples (``low``/``high`` at ``level``, over ``rows`` paired rows), and the outcome:
+    ``inconclusive`` when the interval straddles the bound, with the eval rows that would resolve
+    it at the observed spread. ``passed`` is the outcome after ``statistics.on_inconclusive``."""
+
     metric: str
     rule: str
     limit: float
     value: float | None
     passed: bool
     note: str = ""
+    outcome: Outcome | None = None  # None in records written before intervals: read ``passed``
+    low: float | None = None
+    high: float | None = None
+    level: float | None = None
+    rows: int | None = None
+    rows_needed: int | None = None
+
+    @property
+    def result(self) -> Outcome:
+        return self.outcome or ("pass" if self.passed else "fail")
 
 
 class Verdict(Record):
+    """All checks; ``inconclusive`` lists the checks whose interval straddled their bound and
+    ``on_inconclusive`` what the recipe made of them (fail, pass, or pass with a warning)."""
+
     passed: bool
     reason: str
     checks: list[Check] = []
     champion_version: str | None = None
+    inconclusive: list[str] = []
+    on_inconclusive: Literal["fail", "pass", "warn"] | None = None
 
 
 class Parity(Record):

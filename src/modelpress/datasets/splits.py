@@ -60,13 +60,18 @@ def assign_splits(frame: pd.DataFrame, split: Split, seed: int, limit: int | Non
     if limit is not None:
         frame = frame.iloc[:limit].copy()
     n = len(frame)
-    n_eval = _count(split.eval, n)
+    n_eval = eval_count(split, n)
     n_train = min(_count(split.train, n), n - n_eval)
     n_cal = min(split.calibration, max(n_train // 4, 1))
     labels = ["eval"] * n_eval + ["calibration"] * n_cal + ["train"] * (n_train - n_cal)
     frame = frame.iloc[: len(labels)].copy()
     frame["split"] = labels
     return frame
+
+
+def eval_count(split: Split, rows: int) -> int:
+    """How many of ``rows`` (after ``limit``) :func:`assign_splits` marks as eval."""
+    return _count(split.eval, rows)
 
 
 def _count(value: float, n: int) -> int:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from modelpress.core.handoffs import PeerPoint
 
 if TYPE_CHECKING:
-    from modelpress.core.handoffs import ChampionReport, Evaluation, Verdict
+    from modelpress.core.handoffs import ChampionReport, Check, Evaluation, Verdict
 
 KIND_STYLE = {"baseline": ("tab:gray", "s"), "candidate": ("tab:blue", "o"), "champion": ("tab:orange", "D"),
               "peer": ("tab:green", "^"), "search": ("tab:blue", "o"), "pareto": ("tab:red", "*")}
@@ -84,7 +84,13 @@ def _draw(plt: Any, points: Sequence[dict[str, Any]], title: str, y: str) -> str
     return buffer.getvalue()
 
 
+class Markup(str):
+    """A table cell that is already HTML (an inline SVG), inserted as it is."""
+
+
 def _cell(value: Any) -> str:
+    if isinstance(value, Markup):
+        return str(value)
     if isinstance(value, float):
         return f"{value:.4g}"
     return html.escape("" if value is None else str(value))
@@ -121,6 +127,47 @@ def examples_html(evaluation: Evaluation) -> str:
             + table(["input", "baseline", "candidate", "same"], rows, "examples"))
 
 
+OUTCOME_COLOR = {"pass": "#176c17", "fail": "#b00", "inconclusive": "#c77800"}
+
+
+def interval_svg(check: Check, width: int = 220, height: int = 22) -> Markup:
+    """The check drawn on one axis: its interval as a bar, the estimate as a dot, the bound as a
+    dashed line (a point estimate alone: the dot), coloured by outcome."""
+    if check.value is None:
+        return Markup("")
+    ends = [v for v in (check.low, check.high) if v is not None and abs(v) != float("inf")]
+    span = [check.value, check.limit, *ends]
+    left, right = min(span), max(span)
+    pad = (right - left) * 0.15 or abs(right) * 0.1 or 1.0
+    left, right = left - pad, right + pad
+
+    def x(value: float) -> float:
+        return 6 + (width - 12) * (value - left) / (right - left)
+
+    color, mid = OUTCOME_COLOR[check.result], height / 2
+    bar = (f"<line x1='{x(ends[0]):.1f}' x2='{x(ends[-1]):.1f}' y1='{mid}' y2='{mid}' stroke='{color}' "
+           f"stroke-width='4' stroke-linecap='round'/>") if len(ends) == 2 else ""
+    title = html.escape(f"estimate {check.value:.4g}" + (f", interval [{ends[0]:.4g}, {ends[-1]:.4g}]" if bar else "")
+                        + f", bound {check.limit:.4g}")
+    return Markup(f"<svg class='interval' width='{width}' height='{height}' role='img'><title>{title}</title>"
+                  f"<line x1='6' x2='{width - 6}' y1='{mid}' y2='{mid}' stroke='#ccc'/>{bar}"
+                  f"<circle cx='{x(check.value):.1f}' cy='{mid}' r='3.5' fill='{color}'/>"
+                  f"<line x1='{x(check.limit):.1f}' x2='{x(check.limit):.1f}' y1='2' y2='{height - 2}' "
+                  f"stroke='black' stroke-dasharray='3,2'/></svg>")
+
+
+def checks_rows(verdict: Verdict) -> list[list[Any]]:
+    """One row per check: estimate, interval, bound, the interval drawn, what it means, result."""
+    shown = {"pass": "pass", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
+    rows = []
+    for c in verdict.checks:
+        interval = f"[{c.low:.4g}, {c.high:.4g}] ({c.level:.0%}, {c.rows} rows)" \
+            if c.low is not None and c.high is not None and c.level is not None else "-"
+        note = c.note or (f"about {c.rows_needed:,} eval rows would resolve it" if c.rows_needed else "")
+        rows.append([f"{c.metric}.{c.rule}", c.value, interval, c.limit, interval_svg(c), note, shown[c.result]])
+    return rows
+
+
 def notes_html(notes: Sequence[str]) -> str:
     return "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
 
@@ -143,8 +190,7 @@ def gate_html(task: Any, evaluation: Evaluation, verdict: Verdict, champion: Cha
         if champ:
             row += [champ.get(metric), ((champion.candidate if champion else None) or {}).get(metric)]
         rows.append(row)
-    checks = [[f"{c.metric}.{c.rule}", c.value, c.limit, c.note or ("pass" if c.passed else "FAIL")]
-              for c in verdict.checks]
+    checks = checks_rows(verdict)
     note = ""
     if champion is not None and champion.error:
         note = (f"<p class='failed'>champion v{champion.version} could not be measured: "
@@ -153,10 +199,21 @@ def gate_html(task: Any, evaluation: Evaluation, verdict: Verdict, champion: Cha
         f"<h2>modelpress gate — {html.escape(name)}: <span class='{status}' id='verdict'>{status.upper()}</span></h2>",
         f"<p id='reason'>{html.escape(verdict.reason)}</p>", note, notes_html(notes),
         f"<h3>metrics (eval split, {evaluation.eval_rows} rows)</h3>", table(headers, rows, "metrics"),
-        "<h3>checks</h3>", table(["check", "value", "limit", "result"], checks, "checks"),
+        "<h3>checks</h3>", _inconclusive_html(verdict),
+        table(["check", "estimate", "interval", "bound", "interval (bar), estimate (dot), bound (dashed)",
+               "note", "result"], checks, "checks"),
         examples_html(evaluation),
         f"<h3>{task.primary_metric} vs size vs latency</h3>", f"<div class='plot'>{inline_svg(svg)}</div>",
     ])
+
+
+def _inconclusive_html(verdict: Verdict) -> str:
+    if not verdict.inconclusive:
+        return ""
+    did = {"fail": "counted as failed", "pass": "counted as passed", "warn": "counted as passed, with a warning"}
+    return (f"<p class='note' id='inconclusive'>{len(verdict.inconclusive)} check(s) inconclusive (the interval "
+            f"straddles the bound), {did[verdict.on_inconclusive or 'fail']} "
+            f"(statistics.on_inconclusive: {verdict.on_inconclusive})</p>")
 
 
 def render_gate(task: Any, evaluation: Evaluation, verdict: Verdict, champion: ChampionReport | None,

@@ -5,11 +5,17 @@ Found when the recipe is validated, with the field path, before any data or mode
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
+from modelpress.core.intervals import smallest_resolvable_drop
+
 if TYPE_CHECKING:
-    from modelpress.settings.blocks import Threshold
+    from modelpress.settings.blocks import Statistics, Threshold
     from modelpress.tasks import Task
+
+#: bounds on an absolute paired difference, which eval rows resolve only down to a size
+DROP_RULES = ("max_drop", "max_champion_drop")
 
 
 def contradictions(gate: dict[str, Threshold], task: type[Task], tolerance: float | None = None) -> list[str]:
@@ -48,3 +54,30 @@ def _within_metric(task: type[Task], metric: str, threshold: Threshold) -> list[
                         f"{threshold.max_ratio:.0%} of the baseline but max_relative_drop "
                         f"({threshold.max_relative_drop}) allows at most a {threshold.max_relative_drop:.0%} drop")
     return problems
+
+
+def unresolvable(gate: dict[str, Threshold], task: type[Task], eval_rows: int, statistics: Statistics) -> list[str]:
+    """Drop bounds on a 0–1 metric finer than ``eval_rows`` can resolve (see
+    :func:`smallest_resolvable_drop`): warnings, since a candidate identical in its predictions
+    still passes."""
+    if statistics.method == "none":
+        return []
+    floor = smallest_resolvable_drop(eval_rows, statistics.level)
+    warnings = []
+    for metric, threshold in gate.items():
+        spec = task.metric(metric)
+        if (spec.low, spec.high) != (0.0, 1.0):  # a proportion-like metric (accuracy, f1, agreement)
+            continue
+        for rule in DROP_RULES:
+            bound = getattr(threshold, rule)
+            if bound is not None and bound < floor:
+                warnings.append(
+                    f"gate.{metric}.{rule} ({bound}) is finer than {eval_rows} eval rows can resolve at "
+                    f"{statistics.level:.0%} (≥ {floor:.4f}: a candidate losing half the bound, every changed row a "
+                    f"loss, still straddles it); only a candidate that changes no prediction passes: raise the "
+                    f"bound or give eval about {_rows_for(bound, statistics.level):,} rows")
+    return warnings
+
+
+def _rows_for(bound: float, level: float) -> int:
+    return math.ceil(smallest_resolvable_drop(1, level) / bound)

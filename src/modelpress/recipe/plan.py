@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import JsonValue
 
 from modelpress.core.handoffs import PeerPoint, Record, Ref, StagePlan
-from modelpress.settings.blocks import Drift, ModelRegistrySettings, Resources, Threshold
+from modelpress.settings.blocks import Drift, ModelRegistrySettings, Resources, Statistics, Threshold
 from modelpress.tasks.base import TaskSpec
 
 
@@ -20,6 +20,7 @@ class Plan(Record):
     stages: list[StagePlan]
     builds: list[Ref]
     gate: dict[str, Threshold]
+    statistics: Statistics = Statistics()  # how the gate and promotion judge a difference
     registry: ModelRegistrySettings
     promotion_tolerance: float = 0.0
     resources: dict[str, Resources] = {}

@@ -33,7 +33,7 @@ from modelpress.core.registry import BUILDS, DATASETS, SOURCES, TASKS, RecipeFac
 from modelpress.core.safe_yaml import load_recipe_yaml
 from modelpress.core.strict_fields import ignored_problems
 from modelpress.recipe.gate_bounds import contradictions
-from modelpress.settings.blocks import Drift, ModelRegistrySettings, Resources, Schedule, Strict, Threshold
+from modelpress.settings.blocks import Drift, ModelRegistrySettings, Resources, Schedule, Statistics, Strict, Threshold
 from modelpress.settings.search import SearchSpec, search_problems
 from modelpress.sources.zoo import BaselineTraining
 from modelpress.tasks import get_task
@@ -150,6 +150,7 @@ class RecipeBase(Strict):
     data: Any  # a registered Dataset (the concrete Recipe types it with the data source union)
     stages: list[Entry] = Field(min_length=1)
     gate: dict[str, Threshold] = {}
+    statistics: Statistics = Statistics()  # how the gate and promotion judge a difference
     # names → entries; none given: the build the task registers (RecipeBase.builds), so a dumped
     # recipe re-validates for every task (a default of [onnx] would be refused for a causal LM)
     export: list[Entry] = Field([], validate_default=True)

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,13 @@ class Outcome:
     alias: str
     previous: str | None = None
     tracking_uri: str | None = None
+    checks: list[str] = field(default_factory=list)  # the version's gate checks, with their intervals
+
+
+def gate_checks(version: ModelVersion) -> list[str]:
+    """The gate checks registered with ``version`` (``gate.<metric>.<rule>`` tags), as lines."""
+    return [f"{key.removeprefix('gate.')}: {value}" for key, value in sorted((version.tags or {}).items())
+            if key.startswith("gate.")]
 
 
 tracking = use_tracking  # kept for callers of the old name
@@ -105,7 +112,8 @@ def promote_version(name: str, version: str | None = None, source_alias: str = "
         result = promote(name, chosen.version, alias, candidate, score_of, tolerance=tolerance, mlflow_client=c)
         c.set_model_version_tag(name, chosen.version, "promotion",
                                 f"{'promoted' if result.promoted else 'not promoted'} (cli): {result.reason}"[:5000])
-        return Outcome(result.promoted, result.reason, name, chosen.version, alias, result.previous, tracking_uri)
+        return Outcome(result.promoted, result.reason, name, chosen.version, alias, result.previous, tracking_uri,
+                       gate_checks(chosen))
 
 
 def rollback(name: str, alias: str = "champion", tracking_uri: str | None = None) -> Outcome:

@@ -5,22 +5,25 @@ Runs inside a ZenML step that has the MLflow experiment tracker, so an MLflow ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
 
 from modelpress.core.errors import ModelpressError
-from modelpress.core.handoffs import PeerPoint, Promotion, Record, Ref, Registration
+from modelpress.core.handoffs import ChampionReport, PeerPoint, Promotion, Record, Ref, Registration
 from modelpress.core.registry import BUILDS
 from modelpress.gate.champion import measure_version
 from modelpress.gate.report import render_gate
+from modelpress.gate.rules import describe, promotion_check
 from modelpress.tracking.model_registry import TORCH_ARTIFACT, client, promote, register
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from modelpress.builds import BuildContext
-    from modelpress.core.handoffs import ChampionReport, DataReport, Evaluation, StageReport, Verdict
+    from modelpress.core.handoffs import DataReport, Evaluation, StageReport, Verdict
+    from modelpress.settings.blocks import Statistics
     from modelpress.tasks import Task
 
 from modelpress.settings.blocks import ModelRegistrySettings
@@ -107,18 +110,25 @@ def _register(publication: Publication, build: BuildContext, evaluation: Evaluat
         **publication.tags, "gate": "passed" if verdict.passed else "failed", "gate_reason": verdict.reason[:5000],
         "primary_metric": primary, primary: f"{evaluation.candidate[primary]:.6f}",
         "primary_direction": "higher" if build.task.metric(primary).higher_is_better else "lower",
-        "mlflow_run_id": run.info.run_id,
+        "mlflow_run_id": run.info.run_id, **check_tags(verdict),
         **({TOKENIZER_TAG: publication.task.tokenizer} if publication.task.tokenizer else {}),
     })
     build.version = str(version.version)
     reports += _run_builds(publication, build, registering=False)
     aliases = []
     if verdict.passed:
-        client().set_registered_model_alias(publication.registry.name, publication.registry.challenger, version.version)
+        client().set_registered_model_alias(publication.registry.name, publication.registry.challenger,
+                                            version.version)
         aliases = [publication.registry.challenger]
     return Registration(name=publication.registry.name, version=str(version.version), run_id=run.info.run_id,
                         model_uri=f"models:/{publication.registry.name}/{version.version}", aliases=aliases,
                         builds=reports)
+
+
+def check_tags(verdict: Verdict) -> dict[str, str]:
+    """``gate.<metric>.<rule>`` → the check as the gate described it (estimate, interval, bound,
+    outcome): what ``modelpress promote`` shows before moving an alias by hand."""
+    return {f"gate.{c.metric}.{c.rule}": describe(c).split(": ", 1)[-1][:500] for c in verdict.checks}
 
 
 def _torch_artifact() -> str:
@@ -154,7 +164,8 @@ def _log_gate_evidence(publication: Publication, task: Task, evaluation: Evaluat
                          artifact_file="report/examples.json")
     if publication.notes:
         mlflow.set_tag("modelpress.notes", " | ".join(publication.notes)[:5000])
-    checks = {f"gate.{c.metric}.{c.rule}": c.value for c in verdict.checks if c.value is not None}
+    checks = {f"gate.{c.metric}.{c.rule}{end}": v for c in verdict.checks
+              for end, v in (("", c.value), (".low", c.low), (".high", c.high)) if v is not None}
     champ = {f"champion.{k}": v for k, v in (champion.metrics or {}).items()}
     mlflow.log_metrics({k: float(v) for k, v in {**checks, **champ}.items()})
     if publication.recipe is not None:
@@ -170,23 +181,46 @@ def primary_score(task: type[Task] | Task, metrics: dict[str, float]) -> float:
     return value if spec.higher_is_better else -value
 
 
+def paired_refusal(task: type[Task] | Task, alias: str | None, tolerance: float, statistics: Statistics | None,
+                   measure: Callable[[Any], ChampionReport]) -> Callable[[Any], str | None]:
+    """Why the candidate may not replace the alias's holder (``measure`` gives the holder beside
+    the candidate), or None: the gate's paired test on the primary metric, loss within ``tolerance``."""
+
+    def refuse(current: Any) -> str | None:
+        primary = task.primary_metric
+        check = promotion_check(primary, task.metric(primary).higher_is_better, measure(current),
+                                tolerance, statistics)
+        if check.passed:
+            return None
+        return f"not shown within tolerance {tolerance} of @{alias} v{current.version}: {describe(check)}"
+
+    return refuse
+
+
 def promote_if_better(registration: Registration, verdict: Verdict, evaluation: Evaluation,
                       champion: ChampionReport, candidate: Any, eval_frame: pd.DataFrame, task: Task,
-                      alias: str | None, tolerance: float) -> Promotion:
+                      alias: str | None, tolerance: float, statistics: Statistics | None = None) -> Promotion:
     """Move ``alias`` to the new version if the gate passed and it is no worse than the holder.
 
     The holder is compared on the champion measurement the gate used; only if the alias moved
-    to another version since then is that version scored again, on the same eval rows.
+    to another version since then is that version scored again, on the same eval rows. "No
+    worse" is the gate's paired test on the primary metric (the loss's interval within
+    ``tolerance``; ``statistics: none``: the point estimates), so noise never promotes.
     """
     import mlflow
 
-    def score_of(current: Any) -> float:
+    def measured_against(current: Any) -> ChampionReport:
         measured = champion
         if not (champion.measured and champion.version == str(current.version)):
             measured = measure_version(current.name, str(current.version), alias, candidate, task, eval_frame)
         if measured.metrics is None:
             raise ModelpressError(f"@{alias} v{current.version} could not be measured: {measured.error}")
-        return primary_score(task, measured.metrics)
+        return measured
+
+    refuse = paired_refusal(task, alias, tolerance, statistics, measured_against)
+
+    def score_of(current: Any) -> float:
+        return primary_score(task, measured_against(current).metrics or {})
 
     if not verdict.passed:
         promoted, reason, previous = False, f"gate failed: {verdict.reason}", None
@@ -194,7 +228,7 @@ def promote_if_better(registration: Registration, verdict: Verdict, evaluation: 
         promoted, reason, previous = False, "registry.promote_to is not set", None
     else:
         result = promote(registration.name, registration.version, alias, primary_score(task, evaluation.candidate),
-                         score_of, tolerance=tolerance)
+                         score_of, tolerance=tolerance, refuse=refuse)
         promoted, reason, previous = result.promoted, result.reason, result.previous
     client().set_model_version_tag(registration.name, registration.version, "promotion",
                                    f"{'promoted' if promoted else 'not promoted'}: {reason}"[:5000])

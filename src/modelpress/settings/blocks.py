@@ -7,6 +7,7 @@ stage the task cannot take) live with the recipe in ``modelpress.recipe.schema``
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -40,6 +41,21 @@ class Threshold(Strict):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         return self
+
+
+class Statistics(Strict):
+    """How the gate and promotion judge a measured difference (README, "The gate").
+
+    ``paired-bootstrap``: a bound holds when the whole interval at ``level`` is within it, fails
+    when the whole interval is beyond it, and is inconclusive in between; ``none``: the point
+    estimates alone decide (the behaviour before intervals)."""
+
+    method: Literal["paired-bootstrap", "none"] = "paired-bootstrap"
+    level: float = Field(0.95, ge=0.5, lt=1, description="two-sided confidence level of each interval")
+    resamples: int = Field(2000, ge=200, le=100_000, description="bootstrap resamples of the eval rows")
+    seed: int = Field(0, ge=0, description="seeds the resampling: the same rows give the same interval")
+    on_inconclusive: Literal["fail", "pass", "warn"] = Field(
+        "fail", description="what an interval straddling its bound does, in the gate and in promotion")
 
 
 class ModelRegistrySettings(Strict):

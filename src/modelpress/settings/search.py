@@ -23,7 +23,10 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelpress.core.handoffs import Samples
+from modelpress.core.intervals import paired_interval
 from modelpress.core.strict_fields import StrictModel
+from modelpress.settings.blocks import Statistics
 
 PATH = re.compile(r"^(?:stages\[(?P<index>\d+)\]\.)?(?P<stage>[A-Za-z_][\w-]*)"
                   r"\.(?P<param>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
@@ -209,3 +212,51 @@ def pareto(rows: Sequence[dict[str, Any]], keys: Sequence[tuple[str, bool]]) -> 
     return [i for i, row in enumerate(rows)
             if not any(at_least_as_good(other, row) and strictly_better(other, row)
                        for j, other in enumerate(rows) if j != i)]
+
+
+def best_candidate(rows: Sequence[dict[str, Any]], samples: dict[int, dict[str, Samples]], objective: str,
+                   primary: str, higher_is_better: bool, statistics: Statistics) -> dict[str, Any] | None:
+    """The passing candidate to promote: the smallest on ``objective`` (then size, then latency),
+    displaced only by a candidate tied with it on ``objective`` that is *clearly* better on
+    ``primary``. Clearly and tied are the paired intervals' word where the rows kept samples
+    (``samples[row index]``, the per-row values of each candidate on the same eval rows), so a
+    quality difference within noise is a tie, and ties go to the smaller or faster model."""
+    if not rows:
+        return None
+    order = sorted(rows, key=lambda r: (r[objective], r.get("size_mb", 0.0), r.get("latency_ms", 0.0)))
+    best = order[0]
+    for row in order[1:]:
+        if _tied(row, best, objective, samples, statistics) and \
+                _clearly_better(row, best, primary, higher_is_better, samples, statistics):
+            best = row
+    return best
+
+
+def _interval(samples: Samples, derive: Any, statistics: Statistics) -> tuple[float, float]:
+    found = paired_interval(samples, derive, statistics.level, statistics.resamples, statistics.seed)
+    return found.low, found.high
+
+
+def _tied(a: dict[str, Any], b: dict[str, Any], objective: str, samples: dict[int, dict[str, Samples]],
+          statistics: Statistics) -> bool:
+    """Equal on ``objective``; for a timed one (latency, each run against its own baseline's
+    interleaved rounds) equal means overlapping ratio intervals."""
+    timed = [samples.get(r["index"], {}).get(objective) for r in (a, b)]
+    if statistics.method == "none" or timed[0] is None or timed[1] is None:
+        return bool(a[objective] == b[objective])
+    (low_a, high_a), (low_b, high_b) = (_interval(s, lambda c, base: c / base, statistics) for s in timed if s)
+    return low_a <= high_b and low_b <= high_a
+
+
+def _clearly_better(a: dict[str, Any], b: dict[str, Any], primary: str, higher_is_better: bool,
+                    samples: dict[int, dict[str, Samples]], statistics: Statistics) -> bool:
+    """``a`` better than ``b`` on ``primary``: by the paired interval of a − b on the rows both
+    were scored on (a's values as the candidate, b's as the baseline), else on the point values."""
+    rows_a, rows_b = (samples.get(r["index"], {}).get(primary) for r in (a, b))
+    if statistics.method == "none" or rows_a is None or rows_b is None \
+            or len(rows_a.candidate) != len(rows_b.candidate):
+        return bool(a[primary] > b[primary]) if higher_is_better else bool(a[primary] < b[primary])
+    pair = Samples(statistic=rows_a.statistic, baseline=rows_b.candidate, candidate=rows_a.candidate,
+                   weights=rows_a.weights, labels=rows_a.labels)
+    low, high = _interval(pair, lambda c, base: c - base, statistics)
+    return low > 0 if higher_is_better else high < 0

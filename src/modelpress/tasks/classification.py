@@ -8,7 +8,7 @@ from modelpress.core.errors import ModelpressError
 from modelpress.core.handoffs import Evaluation
 from modelpress.core.metric import Metric
 from modelpress.tasks.base import Task
-from modelpress.tasks.evaluation import compare_onnx
+from modelpress.tasks.evaluation import compare_onnx_paired
 from modelpress.tasks.memory import add_peak_memory
 
 if TYPE_CHECKING:
@@ -66,12 +66,14 @@ class ClassificationTask(Task):
 
     def evaluate(self, baseline: onnx.ModelProto, candidate: onnx.ModelProto,
                  eval_frame: pd.DataFrame) -> Evaluation:
-        """Every metric for baseline and candidate, both in ONNX Runtime, latency interleaved."""
+        """Every metric for baseline and candidate, both in ONNX Runtime, latency interleaved; the
+        per-row values behind accuracy, F1, agreement, cosine and latency kept for the gate."""
 
-        report = compare_onnx(baseline, candidate, self, eval_frame, timing_batch_size=TIMING_BATCH)
+        report, samples = compare_onnx_paired(baseline, candidate, self, eval_frame, timing_batch_size=TIMING_BATCH)
         report = add_peak_memory(report, {"baseline": baseline, "candidate": candidate},
                                  self.timing_batch(eval_frame, TIMING_BATCH), self)
         # Besides the declared metrics the report keeps diagnostics (cosine_min, max_abs_diff).
         return Evaluation(task=self.name, eval_rows=len(eval_frame),
                           baseline={k: float(v) for k, v in report["baseline"].items() if k != "eval_rows"},
-                          candidate={k: float(v) for k, v in report["candidate"].items() if k != "eval_rows"})
+                          candidate={k: float(v) for k, v in report["candidate"].items() if k != "eval_rows"},
+                          samples=samples)

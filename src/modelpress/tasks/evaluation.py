@@ -1,7 +1,10 @@
 """Measurements shared by evaluation, the gate and the benchmarks.
 
 Quality is measured on the eval split; latency on one fixed-shape batch, with the baseline
-and the candidate timed interleaved in one process so machine noise hits both alike.
+and the candidate timed interleaved in one process so machine noise hits both alike. Beside
+the metrics, the per-row values behind them are kept as :class:`Samples` (1/0 per row for
+accuracy and agreement, predicted classes for macro F1, one timing per interleaved round for
+latency), so the gate can put a paired interval on each difference.
 """
 
 from __future__ import annotations
@@ -9,6 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from modelpress.core.handoffs import Samples
+from modelpress.core.intervals import paired_interval
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,11 +111,10 @@ def fidelity(logits: np.ndarray, embeddings: np.ndarray, ref_logits: np.ndarray,
             "max_abs_diff": float(np.abs(logits - ref_logits).max())}
 
 
-def interleaved_latency(runs: dict[str, Callable[[Batch], Any]], batch: Batch,
-                        repeats: int = 20, warmup: int = 3) -> dict[str, dict[str, float]]:
-    """p50/p95 milliseconds per runner, alternating runners each round."""
-    import numpy as np
-
+def interleaved_timings(runs: dict[str, Callable[[Batch], Any]], batch: Batch, repeats: int = 20,
+                        warmup: int = 3) -> dict[str, list[float]]:
+    """Milliseconds per round per runner, alternating runners each round (round i of each runner
+    saw the same moment of the machine: the rounds are paired)."""
     for _ in range(warmup):
         for run in runs.values():
             run(batch)
@@ -119,28 +124,95 @@ def interleaved_latency(runs: dict[str, Callable[[Batch], Any]], batch: Batch,
             start = time.perf_counter()
             run(batch)
             samples[name].append((time.perf_counter() - start) * 1e3)
-    return {name: {"latency_ms": float(np.median(s)), "latency_p95_ms": float(np.percentile(s, 95))}
-            for name, s in samples.items()}
+    return samples
+
+
+def latency_summary(timings: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    return {"latency_ms": float(np.median(timings)), "latency_p95_ms": float(np.percentile(timings, 95))}
+
+
+def interleaved_latency(runs: dict[str, Callable[[Batch], Any]], batch: Batch,
+                        repeats: int = 20, warmup: int = 3) -> dict[str, dict[str, float]]:
+    """p50/p95 milliseconds per runner, alternating runners each round."""
+    return {name: latency_summary(s) for name, s in interleaved_timings(runs, batch, repeats, warmup).items()}
+
+
+#: the candidate/baseline latency ratio is timed until its 95 % interval is within ±this share
+#: of the ratio (or MAX_ROUNDS, or EXTRA_SECONDS spent on added rounds): on a quiet machine the
+#: first rounds suffice, on a busy one a wider interval would leave latency bounds inconclusive
+RATIO_PRECISION = 0.05
+MAX_ROUNDS = 100
+EXTRA_SECONDS = 30.0
+
+
+def paired_timings(runs: dict[str, Callable[[Batch], Any]], batch: Batch,
+                   repeats: int = 20) -> dict[str, list[float]]:
+    """Interleaved rounds of ``baseline`` and ``candidate``, more of them (``repeats`` at a time,
+    up to MAX_ROUNDS and EXTRA_SECONDS) while the interval on the median ratio is wider than
+    RATIO_PRECISION."""
+    timings = interleaved_timings(runs, batch, repeats)
+    deadline = time.perf_counter() + EXTRA_SECONDS
+    while len(timings["baseline"]) < MAX_ROUNDS and time.perf_counter() < deadline:
+        ratio = paired_interval(Samples(statistic="median", baseline=timings["baseline"],
+                                        candidate=timings["candidate"]), lambda c, b: c / b, resamples=500)
+        if ratio.high - ratio.low <= 2 * RATIO_PRECISION * abs(ratio.estimate):
+            break
+        more = interleaved_timings(runs, batch, min(repeats, MAX_ROUNDS - len(timings["baseline"])), warmup=0)
+        timings = {name: timings[name] + more[name] for name in timings}
+    return timings
 
 
 def model_size_mb(model: onnx.ModelProto) -> float:
     return model.ByteSize() / 1e6
 
 
-def compare_onnx(baseline: onnx.ModelProto, candidate: onnx.ModelProto, task: Task,
-                 eval_frame: pd.DataFrame, timing_batch_size: int = 32,
-                 repeats: int = 20) -> dict[str, dict[str, float]]:
-    """Every gate metric for baseline and candidate, both run in ONNX Runtime."""
+def row_samples(logits: np.ndarray, embeddings: np.ndarray, ref_logits: np.ndarray,
+                ref_embeddings: np.ndarray, labels: np.ndarray) -> dict[str, Samples]:
+    """Per-row values behind accuracy, macro F1, agreement and cosine (the reference = baseline)."""
+    import numpy as np
+
+    predicted, reference = logits.argmax(-1), ref_logits.argmax(-1)
+    a = embeddings.reshape(len(embeddings), -1).astype("float64")
+    b = ref_embeddings.reshape(len(ref_embeddings), -1).astype("float64")
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    ones = [1.0] * len(labels)
+    return {
+        "accuracy": Samples(statistic="mean", baseline=(reference == labels).astype(float).tolist(),
+                            candidate=(predicted == labels).astype(float).tolist()),
+        "f1": Samples(statistic="macro_f1", baseline=reference.astype(float).tolist(),
+                      candidate=predicted.astype(float).tolist(), labels=labels.astype(int).tolist()),
+        "agreement": Samples(statistic="mean", baseline=ones,
+                             candidate=(predicted == reference).astype(float).tolist()),
+        "cosine": Samples(statistic="mean", baseline=ones, candidate=cos.tolist()),
+    }
+
+
+def compare_onnx_paired(baseline: onnx.ModelProto, candidate: onnx.ModelProto, task: Task,
+                        eval_frame: pd.DataFrame, timing_batch_size: int = 32,
+                        repeats: int = 20) -> tuple[dict[str, dict[str, float]], dict[str, Samples]]:
+    """Every gate metric for baseline and candidate, both run in ONNX Runtime, and the per-row
+    (per-round, for latency) values behind the metrics that have them."""
     runs = {"baseline": onnx_runner(onnx_session(baseline), task),
             "candidate": onnx_runner(onnx_session(candidate), task)}
     ref_logits, ref_emb, labels = predict(runs["baseline"], task, eval_frame)
     logits, emb, _ = predict(runs["candidate"], task, eval_frame)
-    timing = interleaved_latency(runs, task.timing_batch(eval_frame, timing_batch_size), repeats)
+    rounds = paired_timings(runs, task.timing_batch(eval_frame, timing_batch_size), repeats)
     report = {
         "baseline": {**quality(ref_logits, labels), "agreement": 1.0, "cosine": 1.0,
-                     "size_mb": model_size_mb(baseline), **timing["baseline"]},
+                     "size_mb": model_size_mb(baseline), **latency_summary(rounds["baseline"])},
         "candidate": {**quality(logits, labels), **fidelity(logits, emb, ref_logits, ref_emb),
-                      "size_mb": model_size_mb(candidate), **timing["candidate"]},
+                      "size_mb": model_size_mb(candidate), **latency_summary(rounds["candidate"])},
     }
     report["candidate"]["eval_rows"] = report["baseline"]["eval_rows"] = float(len(labels))
-    return report
+    samples = {**row_samples(logits, emb, ref_logits, ref_emb, labels),
+               "latency_ms": Samples(statistic="median", baseline=rounds["baseline"], candidate=rounds["candidate"])}
+    return report, samples
+
+
+def compare_onnx(baseline: onnx.ModelProto, candidate: onnx.ModelProto, task: Task,
+                 eval_frame: pd.DataFrame, timing_batch_size: int = 32,
+                 repeats: int = 20) -> dict[str, dict[str, float]]:
+    """Every gate metric for baseline and candidate, both run in ONNX Runtime."""
+    return compare_onnx_paired(baseline, candidate, task, eval_frame, timing_batch_size, repeats)[0]

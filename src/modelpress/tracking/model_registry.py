@@ -68,8 +68,10 @@ class Promotion:
 
 def promote(name: str, version: str, alias: str, candidate_score: float,
             score_of: Callable[[ModelVersion], float], tolerance: float = 0.0,
-            mlflow_client: MlflowClient | None = None) -> Promotion:
-    """Move ``alias`` to ``version`` unless the current holder scores better beyond ``tolerance``.
+            mlflow_client: MlflowClient | None = None,
+            refuse: Callable[[ModelVersion], str | None] | None = None) -> Promotion:
+    """Move ``alias`` to ``version`` unless the current holder scores better beyond ``tolerance``
+    (or, given ``refuse``, unless it names a reason against the holder: a paired test).
 
     Compare-and-set on a registry without one (see ``src/modelpress/tracking/alias_lock.py``):
     1. read the holder and score it *outside* the lock (scoring can mean evaluating a model);
@@ -87,7 +89,11 @@ def promote(name: str, version: str, alias: str, candidate_score: float,
         current = alias_version(name, alias, c)
         if current is not None and str(current.version) == version:
             return Promotion(True, f"@{alias} already on version {version}", str(current.version))
-        if current is not None:
+        if current is not None and refuse is not None:
+            reason = refuse(current)
+            if reason:
+                return Promotion(False, reason, str(current.version))
+        elif current is not None:
             champion_score = score_of(current)
             if candidate_score < champion_score - tolerance:
                 return Promotion(False, f"candidate scores {candidate_score:.4f} < @{alias} v{current.version} "

@@ -14,12 +14,13 @@ from zenml import get_step_context, log_metadata
 from modelpress.core.handoffs import ChampionReport, Evaluation, Verdict
 from modelpress.deploy.onnx_export import export_onnx
 from modelpress.gate.rules import run_gate
-from modelpress.settings.blocks import Threshold
+from modelpress.settings.blocks import Statistics, Threshold
 from modelpress.tasks import Task, get_task
 from modelpress.zenml.checked import StepParameterError, public_step, validated
 from modelpress.zenml.inputs import Prepared, SplitArg, TaskArg, check_task, prepare, task_parts
 
 ThresholdsArg = dict[str, dict[str, JsonValue] | Threshold]
+StatisticsArg = dict[str, JsonValue] | Statistics | None
 
 
 def as_evaluated(model: Any, prepared: Prepared) -> Any:
@@ -65,16 +66,23 @@ def _check_gate(where: str, parameters: Mapping[str, Any]) -> None:
     task = task_parts(parameters["task"], where)[0] if parameters.get("task") is not None else None
     if "thresholds" in parameters:
         thresholds_of(parameters["thresholds"], task, where)
+    if parameters.get("statistics") is not None:
+        validated(Statistics, parameters["statistics"], f"{where}: statistics")
 
 
 @public_step(check=_check_gate)
 def accuracy_gate(evaluation: Evaluation, thresholds: ThresholdsArg, task: TaskArg | None = None,
-                  champion: ChampionReport | None = None) -> Annotated[Verdict, "gate_verdict"]:
+                  champion: ChampionReport | None = None,
+                  statistics: StatisticsArg = None) -> Annotated[Verdict, "gate_verdict"]:
     """The thresholds applied to ``evaluation`` (``{"accuracy": {"max_drop": 0.01}}``, as a
-    recipe's ``gate:``); with ``task`` given they are checked against its metrics when the
-    pipeline is composed. The verdict is data: a failed gate is recorded, not raised."""
+    recipe's ``gate:``) on paired intervals as ``statistics`` says (a recipe's ``statistics:``
+    block; the default: 95 % paired bootstrap, inconclusive fails); with ``task`` given the
+    thresholds are checked against its metrics when the pipeline is composed. The verdict is
+    data: a failed gate is recorded, not raised."""
     where = get_step_context().step_name
     task_class = task_parts(task, where)[0] if task is not None else get_task(evaluation.task)
-    verdict = run_gate(thresholds_of(thresholds, task_class, where), evaluation, champion)
-    log_metadata(metadata={"gate": {"passed": verdict.passed, "reason": verdict.reason}})
+    settings = validated(Statistics, statistics, f"{where}: statistics")
+    verdict = run_gate(thresholds_of(thresholds, task_class, where), evaluation, champion, statistics=settings)
+    log_metadata(metadata={"gate": {"passed": verdict.passed, "reason": verdict.reason,
+                                    "inconclusive": verdict.inconclusive}})
     return verdict

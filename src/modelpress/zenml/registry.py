@@ -32,10 +32,10 @@ from modelpress.core.handoffs import (
 )
 from modelpress.core.registry import BUILDS
 from modelpress.release.publish import Publication, log_and_register, promote_if_better
-from modelpress.settings.blocks import ModelRegistrySettings
+from modelpress.settings.blocks import ModelRegistrySettings, Statistics
 from modelpress.tracking.uris import point_mlflow_at, tracking_uri_from_stack
 from modelpress.zenml.checked import StepParameterError, public_step, validated
-from modelpress.zenml.evaluation import as_evaluated
+from modelpress.zenml.evaluation import StatisticsArg, as_evaluated
 from modelpress.zenml.history import carried
 from modelpress.zenml.inputs import SplitArg, TaskArg, check_task, prepare
 
@@ -124,22 +124,26 @@ def _check_promote(where: str, parameters: Mapping[str, Any]) -> None:
     tolerance = parameters.get("tolerance")
     if tolerance is not None and (not isinstance(tolerance, (int, float)) or tolerance < 0):
         raise StepParameterError(f"{where}: tolerance: a number ≥ 0 (the primary metric the candidate may lose)")
+    if parameters.get("statistics") is not None:
+        validated(Statistics, parameters["statistics"], f"{where}: statistics")
 
 
 @public_step(check=_check_promote, enable_cache=False)
 def promote(registration: Registration, verdict: Verdict, evaluation: Evaluation,
             candidate: torch.nn.Module | onnx.ModelProto, data: pd.DataFrame, task: TaskArg,
             alias: str | None = "champion", tolerance: float = 0.0, champion: ChampionReport | None = None,
-            split: SplitArg = None, seed: int = 0,
+            statistics: StatisticsArg = None, split: SplitArg = None, seed: int = 0,
             eval_data: pd.DataFrame | None = None) -> Annotated[Promotion, "promotion"]:
     """Move ``alias`` (@champion) to the new version only if the gate passed and the candidate is
-    no worse than the alias's holder, both measured on the same eval rows."""
+    no worse than the alias's holder, both measured on the same eval rows: the gate's paired
+    test on the primary metric, with ``tolerance`` as its bound (no promotion on noise)."""
     where = get_step_context().step_name
     prepared = prepare(data, task, where, split, seed, eval_data)
+    settings = validated(Statistics, statistics, f"{where}: statistics")
     with mlflow_run(registration.name):
         outcome = promote_if_better(registration, verdict, evaluation, champion or ChampionReport(),
                                     as_evaluated(candidate, prepared), prepared.eval_rows, prepared.task,
-                                    alias, tolerance)
+                                    alias, tolerance, statistics=settings)
     log_metadata(metadata={"promotion": outcome.model_dump(mode="json")})
     return outcome
 
