@@ -44,9 +44,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The user's project: the README's pipeline in diagnosis.py, and the stack the README names."""
     folder = tmp_path_factory.mktemp("user-project")
     (folder / "diagnosis.py").write_text(readme_blocks("python")[0])
-    setup = {k: v for k, v in user_env(folder).items() if k != "ZENML_CONFIG_PATH"}  # TEMP until stack register
-    (folder / "setup_stack.py").write_text("from modelpress.tracking.stack import ensure_stack\nensure_stack()\n")
-    subprocess.run([sys.executable, "setup_stack.py"], cwd=folder, env=setup, check=True, timeout=600)
+    cli = str(Path(sys.executable).with_name("modelpress"))
+    done = subprocess.run([cli, "stack", "register"], cwd=folder, env=user_env(folder), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return folder
 
 
