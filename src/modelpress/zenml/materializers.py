@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from zenml.enums import VisualizationType
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
-from modelpress.core.handoffs import Evaluation, Promotion, Record, Registration, Verdict
+from modelpress.core.handoffs import Check, Evaluation, Promotion, Record, Registration, Verdict
 from modelpress.deploy.materializers import OnnxModelMaterializer, TorchModuleMaterializer
 
 MARKDOWN = "summary.md"
@@ -27,15 +27,25 @@ MARKDOWN = "summary.md"
 def markdown(record: Record) -> str | None:
     """The record as the dashboard shows it; None for records with nothing more to show."""
     if isinstance(record, Verdict):
-        rows = [f"| {c.metric} | {c.rule} | {c.value if c.value is not None else '—'} | {c.limit} | "
-                f"{'ok' if c.passed else 'FAILED'} |" for c in record.checks]
+        rows = [f"| {c.metric} | {c.rule} | {_number(c.value)} | {_interval(c)} | {c.limit:.4g} | {c.result} |"
+                for c in record.checks]
         head = f"**gate {'passed' if record.passed else 'FAILED'}**: {record.reason}\n\n"
-        return head + "| metric | rule | value | limit | |\n|---|---|---|---|---|\n" + "\n".join(rows)
+        return head + "| metric | rule | estimate | interval | bound | |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
     if isinstance(record, Evaluation):
         rows = [f"| {m} | {record.baseline.get(m, float('nan')):.4g} | {v:.4g} |" for m, v in record.candidate.items()]
         return (f"**{record.task}** on {record.eval_rows} eval rows\n\n| metric | baseline | candidate |\n"
                 "|---|---|---|\n" + "\n".join(rows))
     return None
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def _interval(check: Check) -> str:
+    if check.low is None or check.high is None:
+        return "—"
+    return f"[{check.low:.4g}, {check.high:.4g}] ({check.level or 0:.0%}, {check.rows} rows)"
 
 
 class RecordMaterializer(PydanticMaterializer):
