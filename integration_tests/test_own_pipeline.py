@@ -60,7 +60,7 @@ def test_readme_pipeline_promotes_then_a_tightened_gate_keeps_the_champion(proje
     run(project, "diagnosis.py")
     assert champion(project) == "1"
     tightened = ("from diagnosis import diagnosis\n"
-                 "diagnosis.with_options(enable_cache=False)(thresholds={'accuracy': {'min': 0.999}})\n")
+                 "diagnosis.with_options(enable_cache=False)(thresholds={'size_mb': {'max_ratio': 0.2}})\n")
     (project / "tightened.py").write_text(tightened)
     run(project, "tightened.py")
     uri = f"sqlite:///{project / '.modelpress' / 'mlflow.db'}"
@@ -96,7 +96,7 @@ def test_the_same_pipeline_from_a_run_configuration(project: Path) -> None:
              "print(steps['accuracy_gate'].outputs['gate_verdict'][0].load().checks[1].metric)\n")
     (project / "check.py").write_text(check)
     out = run(project, "check.py").stdout
-    assert "'sparsity': 0.3" in out and "'max_ratio': 0.5" in out and out.split()[-1] == "size_mb"
+    assert "'sparsity': 0.3" in out and "'max_ratio': 0.8" in out and out.split()[-1] == "size_mb"
 
 
 @pytest.mark.parametrize(("edit", "expected"), [
