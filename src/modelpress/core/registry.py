@@ -184,3 +184,14 @@ def register_build(name: str) -> Callable[[Registered], Registered]:
 def register_dataset(name: str) -> Callable[[Registered], Registered]:
     """Class decorator: a :class:`~modelpress.datasets.base.Dataset` config under ``data.source: name``."""
     return _registrar(DATASETS, name)
+
+
+# --- LLM task kinds: how a causal LM is scored on a local task file ---------------------------
+#: ``model.task.tasks[].kind`` (multiple-choice, exact-match): the config class is the spec
+LM_TASK_KINDS: PluginRegistry[type[StrictConfig]] = PluginRegistry("LLM task kind", "modelpress.lm.scorers",
+                                                                  "modelpress.lm_task_kinds")
+
+
+def register_lm_task_kind(name: str) -> Callable[[Registered], Registered]:
+    """Class decorator: a scorer config (``modelpress.lm.scorers``) under ``tasks[].kind: name``."""
+    return _registrar(LM_TASK_KINDS, name)

@@ -328,10 +328,18 @@ def _label_problems(data: str, facts: Any, labels: tuple[Any, ...] | None) -> li
 
 
 def _gate_problems(recipe: RecipeBase, task: Any) -> list[str]:
-    unknown = [m for m in recipe.gate if m not in task.metric_names()]
-    if unknown:
-        return [f"gate: a {task.name} model cannot produce {', '.join(unknown)}; "
-                f"available: {', '.join(task.metric_names())}"]
+    available = [m.name for m in task.configured_metrics(recipe.task_config)]
+    unknown = [m for m in recipe.gate if m not in available]
+    # a name of the task's own making (a causal LM's tasks.NAME.acc) with no such task configured
+    unmade = [m for m in unknown if task.dynamic_metric(m) is not None]
+    made = [m for m in available if task.dynamic_metric(m) is not None]
+    problems = [f"gate.{m}: model.task configures no task that measures it; configured: "
+                f"{', '.join(made) or 'none'}" for m in unmade]
+    if len(unknown) > len(unmade):
+        problems.append(f"gate: a {task.name} model cannot produce {', '.join(m for m in unknown if m not in unmade)}; "
+                        f"available: {', '.join(available)}")
+    if problems:
+        return problems
     problems = contradictions(recipe.gate, task, recipe.registry.tolerance)
     if recipe.search is not None:
         problems += search_problems(recipe.search, recipe.stages, task)

@@ -14,7 +14,7 @@ logits stand in for it when a model returns none.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -123,7 +123,29 @@ class Task:
 
     @classmethod
     def metric(cls, name: str) -> Metric:
-        return next(m for m in cls.metrics if m.name == name)
+        found = next((m for m in cls.metrics if m.name == name), None) or cls.dynamic_metric(name)
+        if found is None:
+            raise KeyError(f"a {cls.name} model does not measure {name}")
+        return found
+
+    @classmethod
+    def dynamic_metric(cls, name: str) -> Metric | None:
+        """The metric ``name`` is when the task's options make it (a causal LM's ``tasks.NAME.acc``
+        for a task file it scores), else None."""
+        return None
+
+    @classmethod
+    def configured_metrics(cls, config: TaskConfig) -> tuple[Metric, ...]:
+        """What a task with these options measures: :attr:`metrics`, and those its options add."""
+        return cls.metrics
+
+    @classmethod
+    def shown_metrics(cls, names: Iterable[str]) -> list[Metric]:
+        """The metrics among ``names`` that this task describes, in print order: the declared ones,
+        then those the options made (as they come)."""
+        names = list(names)
+        dynamic = [m for m in map(cls.dynamic_metric, names) if m is not None]
+        return [m for m in cls.metrics if m.name in names] + dynamic
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:
