@@ -29,7 +29,9 @@ from modelpress.core.registry import stages as registered
 from modelpress.datasets.base import Dataset, dataset_kinds
 from modelpress.deploy.pull import InstanceKind, pull_build
 from modelpress.deploy.pull import pull as pull_model
+from modelpress.pipelines.plan import task_spec
 from modelpress.pipelines.run import run_recipe
+from modelpress.pipelines.sizes import size_notes
 from modelpress.recipe.schema import load_recipe
 
 
@@ -60,7 +62,10 @@ def validate(recipe: str) -> None:
     """Check RECIPE (a file or a shipped recipe name); print every problem with its field path."""
     with user_errors():
         loaded = _load(recipe)
+        notes = size_notes(loaded, task_spec(loaded).build())  # a causal LM's splits in tokens
     click.echo(f"{recipe}: ok ({loaded.task}, stages: {', '.join(s.name for s in loaded.stages)})")
+    for note in notes:
+        click.echo(note, err=note.startswith("warning"))
 
 
 @main.command()

@@ -94,6 +94,11 @@ class StageConfig(StrictConfig):
     def required_modules(self) -> dict[str, str]:
         return {}
 
+    def calibration_warning(self, sequences: int, tokens_per_sequence: int) -> str | None:
+        """Why a calibration split of ``sequences`` packed sequences is too small for this
+        configuration (one line with the token count it uses), or None."""
+        return None
+
     def needs_eager(self) -> str | None:
         """Why this configuration needs eager modules (it replaces or reshapes modules, or hooks
         into their calls), or None: a TorchScript model can only take stages that return None."""

@@ -304,6 +304,9 @@ def _data_problems(recipe: RecipeBase, task: Any) -> list[str]:
     if task.labelled and not schema.labelled:
         return [f"data.label: a {task.name} model learns from labels; data.source {recipe.data.source} "
                 "gives none (name the label column)"]
+    if recipe.data.split.sized and not task.sized_splits:
+        return [f"data.split: eval and calibration in sequences or tokens are for models that read tokens "
+                f"(causal-lm); a {task.name} model takes fractions or row counts"]
     facts = recipe.model.facts()
     problems = recipe.data.problems() + task.data_problems(recipe.data, schema, facts)
     if task.labelled and (facts.labels is not None or facts.num_labels is not None):

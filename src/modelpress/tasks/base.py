@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from modelpress.core.facts import SourceFacts
     from modelpress.core.handoffs import Evaluation
-    from modelpress.datasets.base import DataSchema
+    from modelpress.datasets.base import DataSchema, Split
 
 Batch = dict[str, "np.ndarray"]
 DataKind = Literal["text", "features", "image"]
@@ -114,6 +114,9 @@ class Task:
     labelled: ClassVar[bool] = True
     #: what early stopping watches by default when a recipe's training budget does not say
     monitor: ClassVar[Literal["accuracy", "loss"]] = "accuracy"
+    #: whether ``data.split`` may give eval and calibration in sequences or tokens
+    #: (:meth:`fit_splits`)
+    sized_splits: ClassVar[bool] = False
 
     def __init__(self, spec: TaskSpec):
         self.spec = spec
@@ -174,6 +177,15 @@ class Task:
         """Why this task's options (``model.task``) cannot work with the model ``source`` describes
         (e.g. sequences longer than its context), found from the source's facts before loading it."""
         return []
+
+    def fit_splits(self, frame: pd.DataFrame, split: Split) -> pd.DataFrame:
+        """``frame`` with splits given in sequences or tokens resolved (``datasets.sizes``); only a
+        task that reads tokens can (recipe validation refuses the others)."""
+        return frame
+
+    def split_sizes(self, frame: pd.DataFrame) -> dict[str, int]:
+        """What the splits hold in the task's own units (a causal LM: sequences and tokens)."""
+        return {}
 
     def check_data(self, frame: pd.DataFrame) -> None:
         """Raise a one-line error if the validated data cannot feed this task (runs before the

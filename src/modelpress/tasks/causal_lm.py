@@ -47,6 +47,7 @@ from modelpress.lm.scorers import TaskFile, task_file, task_metric
 from modelpress.sources.zoo import load_tokenizer
 from modelpress.tasks.base import Batch, DataKind, Task, TaskConfig, split_outputs
 from modelpress.tasks.llm_tasks import check_shipped, score_tasks
+from modelpress.tasks.lm_sizes import corpus_sizes, fit_corpus_splits
 from modelpress.tasks.losses import causal_lm_kd_loss
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
     from torch import nn
+
+    from modelpress.datasets.base import Split
 
 
 #: the context-length keys of a Hugging Face config, in the order they are trusted
@@ -122,6 +125,7 @@ class CausalLM(Task):
     registered_build: ClassVar[str] = "huggingface"
     labelled: ClassVar[bool] = False
     monitor: ClassVar[Literal["accuracy", "loss"]] = "loss"
+    sized_splits: ClassVar[bool] = True
 
     config: CausalLMConfig
 
@@ -150,6 +154,12 @@ class CausalLM(Task):
         return [f"model.task.{field}: {value} is beyond the model's context of {limit} tokens ({key})"
                 for field, value in (("max_length", config.max_length), ("latency_length", config.latency_length))
                 if value > limit]
+
+    def fit_splits(self, frame: pd.DataFrame, split: Split) -> pd.DataFrame:
+        return fit_corpus_splits(frame, split, self.tokenizer, self.config.max_length)
+
+    def split_sizes(self, frame: pd.DataFrame) -> dict[str, int]:
+        return corpus_sizes(frame, self._packed, self.config.max_length)
 
     def check_data(self, frame: pd.DataFrame) -> None:
         """Calibration and eval must each give at least one full sequence (packed on their own)."""
