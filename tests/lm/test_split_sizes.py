@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from modelpress.core.errors import ModelpressError, RecipeError
-from modelpress.datasets.base import Split
 from modelpress.datasets.splits import assign_splits
 from modelpress.pipelines.plan import task_spec
 from modelpress.pipelines.sizes import size_notes
