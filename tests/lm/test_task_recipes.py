@@ -76,7 +76,7 @@ def test_a_gate_on_a_task_not_configured_is_one_line_naming_the_field(project, g
      "model.task.tasks[0]: path: nowhere.jsonl: no such file"),
     ({"name": "mc", "kind": "multiple-choice"},
      "model.task.tasks[0]: give exactly one of path (a JSONL file) or shipped (an example task)"),
-    ({"name": "mc", "kind": "multiple-choice", "shipped": "rotten-tomatoes-sentiment", "max_tokens": 3},
+    ({"name": "mc", "kind": "multiple-choice", "shipped": "rotten-tomatoes-cloze", "max_tokens": 3},
      "model.task.tasks[0]: max_tokens: Extra inputs are not permitted"),
 ])
 def test_a_bad_task_entry_is_one_line_naming_it(project, entry, expected):

