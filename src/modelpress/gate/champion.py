@@ -48,4 +48,5 @@ def measure_version(name: str, version: str, alias: str | None, candidate: Any, 
         evaluation = task.evaluate(champion, candidate, eval_frame)
     except Exception as exc:  # noqa: BLE001 -- any failure to measure must block promotion, with the reason
         return ChampionReport(version=version, alias=alias, error=f"{type(exc).__name__}: {exc}"[:1000])
-    return ChampionReport(version=version, alias=alias, metrics=evaluation.baseline, candidate=evaluation.candidate)
+    return ChampionReport(version=version, alias=alias, metrics=evaluation.baseline, candidate=evaluation.candidate,
+                          samples=evaluation.samples)  # per-row values, the champion's as the baseline's
