@@ -24,7 +24,7 @@ from modelpress.cli.lifecycle import COMMANDS
 from modelpress.cli.running import run_logged
 from modelpress.core.errors import GateFailed, ModelpressError
 from modelpress.core.quiet import VERBOSE_ENV, plain_terminal
-from modelpress.core.registry import BUILDS, SOURCES, TASKS
+from modelpress.core.registry import BUILDS, LM_TASK_KINDS, SOURCES, TASKS
 from modelpress.core.registry import stages as registered
 from modelpress.datasets.base import Dataset, dataset_kinds
 from modelpress.deploy.pull import InstanceKind, pull_build
@@ -142,6 +142,8 @@ def tasks() -> None:
         click.echo("    measures: " + ", ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is "
                                                 f"better)" for m in task.metrics))
         click.echo(f"    promotion compares: {task.primary_metric}")
+    kinds = ", ".join(f"{name} ({', '.join(getattr(kind, 'measures', ()))})" for name, kind in sorted(LM_TASK_KINDS.all().items()))
+    click.echo(f"causal-lm tasks[].kind: {kinds}; each measure is a metric tasks.NAME.MEASURE")
     click.echo(SUPPORT_MATRIX)
 
 
@@ -188,7 +190,7 @@ def _nested_config(annotation: Any) -> Any:
 def _describe_type(annotation: Any) -> str:
     """`Literal[8, 4]` → `one of 8, 4`; `X | None` → `X or null`; classes by name."""
     import types
-    from typing import Literal, Union, get_args, get_origin
+    from typing import Annotated, Literal, Union, get_args, get_origin
 
     args = get_args(annotation)
     if get_origin(annotation) in (Union, types.UnionType) and type(None) in args:
@@ -197,6 +199,10 @@ def _describe_type(annotation: Any) -> str:
         return "one of " + ", ".join(map(str, args))
     if isinstance(annotation, type) and not args:
         return annotation.__name__
+    if get_origin(annotation) is Annotated:  # validators and serializers say nothing to a user
+        return _describe_type(args[0])
+    if get_origin(annotation) is list and len(args) == 1 and get_origin(args[0]) is Annotated:
+        return f"list[{_describe_type(args[0])}]"
     return str(annotation).replace("typing.", "").replace("modelpress.", "")
 
 
