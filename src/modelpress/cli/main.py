@@ -142,7 +142,8 @@ def tasks() -> None:
         click.echo("    measures: " + ", ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is "
                                                 f"better)" for m in task.metrics))
         click.echo(f"    promotion compares: {task.primary_metric}")
-    kinds = ", ".join(f"{name} ({', '.join(getattr(kind, 'measures', ()))})" for name, kind in sorted(LM_TASK_KINDS.all().items()))
+    kinds = ", ".join(f"{name} ({', '.join(getattr(kind, 'measures', ()))})"
+                      for name, kind in sorted(LM_TASK_KINDS.all().items()))
     click.echo(f"causal-lm tasks[].kind: {kinds}; each measure is a metric tasks.NAME.MEASURE")
     click.echo(SUPPORT_MATRIX)
 
