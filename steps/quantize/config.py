@@ -52,7 +52,7 @@ def tiling_groups(widths: dict[str, int], untiled_by: dict[str, int]) -> list[in
 CALIBRATION_RUNS = ("calibration.samples", "calibration.batch_size")
 #: the fewest packed calibration sequences GPTQ / AWQ get before validate warns; measured on
 #: SmolLM2-135M int4 g64 (benchmarks/calibration_size.py, benchmarks/RESULTS.md)
-MIN_GPTQ_SEQUENCES = 32
+MIN_GPTQ_SEQUENCES = 16
 STATIC_CALIBRATOR = ("calibration.method", "calibration.percentile")
 
 

@@ -102,8 +102,8 @@ def test_gptq_on_a_handful_of_sequences_is_warned_with_the_token_count(project):
     notes = size_notes(loaded, task_spec(loaded).build())
     assert notes[0].startswith("data: calibration 3 sequences (48 tokens, ")
     assert notes[1] == ("warning: stages[0].weight-quantize: GPTQ calibrates on 3 sequences (48 tokens; "
-                        "data.split.calibration); below 32 its perplexity suffers (benchmarks/RESULTS.md, "
-                        "calibration size): give data.split.calibration: {sequences: 32} or more")
+                        "data.split.calibration); below 16 its perplexity suffers (benchmarks/RESULTS.md, "
+                        "calibration size): give data.split.calibration: {sequences: 16} or more")
 
 
 def test_enough_sequences_or_no_gptq_gives_no_warning(project):
@@ -131,7 +131,7 @@ def test_validate_prints_the_warning(project, modelpress_cli):
     frame, _ = fitted(project, {"eval": 0.25, "calibration": 64})
     calibration = frame.loc[frame["split"] == "calibration", "text"].tolist()
     sequences = packed_tokens(calibration) // MAX_LENGTH
-    assert len(calibration) == 35 and sequences < 32
+    assert len(calibration) == 35 and sequences < 16
     assert f"data: calibration {sequences} sequences ({sequences * MAX_LENGTH} tokens, 35 documents)" in result.stdout
     assert (f"warning: stages[0].weight-quantize: GPTQ calibrates on {sequences} sequences "
             f"({sequences * MAX_LENGTH} tokens; data.split.calibration)") in result.stderr
