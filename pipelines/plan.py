@@ -12,6 +12,7 @@ from modelpress.core.registry import get_stage
 from modelpress.datasets.images import preprocessing
 from modelpress.datasets.splits import label_key
 from modelpress.gate.report import load_peers
+from modelpress.pipelines.sizes import size_notes
 from modelpress.recipe.plan import Plan
 from modelpress.recipe.schema import RecipeBase
 from modelpress.release.publish import Publication
@@ -46,11 +47,12 @@ def promotion_tolerance(recipe: RecipeBase) -> float:
 def build_plan(recipe: RecipeBase, tracker: str, experiment: str,
                reference_profile: dict[str, Any] | None = None) -> Plan:
     data_fp, model_fp = recipe.data.fingerprint(), recipe.model.fingerprint()
+    task = task_spec(recipe)
     return Plan(
         name=recipe.name,
         recipe=recipe.model_dump(mode="json", by_alias=True),
         source=Ref(name=recipe.model.source, config=recipe.model.model_dump(mode="json", by_alias=True)),
-        task=task_spec(recipe),
+        task=task,
         data=Ref(name=recipe.data.source, config=recipe.data.model_dump(mode="json")),
         stages=[StagePlan(name=s.name, kind=get_stage(s.name).kind, position=i,
                           config=s.config.model_dump(mode="json", by_alias=True))
@@ -63,7 +65,7 @@ def build_plan(recipe: RecipeBase, tracker: str, experiment: str,
         tags={"recipe": recipe.name, "recipe_hash": recipe_hash(recipe), "data_fingerprint": data_fp,
               "baseline": model_fp, "modelpress_version": __version__},
         peers=load_peers(recipe.peers), reference_profile=reference_profile,
-        notes=list(recipe.model.facts().notes),
+        notes=[*recipe.model.facts().notes, *size_notes(recipe, task.build())],
     )
 
 

@@ -67,10 +67,11 @@ def validate_data(dataset: pd.DataFrame, data: Ref, task: TaskSpec) -> tuple[
     schema = data_config(data).describe()
     if not task_obj.labelled:
         documents = dataset.drop(columns=[c for c in ("label",) if c in dataset.columns])
+        documents = task_obj.fit_splits(documents, data_config(data).split)  # sizes in sequences / tokens
         result = validate_corpus(documents, schema)
         task_obj.check_data(documents)
         report = DataReport(success=True, expectations=result["expectations"], rows=result["rows"],
-                            rows_per_split=_split_counts(documents))
+                            rows_per_split=_split_counts(documents), sizes=task_obj.split_sizes(documents))
         log_metadata(metadata={"validation": report.model_dump(mode="json")})
         return documents, report
     labels = list(task.labels) if task.labels is not None else None

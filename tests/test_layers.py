@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
     # the core (src/modelpress)
     "modelpress": 0, "modelpress.core": 0, "modelpress.recipes": 0,
     "modelpress.settings": 1, "modelpress.tracking": 1,
-    "modelpress.datasets": 2, "modelpress.lm": 2,
+    "modelpress.datasets": 2, "modelpress.lm": 2, "modelpress.lm.scorers": 2,
     "modelpress.tasks": 3, "modelpress.sources": 3, "modelpress.training": 3, "modelpress.builds": 3,
     "modelpress.recipe": 4,
     "modelpress.gate": 5,

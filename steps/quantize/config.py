@@ -50,6 +50,9 @@ def tiling_groups(widths: dict[str, int], untiled_by: dict[str, int]) -> list[in
 
 
 CALIBRATION_RUNS = ("calibration.samples", "calibration.batch_size")
+#: the fewest packed calibration sequences GPTQ / AWQ get before validate warns; measured on
+#: SmolLM2-135M int4 g64 (benchmarks/calibration_size.py, benchmarks/RESULTS.md)
+MIN_GPTQ_SEQUENCES = 16
 STATIC_CALIBRATOR = ("calibration.method", "calibration.percentile")
 
 
@@ -280,6 +283,20 @@ class WeightQuantizeConfig(QuantizeFields):
 
     def needs_eager(self) -> str | None:
         return "it replaces Linear layers with quantized modules"
+
+    def calibration_warning(self, sequences: int, tokens_per_sequence: int) -> str | None:
+        """GPTQ's Hessians and AWQ's activation scales from fewer than :data:`MIN_GPTQ_SEQUENCES`
+        packed sequences (what the split gives, capped by ``calibration.samples``)."""
+        if self.algorithm != "gptq" and self.awq is None:
+            return None
+        used = min(sequences, self.calibration.samples)
+        if used >= MIN_GPTQ_SEQUENCES:
+            return None
+        what = " + ".join(n for n, on in (("GPTQ", self.algorithm == "gptq"), ("AWQ", self.awq is not None)) if on)
+        limit = "calibration.samples" if self.calibration.samples < sequences else "data.split.calibration"
+        return (f"{what} calibrates on {used} sequences ({used * tokens_per_sequence:,} tokens; {limit}); "
+                f"below {MIN_GPTQ_SEQUENCES} its perplexity suffers (benchmarks/RESULTS.md, calibration size): "
+                f"give data.split.calibration: {{sequences: {MIN_GPTQ_SEQUENCES}}} or more")
 
     def groups(self) -> bool:
         return self.dtype == "int" and self.activations == "none"  # weight-only int

@@ -26,14 +26,16 @@ from modelpress.cli.running import run_logged
 from modelpress.cli.stack import stack
 from modelpress.core.errors import GateFailed, ModelpressError
 from modelpress.core.quiet import VERBOSE_ENV, plain_terminal
-from modelpress.core.registry import BUILDS, SOURCES, TASKS
+from modelpress.core.registry import BUILDS, LM_TASK_KINDS, SOURCES, TASKS
 from modelpress.core.registry import stages as registered
 from modelpress.datasets.base import Dataset, dataset_kinds
 from modelpress.datasets.splits import eval_count
 from modelpress.deploy.pull import InstanceKind, pull_build
 from modelpress.deploy.pull import pull as pull_model
+from modelpress.pipelines.plan import task_spec
 from modelpress.pipelines.run import run_recipe
 from modelpress.recipe.gate_bounds import DROP_RULES, unresolvable
+from modelpress.pipelines.sizes import size_notes
 from modelpress.recipe.schema import load_recipe
 from modelpress.tracking.zenml_config import STACK_ENV
 
@@ -65,7 +67,10 @@ def validate(recipe: str) -> None:
     """Check RECIPE (a file or a shipped recipe name); print every problem with its field path."""
     with user_errors():
         loaded = _load(recipe)
+        notes = size_notes(loaded, task_spec(loaded).build())  # a causal LM's splits in tokens
     click.echo(f"{recipe}: ok ({loaded.task}, stages: {', '.join(s.name for s in loaded.stages)})")
+    for note in notes:
+        click.echo(note, err=note.startswith("warning"))
     for warning in _resolution_warnings(loaded):
         click.echo(f"warning: {warning}")
 
@@ -157,6 +162,9 @@ def tasks() -> None:
         click.echo("    measures: " + ", ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is "
                                                 f"better)" for m in task.metrics))
         click.echo(f"    promotion compares: {task.primary_metric}")
+    kinds = ", ".join(f"{name} ({', '.join(getattr(kind, 'measures', ()))})"
+                      for name, kind in sorted(LM_TASK_KINDS.all().items()))
+    click.echo(f"causal-lm tasks[].kind: {kinds}; each measure is a metric tasks.NAME.MEASURE")
     click.echo(SUPPORT_MATRIX)
 
 
@@ -203,7 +211,7 @@ def _nested_config(annotation: Any) -> Any:
 def _describe_type(annotation: Any) -> str:
     """`Literal[8, 4]` → `one of 8, 4`; `X | None` → `X or null`; classes by name."""
     import types
-    from typing import Literal, Union, get_args, get_origin
+    from typing import Annotated, Literal, Union, get_args, get_origin
 
     args = get_args(annotation)
     if get_origin(annotation) in (Union, types.UnionType) and type(None) in args:
@@ -212,6 +220,10 @@ def _describe_type(annotation: Any) -> str:
         return "one of " + ", ".join(map(str, args))
     if isinstance(annotation, type) and not args:
         return annotation.__name__
+    if get_origin(annotation) is Annotated:  # validators and serializers say nothing to a user
+        return _describe_type(args[0])
+    if get_origin(annotation) is list and len(args) == 1 and get_origin(args[0]) is Annotated:
+        return f"list[{_describe_type(args[0])}]"
     return str(annotation).replace("typing.", "").replace("modelpress.", "")
 
 

@@ -166,6 +166,7 @@ class DataReport(Record):
     labels: list[str] = []  # class names in index order (empty: the task has no labels)
     rows_per_split: dict[str, int] = {}
     images: ImageStats | None = None  # image files: their sizes and modes
+    sizes: dict[str, int] = {}  # a causal LM's splits: calibration_tokens, eval_sequences, ...
 
 
 class StageReport(Record):

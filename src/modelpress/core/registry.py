@@ -94,6 +94,11 @@ class StageConfig(StrictConfig):
     def required_modules(self) -> dict[str, str]:
         return {}
 
+    def calibration_warning(self, sequences: int, tokens_per_sequence: int) -> str | None:
+        """Why a calibration split of ``sequences`` packed sequences is too small for this
+        configuration (one line with the token count it uses), or None."""
+        return None
+
     def needs_eager(self) -> str | None:
         """Why this configuration needs eager modules (it replaces or reshapes modules, or hooks
         into their calls), or None: a TorchScript model can only take stages that return None."""
@@ -184,3 +189,14 @@ def register_build(name: str) -> Callable[[Registered], Registered]:
 def register_dataset(name: str) -> Callable[[Registered], Registered]:
     """Class decorator: a :class:`~modelpress.datasets.base.Dataset` config under ``data.source: name``."""
     return _registrar(DATASETS, name)
+
+
+# --- LLM task kinds: how a causal LM is scored on a local task file ---------------------------
+#: ``model.task.tasks[].kind`` (multiple-choice, exact-match): the config class is the spec
+LM_TASK_KINDS: PluginRegistry[type[StrictConfig]] = PluginRegistry("LLM task kind", "modelpress.lm.scorers",
+                                                                  "modelpress.lm_task_kinds")
+
+
+def register_lm_task_kind(name: str) -> Callable[[Registered], Registered]:
+    """Class decorator: a scorer config (``modelpress.lm.scorers``) under ``tasks[].kind: name``."""
+    return _registrar(LM_TASK_KINDS, name)

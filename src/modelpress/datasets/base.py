@@ -31,18 +31,48 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+class SplitSize(StrictConfig):
+    """A causal LM's split in what it reads: packed sequences or tokens. Whole documents are taken,
+    in the split's seeded order, until their packed tokens reach it (``modelpress.datasets.sizes``)."""
+
+    sequences: int | None = Field(None, ge=1, description="packed sequences of model.task.max_length tokens")
+    tokens: int | None = Field(None, ge=1, description="tokens (rounded up to whole sequences)")
+
+    @model_validator(mode="after")
+    def _one(self) -> SplitSize:
+        if (self.sequences is None) == (self.tokens is None):
+            raise ValueError("give exactly one of sequences or tokens")
+        return self
+
+    def sequences_for(self, max_length: int) -> int:
+        return self.sequences if self.sequences is not None else -(-int(self.tokens or 0) // max_length)
+
+    def __str__(self) -> str:
+        return f"{{sequences: {self.sequences}}}" if self.sequences is not None else f"{{tokens: {self.tokens}}}"
+
+
 class Split(StrictConfig):
-    """Fractions (0–1) or row counts for train and eval; calibration rows are drawn from train."""
+    """Fractions (0–1) or row counts for train and eval; calibration rows are drawn from train.
+    For a causal LM, eval and calibration may be sizes in sequences or tokens (:class:`SplitSize`)."""
 
     train: float = Field(0.7, gt=0)
-    eval: float = Field(0.3, gt=0)
-    calibration: int = Field(256, ge=1)
+    eval: float | SplitSize = Field(0.3)
+    calibration: int | SplitSize = Field(256)
 
     @model_validator(mode="after")
     def _fractions_fit(self) -> Split:
-        if self.train < 1 and self.eval < 1 and self.train + self.eval > 1 + 1e-9:
+        if isinstance(self.eval, float) and self.eval <= 0:
+            raise ValueError("eval: must be above 0")
+        if isinstance(self.calibration, int) and self.calibration < 1:
+            raise ValueError("calibration: must be at least 1")
+        if isinstance(self.eval, float) and self.train < 1 and self.eval < 1 and self.train + self.eval > 1 + 1e-9:
             raise ValueError(f"train + eval fractions exceed 1 ({self.train} + {self.eval})")
         return self
+
+    @property
+    def sized(self) -> bool:
+        """Whether eval or calibration is given in sequences or tokens (a causal LM's)."""
+        return isinstance(self.eval, SplitSize) or isinstance(self.calibration, SplitSize)
 
 
 @dataclass(frozen=True)

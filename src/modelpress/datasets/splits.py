@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from modelpress.datasets.sizes import provisional_splits
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -60,6 +62,9 @@ def assign_splits(frame: pd.DataFrame, split: Split, seed: int, limit: int | Non
     if limit is not None:
         frame = frame.iloc[:limit].copy()
     n = len(frame)
+    if split.sized:  # sizes in tokens: the task fits them with its tokenizer (datasets.sizes)
+        return provisional_splits(frame, split)
+    assert isinstance(split.eval, float) and isinstance(split.calibration, int)
     n_eval = eval_count(split, n)
     n_train = min(_count(split.train, n), n - n_eval)
     n_cal = min(split.calibration, max(n_train // 4, 1))

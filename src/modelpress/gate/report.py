@@ -182,7 +182,7 @@ def gate_html(task: Any, evaluation: Evaluation, verdict: Verdict, champion: Cha
         assert champion is not None
         headers += [f"champion v{champion.version}", "candidate (beside champion)"]
     rows = []
-    for metric in task.metric_names():
+    for metric in [m.name for m in task.shown_metrics(evaluation.baseline)]:
         base, cand = evaluation.baseline.get(metric), evaluation.candidate.get(metric)
         if base is None or cand is None:
             continue

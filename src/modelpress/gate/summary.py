@@ -27,7 +27,7 @@ def print_summary(result: Any) -> None:
     evaluation = result.evaluation
     base, cand = evaluation.baseline, evaluation.candidate
     click.echo(f"\nmodelpress run {result.run_name}")
-    shown = [m for m in get_task(evaluation.task).metrics if m.name in base and m.name in cand]
+    shown = [m for m in get_task(evaluation.task).shown_metrics(base) if m.name in cand]
     width = max([20, *(len(m.label) + 1 for m in shown)])
     level = next((c.level for c in result.verdict.checks if c.level is not None), 0.95)
     click.echo(f"{'':<{width}}{'baseline':>12}{'candidate':>12}{'ratio':>9}   {level:.0%} interval (paired)")

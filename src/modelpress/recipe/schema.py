@@ -305,6 +305,9 @@ def _data_problems(recipe: RecipeBase, task: Any) -> list[str]:
     if task.labelled and not schema.labelled:
         return [f"data.label: a {task.name} model learns from labels; data.source {recipe.data.source} "
                 "gives none (name the label column)"]
+    if recipe.data.split.sized and not task.sized_splits:
+        return [f"data.split: eval and calibration in sequences or tokens are for models that read tokens "
+                f"(causal-lm); a {task.name} model takes fractions or row counts"]
     facts = recipe.model.facts()
     problems = recipe.data.problems() + task.data_problems(recipe.data, schema, facts)
     if task.labelled and (facts.labels is not None or facts.num_labels is not None):
@@ -329,10 +332,18 @@ def _label_problems(data: str, facts: Any, labels: tuple[Any, ...] | None) -> li
 
 
 def _gate_problems(recipe: RecipeBase, task: Any) -> list[str]:
-    unknown = [m for m in recipe.gate if m not in task.metric_names()]
-    if unknown:
-        return [f"gate: a {task.name} model cannot produce {', '.join(unknown)}; "
-                f"available: {', '.join(task.metric_names())}"]
+    available = [m.name for m in task.configured_metrics(recipe.task_config)]
+    unknown = [m for m in recipe.gate if m not in available]
+    # a name of the task's own making (a causal LM's tasks.NAME.acc) with no such task configured
+    unmade = [m for m in unknown if task.dynamic_metric(m) is not None]
+    made = [m for m in available if task.dynamic_metric(m) is not None]
+    problems = [f"gate.{m}: model.task configures no task that measures it; configured: "
+                f"{', '.join(made) or 'none'}" for m in unmade]
+    if len(unknown) > len(unmade):
+        problems.append(f"gate: a {task.name} model cannot produce {', '.join(m for m in unknown if m not in unmade)}; "
+                        f"available: {', '.join(available)}")
+    if problems:
+        return problems
     problems = contradictions(recipe.gate, task, recipe.registry.tolerance)
     if recipe.search is not None:
         problems += search_problems(recipe.search, recipe.stages, task)

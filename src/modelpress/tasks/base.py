@@ -14,7 +14,7 @@ logits stand in for it when a model returns none.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from modelpress.core.facts import SourceFacts
     from modelpress.core.handoffs import Evaluation
-    from modelpress.datasets.base import DataSchema
+    from modelpress.datasets.base import DataSchema, Split
 
 Batch = dict[str, "np.ndarray"]
 DataKind = Literal["text", "features", "image"]
@@ -114,6 +114,9 @@ class Task:
     labelled: ClassVar[bool] = True
     #: what early stopping watches by default when a recipe's training budget does not say
     monitor: ClassVar[Literal["accuracy", "loss"]] = "accuracy"
+    #: whether ``data.split`` may give eval and calibration in sequences or tokens
+    #: (:meth:`fit_splits`)
+    sized_splits: ClassVar[bool] = False
 
     def __init__(self, spec: TaskSpec):
         self.spec = spec
@@ -123,7 +126,29 @@ class Task:
 
     @classmethod
     def metric(cls, name: str) -> Metric:
-        return next(m for m in cls.metrics if m.name == name)
+        found = next((m for m in cls.metrics if m.name == name), None) or cls.dynamic_metric(name)
+        if found is None:
+            raise KeyError(f"a {cls.name} model does not measure {name}")
+        return found
+
+    @classmethod
+    def dynamic_metric(cls, name: str) -> Metric | None:
+        """The metric ``name`` is when the task's options make it (a causal LM's ``tasks.NAME.acc``
+        for a task file it scores), else None."""
+        return None
+
+    @classmethod
+    def configured_metrics(cls, config: TaskConfig) -> tuple[Metric, ...]:
+        """What a task with these options measures: :attr:`metrics`, and those its options add."""
+        return cls.metrics
+
+    @classmethod
+    def shown_metrics(cls, names: Iterable[str]) -> list[Metric]:
+        """The metrics among ``names`` that this task describes, in print order: the declared ones,
+        then those the options made (as they come)."""
+        names = list(names)
+        dynamic = [m for m in map(cls.dynamic_metric, names) if m is not None]
+        return [m for m in cls.metrics if m.name in names] + dynamic
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:
@@ -152,6 +177,15 @@ class Task:
         """Why this task's options (``model.task``) cannot work with the model ``source`` describes
         (e.g. sequences longer than its context), found from the source's facts before loading it."""
         return []
+
+    def fit_splits(self, frame: pd.DataFrame, split: Split) -> pd.DataFrame:
+        """``frame`` with splits given in sequences or tokens resolved (``datasets.sizes``); only a
+        task that reads tokens can (recipe validation refuses the others)."""
+        return frame
+
+    def split_sizes(self, frame: pd.DataFrame) -> dict[str, int]:
+        """What the splits hold in the task's own units (a causal LM: sequences and tokens)."""
+        return {}
 
     def check_data(self, frame: pd.DataFrame) -> None:
         """Raise a one-line error if the validated data cannot feed this task (runs before the

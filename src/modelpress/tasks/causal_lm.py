@@ -21,9 +21,9 @@ import math
 import statistics
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field, SerializeAsAny, field_validator
 
 from modelpress.core.errors import ModelpressError
 from modelpress.core.errors import ModelpressError as Error
@@ -35,7 +35,6 @@ from modelpress.lm.corpus import pack_documents
 from modelpress.lm.metrics import (
     LM_METRICS,
     PeakMemory,
-    compare,
     latency_ms,
     next_token_loss,
     prefill_ids,
@@ -43,8 +42,12 @@ from modelpress.lm.metrics import (
     size_mb,
     tokens_per_s,
 )
+from modelpress.lm.per_sequence import compare_sequences
+from modelpress.lm.scorers import TaskFile, task_file, task_metric
 from modelpress.sources.zoo import load_tokenizer
 from modelpress.tasks.base import Batch, DataKind, Task, TaskConfig, split_outputs
+from modelpress.tasks.llm_tasks import check_shipped, score_tasks
+from modelpress.tasks.lm_sizes import corpus_sizes, fit_corpus_splits
 from modelpress.tasks.losses import causal_lm_kd_loss
 
 if TYPE_CHECKING:
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
     from torch import nn
+
+    from modelpress.datasets.base import Split
 
 
 #: the context-length keys of a Hugging Face config, in the order they are trusted
@@ -74,6 +79,17 @@ class CausalLMConfig(TaskConfig):
     chat: bool = Field(True, description="prompts go through the tokenizer's chat template when it has one")
     fidelity_positions: int = Field(8, ge=1, description="last positions whose logits calibration "
                                     "compares (full-vocabulary logits of every token would not fit)")
+    tasks: list[Annotated[SerializeAsAny[TaskFile], BeforeValidator(task_file), AfterValidator(check_shipped)]] = \
+        Field([], description="task files scored on both models (modelpress.lm.scorers): metrics tasks.NAME.acc, ...")
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct_names(cls, value: list[TaskFile]) -> list[TaskFile]:
+        names = [t.name for t in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"task name(s) {', '.join(twice)} given twice (each names its metrics)")
+        return value
 
 
 @functools.cache
@@ -109,8 +125,19 @@ class CausalLM(Task):
     registered_build: ClassVar[str] = "huggingface"
     labelled: ClassVar[bool] = False
     monitor: ClassVar[Literal["accuracy", "loss"]] = "loss"
+    sized_splits: ClassVar[bool] = True
 
     config: CausalLMConfig
+
+    @classmethod
+    def dynamic_metric(cls, name: str) -> Metric | None:
+        return task_metric(name)
+
+    @classmethod
+    def configured_metrics(cls, config: TaskConfig) -> tuple[Metric, ...]:
+        assert isinstance(config, CausalLMConfig)
+        made = [task_metric(name) for task in config.tasks for name in task.metric_names()]
+        return (*cls.metrics, *(m for m in made if m is not None))
 
     # --- checks before the model loads ------------------------------------------------------
 
@@ -127,6 +154,12 @@ class CausalLM(Task):
         return [f"model.task.{field}: {value} is beyond the model's context of {limit} tokens ({key})"
                 for field, value in (("max_length", config.max_length), ("latency_length", config.latency_length))
                 if value > limit]
+
+    def fit_splits(self, frame: pd.DataFrame, split: Split) -> pd.DataFrame:
+        return fit_corpus_splits(frame, split, self.tokenizer, self.config.max_length)
+
+    def split_sizes(self, frame: pd.DataFrame) -> dict[str, int]:
+        return corpus_sizes(frame, self._packed, self.config.max_length)
 
     def check_data(self, frame: pd.DataFrame) -> None:
         """Calibration and eval must each give at least one full sequence (packed on their own)."""
@@ -250,20 +283,25 @@ class CausalLM(Task):
 
         cfg = self.config
         sequences = self._packed(eval_frame, where="data: split 'eval'")[: cfg.eval_sequences]
-        quality = compare(baseline, candidate, sequences, batch_size=cfg.eval_batch_size)
+        per_sequence = compare_sequences(baseline, candidate, sequences, batch_size=cfg.eval_batch_size)
+        quality = per_sequence.quality()
         models = {"baseline": baseline, "candidate": candidate}
         speed = self._speed(models, eval_frame)
         base = {"perplexity": quality.baseline_perplexity, "kl": 0.0, "agreement": 1.0,
                 "size_mb": size_mb(baseline), **speed["baseline"], "eval_tokens": float(quality.tokens)}
         cand = {"perplexity": quality.perplexity, "kl": quality.kl, "agreement": quality.agreement,
                 "size_mb": size_mb(candidate), **speed["candidate"], "eval_tokens": float(quality.tokens)}
+        tasks = score_tasks(cfg.tasks, baseline, candidate, self.tokenizer, cfg.max_length)
+        base.update(tasks.baseline)
+        cand.update(tasks.candidate)
         examples = []
         if cfg.prompts and cfg.continuation_tokens:
             rows = side_by_side(baseline, candidate, self.tokenizer, cfg.prompts, cfg.continuation_tokens, cfg.chat)
             examples = [Example(input=r.prompt, baseline=r.baseline, candidate=r.candidate, same=r.same)
                         for r in rows]
         return Evaluation(task=self.name, eval_rows=len(eval_frame), baseline=base, candidate=cand,
-                          examples=examples, examples_title=f"continuations (greedy, {cfg.continuation_tokens} tokens)")
+                          examples=examples, examples_title=f"continuations (greedy, {cfg.continuation_tokens} tokens)",
+                          samples={**per_sequence.samples(), **tasks.samples})
 
     def _speed(self, models: dict[str, nn.Module], eval_frame: pd.DataFrame) -> dict[str, dict[str, float]]:
         import torch
