@@ -121,6 +121,14 @@ def examples_html(evaluation: Evaluation) -> str:
             + table(["input", "baseline", "candidate", "same"], rows, "examples"))
 
 
+def runtimes_html(evaluation: Evaluation) -> str:
+    """The runtime each model's speed figures were measured on (the one it ships to)."""
+    if not evaluation.runtimes:
+        return ""
+    rows = [[name, label] for name, label in evaluation.runtimes.items()]
+    return "<h3>speed measured on</h3>" + table(["model", "runtime (latency, tokens/s, peak memory)"], rows, "runtimes")
+
+
 def notes_html(notes: Sequence[str]) -> str:
     return "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
 
@@ -153,6 +161,7 @@ def gate_html(task: Any, evaluation: Evaluation, verdict: Verdict, champion: Cha
         f"<h2>modelpress gate — {html.escape(name)}: <span class='{status}' id='verdict'>{status.upper()}</span></h2>",
         f"<p id='reason'>{html.escape(verdict.reason)}</p>", note, notes_html(notes),
         f"<h3>metrics (eval split, {evaluation.eval_rows} rows)</h3>", table(headers, rows, "metrics"),
+        runtimes_html(evaluation),
         "<h3>checks</h3>", table(["check", "value", "limit", "result"], checks, "checks"),
         examples_html(evaluation),
         f"<h3>{task.primary_metric} vs size vs latency</h3>", f"<div class='plot'>{inline_svg(svg)}</div>",

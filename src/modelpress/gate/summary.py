@@ -21,6 +21,8 @@ def print_summary(result: Any) -> None:
         ratio = f"{cand[metric.name] / base[metric.name]:>8.2f}x" if base[metric.name] else f"{'-':>9}"
         click.echo(f"{metric.label:<{width}}{metric.fmt.format(base[metric.name]):>12}"
                    f"{metric.fmt.format(cand[metric.name]):>12}{ratio}")
+    for line in runtime_lines(evaluation):
+        click.echo(line)
     for note in getattr(result, "notes", ()):
         click.echo(f"note: {note}")
     verdict = "PASSED" if result.verdict.passed else "FAILED"
@@ -32,3 +34,14 @@ def print_summary(result: Any) -> None:
     click.echo(f"MLflow: {result.tracking.tracking_uri} (run {reg.run_id})")
     if result.cached_steps:
         click.echo(f"cached steps: {', '.join(result.cached_steps)}")
+
+
+def runtime_lines(evaluation: Any) -> list[str]:
+    """Where the speed figures (latency, tokens/s) come from, per model: one line each, or one
+    line when both ran on the same runtime."""
+    runtimes = evaluation.runtimes
+    if not runtimes:
+        return []
+    if len(set(runtimes.values())) == 1:
+        return [f"speed measured on: {next(iter(runtimes.values()))} (both)"]
+    return [f"speed measured on ({name}): {label}" for name, label in runtimes.items()]
