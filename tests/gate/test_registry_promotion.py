@@ -69,6 +69,8 @@ def test_pass_moves_champion_and_fail_does_not_with_reason_in_tags(registry: str
     assert verdict.passed and outcome.promoted
     assert str(alias_version(model_name, "champion").version) == passed.version
     assert version_tags(model_name, passed.version)["gate"] == "passed"
+    run_tags = mlflow.MlflowClient().get_run(passed.run_id).data.tags  # where the speed figures came from
+    assert run_tags["modelpress.speed_runtime.candidate"] == "ONNX Runtime, CPUExecutionProvider"
 
     failed, verdict, outcome = publish_candidate(model_name, digits, baseline, steps=2, max_drop=0.0)
     assert not verdict.passed and not outcome.promoted

@@ -10,6 +10,7 @@ from pathlib import Path
 from modelpress.core.handoffs import ChampionReport, Evaluation
 from modelpress.gate.report import load_peers, render_gate
 from modelpress.gate.rules import run_gate
+from modelpress.gate.summary import runtime_lines
 from modelpress.settings.blocks import Threshold
 from modelpress.tasks import get_task
 
@@ -83,3 +84,19 @@ def test_gate_report_has_verdict_tables_and_an_svg_plot(tmp_path: Path) -> None:
     labels = "".join(root.itertext()) + svg
     for name in ("baseline", "candidate", "champion v4", "torch.ao int8"):
         assert name in labels or name.replace(" ", "") in labels
+
+
+def test_the_report_and_the_summary_name_the_runtime_of_each_speed_figure() -> None:
+    runtimes = {"baseline": "PyTorch float32 on CPU",
+                "candidate": "PyTorch bfloat16 on CPU, int4 CPU kernel (_weight_int4pack_mm_for_cpu)"}
+    evaluation = EVALUATION.model_copy(update={"task": "causal-lm", "runtimes": runtimes,
+                                               "baseline": {**EVALUATION.baseline, "perplexity": 10.0},
+                                               "candidate": {**EVALUATION.candidate, "perplexity": 10.5}})
+    verdict = run_gate({"perplexity": Threshold(max_ratio=1.1)}, evaluation, None)
+    page, _ = render_gate(get_task("causal-lm"), evaluation, verdict, None, (), "smollm2")
+    parsed = Structure()
+    parsed.feed(page)
+    assert parsed.tables["runtimes"][1:] == [[name, label] for name, label in runtimes.items()]
+    assert runtime_lines(evaluation) == [f"speed measured on ({name}): {label}" for name, label in runtimes.items()]
+    same = EVALUATION.model_copy(update={"runtimes": {"baseline": "ONNX Runtime", "candidate": "ONNX Runtime"}})
+    assert runtime_lines(same) == ["speed measured on: ONNX Runtime (both)"]

@@ -64,7 +64,11 @@ class Evaluation(Record):
     and the examples the task chose to show (``examples_title`` names what they are).
 
     ``samples`` keeps the per-row values behind a metric where the task has them, so the gate
-    can put an interval on a difference instead of comparing two point estimates."""
+    can put an interval on a difference instead of comparing two point estimates.
+
+    ``runtimes`` names, per model (``baseline``, ``candidate``), the runtime its speed figures
+    (latency, tokens/s) and peak memory were measured on, as it ships: ONNX Runtime for
+    classifiers, PyTorch through the packed kernels for quantized LMs."""
 
     task: str
     baseline: Metrics
@@ -73,6 +77,7 @@ class Evaluation(Record):
     examples: list[Example] = []
     examples_title: str = "examples"
     samples: dict[str, Samples] = {}
+    runtimes: dict[str, str] = {}
 
     def ratio(self, metric: str) -> float:
         base = self.baseline.get(metric)

@@ -168,6 +168,14 @@ def checks_rows(verdict: Verdict) -> list[list[Any]]:
     return rows
 
 
+def runtimes_html(evaluation: Evaluation) -> str:
+    """The runtime each model's speed figures were measured on (the one it ships to)."""
+    if not evaluation.runtimes:
+        return ""
+    rows = [[name, label] for name, label in evaluation.runtimes.items()]
+    return "<h3>speed measured on</h3>" + table(["model", "runtime (latency, tokens/s, peak memory)"], rows, "runtimes")
+
+
 def notes_html(notes: Sequence[str]) -> str:
     return "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
 
@@ -199,6 +207,7 @@ def gate_html(task: Any, evaluation: Evaluation, verdict: Verdict, champion: Cha
         f"<h2>modelpress gate — {html.escape(name)}: <span class='{status}' id='verdict'>{status.upper()}</span></h2>",
         f"<p id='reason'>{html.escape(verdict.reason)}</p>", note, notes_html(notes),
         f"<h3>metrics (eval split, {evaluation.eval_rows} rows)</h3>", table(headers, rows, "metrics"),
+        runtimes_html(evaluation),
         "<h3>checks</h3>", _inconclusive_html(verdict),
         table(["check", "estimate", "interval", "bound", "interval (bar), estimate (dot), bound (dashed)",
                "note", "result"], checks, "checks"),

@@ -39,6 +39,8 @@ def print_summary(result: Any) -> None:
                    f"{metric.fmt.format(cand[metric.name]):>12}{ratio}   {_interval(samples, level)}")
     for check in result.verdict.checks:
         click.echo(f"  check {describe(check)}")
+    for line in runtime_lines(evaluation):
+        click.echo(line)
     for note in getattr(result, "notes", ()):
         click.echo(f"note: {note}")
     verdict = "PASSED" if result.verdict.passed else "FAILED"
@@ -59,3 +61,14 @@ def _interval(samples: Samples | None, level: float) -> str:
     name, derive, fmt = COMPARED.get(samples.statistic, DIFFERENCE)
     found = paired_interval(samples, derive, level)
     return f"{name} [{fmt.format(found.low)}, {fmt.format(found.high)}]"
+
+
+def runtime_lines(evaluation: Any) -> list[str]:
+    """Where the speed figures (latency, tokens/s) come from, per model: one line each, or one
+    line when both ran on the same runtime."""
+    runtimes = evaluation.runtimes
+    if not runtimes:
+        return []
+    if len(set(runtimes.values())) == 1:
+        return [f"speed measured on: {next(iter(runtimes.values()))} (both)"]
+    return [f"speed measured on ({name}): {label}" for name, label in runtimes.items()]

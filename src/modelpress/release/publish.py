@@ -87,6 +87,8 @@ def log_and_register(publication: Publication, build: BuildContext, evaluation: 
                      "champion": champion.model_dump(mode="json")}, "report/report.json")
     _log_gate_evidence(publication, build.task, evaluation, verdict, champion, profile)
     mlflow.set_tags({f"modelpress.{k}": v for k, v in publication.tags.items()})
+    # the runtime each model's speed figures came from, beside those metrics in the run
+    mlflow.set_tags({f"modelpress.speed_runtime.{k}": v for k, v in evaluation.runtimes.items()})
     with tempfile.TemporaryDirectory(prefix="modelpress-builds-") as scratch:
         build.scratch = Path(scratch)
         if build.model is not None:  # with its image processor, if any, as an extra file

@@ -7,7 +7,8 @@ sequence. Batches are ``{"input_ids": [n, max_length]}`` and their labels the sa
 
 Baseline and candidate are evaluated as PyTorch modules on the same eval tokens
 (``modelpress.lm.metrics``): perplexity (the primary metric, lower is better), KL(baseline ||
-candidate), next-token agreement, size, prefill latency, greedy decode speed and peak memory;
+candidate), next-token agreement, size, prefill latency, greedy decode speed and peak memory
+(speed and memory on each model as it ships, named in ``Evaluation.runtimes``: ``lm.runtime``);
 a few prompts' greedy continuations are shown side by side (``modelpress.lm.continuations``).
 The registered version is the ``huggingface`` build: the PyTorch candidate, with its Hugging
 Face folder (config, tokenizer, weights) logged beside it.
@@ -43,6 +44,7 @@ from modelpress.lm.metrics import (
     tokens_per_s,
 )
 from modelpress.lm.per_sequence import compare_sequences
+from modelpress.lm.runtime import as_shipped
 from modelpress.lm.scorers import TaskFile, task_file, task_metric
 from modelpress.sources.zoo import load_tokenizer
 from modelpress.tasks.base import Batch, DataKind, Task, TaskConfig, split_outputs
@@ -286,7 +288,7 @@ class CausalLM(Task):
         per_sequence = compare_sequences(baseline, candidate, sequences, batch_size=cfg.eval_batch_size)
         quality = per_sequence.quality()
         models = {"baseline": baseline, "candidate": candidate}
-        speed = self._speed(models, eval_frame)
+        speed, runtimes = self._speed(models, eval_frame)
         base = {"perplexity": quality.baseline_perplexity, "kl": 0.0, "agreement": 1.0,
                 "size_mb": size_mb(baseline), **speed["baseline"], "eval_tokens": float(quality.tokens)}
         cand = {"perplexity": quality.perplexity, "kl": quality.kl, "agreement": quality.agreement,
@@ -301,17 +303,22 @@ class CausalLM(Task):
                         for r in rows]
         return Evaluation(task=self.name, eval_rows=len(eval_frame), baseline=base, candidate=cand,
                           examples=examples, examples_title=f"continuations (greedy, {cfg.continuation_tokens} tokens)",
-                          samples={**per_sequence.samples(), **tasks.samples})
+                          samples={**per_sequence.samples(), **tasks.samples}, runtimes=runtimes)
 
-    def _speed(self, models: dict[str, nn.Module], eval_frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    def _speed(self, models: dict[str, nn.Module],
+               eval_frame: pd.DataFrame) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+        """Speed and peak memory of each model as it ships (``lm.runtime``), with its runtime's label."""
         import torch
 
         ids = torch.as_tensor(self.timing_batch(eval_frame, self.config.latency_batch)["input_ids"])
         prompt = ids[:1, :DECODE_PROMPT_TOKENS]
+        shipped = {name: as_shipped(model, ids) for name, model in models.items()}
+        runtimes = {name: label for name, (_, label) in shipped.items()}
+        models = {name: model for name, (model, _) in shipped.items()}
         latency = _interleaved(models, lambda m: latency_ms(m, ids, repeats=1, warmup=0))
         decode = _interleaved(models, lambda m: tokens_per_s(m, prompt, self.config.decode_tokens))
         return {name: {"latency_ms": latency[name], "tokens_per_s": decode[name],
-                       "peak_memory_mb": peak_memory_mb(model, ids)} for name, model in models.items()}
+                       "peak_memory_mb": peak_memory_mb(model, ids)} for name, model in models.items()}, runtimes
 
 
 def _interleaved(models: dict[str, nn.Module], measure: Callable[[nn.Module], float],

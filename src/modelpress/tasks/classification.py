@@ -8,7 +8,7 @@ from modelpress.core.errors import ModelpressError
 from modelpress.core.handoffs import Evaluation
 from modelpress.core.metric import Metric
 from modelpress.tasks.base import Task
-from modelpress.tasks.evaluation import compare_onnx_paired
+from modelpress.tasks.evaluation import ONNX_RUNTIME, compare_onnx_paired
 from modelpress.tasks.memory import add_peak_memory
 
 if TYPE_CHECKING:
@@ -76,4 +76,4 @@ class ClassificationTask(Task):
         return Evaluation(task=self.name, eval_rows=len(eval_frame),
                           baseline={k: float(v) for k, v in report["baseline"].items() if k != "eval_rows"},
                           candidate={k: float(v) for k, v in report["candidate"].items() if k != "eval_rows"},
-                          samples=samples)
+                          samples=samples, runtimes={"baseline": ONNX_RUNTIME, "candidate": ONNX_RUNTIME})

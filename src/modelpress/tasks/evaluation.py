@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from modelpress.tasks import Batch, Task
 
 Outputs = tuple["np.ndarray", "np.ndarray"]  # logits, embeddings
+ONNX_RUNTIME = "ONNX Runtime, CPUExecutionProvider"  # what onnx_session runs: the runtime the graph ships to
 
 
 def onnx_session(model: onnx.ModelProto | bytes, threads: int | None = None) -> ort.InferenceSession:
