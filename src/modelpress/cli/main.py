@@ -34,8 +34,8 @@ from modelpress.deploy.pull import InstanceKind, pull_build
 from modelpress.deploy.pull import pull as pull_model
 from modelpress.pipelines.plan import task_spec
 from modelpress.pipelines.run import run_recipe
-from modelpress.recipe.gate_bounds import DROP_RULES, unresolvable
 from modelpress.pipelines.sizes import size_notes
+from modelpress.recipe.gate_bounds import DROP_RULES, unresolvable
 from modelpress.recipe.schema import load_recipe
 from modelpress.tracking.zenml_config import STACK_ENV
 

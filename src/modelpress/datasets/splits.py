@@ -75,7 +75,9 @@ def assign_splits(frame: pd.DataFrame, split: Split, seed: int, limit: int | Non
 
 
 def eval_count(split: Split, rows: int) -> int:
-    """How many of ``rows`` (after ``limit``) :func:`assign_splits` marks as eval."""
+    """How many of ``rows`` (after ``limit``) :func:`assign_splits` marks as eval (a split in rows
+    or a fraction: one in sequences or tokens is counted by its task, ``modelpress.datasets.sizes``)."""
+    assert isinstance(split.eval, float | int), "a sized eval split has no row count before its task fits it"
     return _count(split.eval, rows)
 
 

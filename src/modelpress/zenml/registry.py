@@ -54,6 +54,7 @@ def registry_of(raw: Any, where: str) -> ModelRegistrySettings:
 def build_ref(raw: Any, where: str) -> Ref:
     """A build by name with its options, checked by the build's registered config."""
     raw = _BUILD_ARG.validate_python(raw)
+    name: Any
     if isinstance(raw, Ref):
         name, options = raw.name, dict(raw.config)
     else:
