@@ -128,3 +128,23 @@ def test_builds_by_name_by_options_or_resolved_refs() -> None:
     assert isinstance(resolved, Ref) and resolved.name == "onnx"
     with pytest.raises(StepParameterError, match=r"^register: builds\[0\]: unknown build 'onx'"):
         build_ref({"name": "onx"}, "register: builds[0]")
+
+
+def test_a_gate_on_a_causal_lm_task_file_metric_composes() -> None:
+    """What a task measures depends on its options: a causal LM scoring a task file measures
+    tasks.NAME.acc, and a gate on another task's metric is refused."""
+    llm = {"name": "causal-lm", "text": "text",
+           "tasks": [{"name": "cloze", "kind": "multiple-choice", "shipped": "rotten-tomatoes-cloze"}]}
+
+    def gate(thresholds: dict) -> None:
+        composed(lambda: accuracy_gate(load(), task=llm, thresholds=thresholds))
+
+    gate({"tasks.cloze.acc": {"max_drop": 0.1}, "perplexity": {"max_ratio": 1.1}})
+    with pytest.raises(StepParameterError, match=r"^accuracy_gate: thresholds.tasks.mmlu.acc: a causal-lm task "):
+        gate({"tasks.mmlu.acc": {"max_drop": 0.1}})
+
+
+def test_a_text_task_in_recipe_syntax_is_shaped_not_taken_as_prepared() -> None:
+    frame = pd.DataFrame({"review": [f"review {i}" for i in range(40)], "y": ["pos", "neg"] * 20})
+    prepared = prepare(frame, {"name": "text-classification", "text": "review", "label": "y"}, "evaluate")
+    assert list(prepared.frame.columns) == ["text", "label", "split"] and prepared.spec.labels == ("neg", "pos")

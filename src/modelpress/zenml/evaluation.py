@@ -15,7 +15,6 @@ from modelpress.core.handoffs import ChampionReport, Evaluation, Verdict
 from modelpress.deploy.onnx_export import export_onnx
 from modelpress.gate.rules import run_gate
 from modelpress.settings.blocks import Statistics, Threshold
-from modelpress.tasks import Task, get_task
 from modelpress.zenml.checked import StepParameterError, public_step, validated
 from modelpress.zenml.inputs import Prepared, SplitArg, TaskArg, check_task, prepare, task_parts
 
@@ -49,23 +48,31 @@ def evaluate(baseline: torch.nn.Module | onnx.ModelProto, candidate: torch.nn.Mo
     return evaluation
 
 
-def thresholds_of(raw: Any, task: type[Task] | None, where: str) -> dict[str, Threshold]:
-    """The thresholds, each checked; with the task known, every metric must be one it measures."""
+def measured_by(task: TaskArg, where: str) -> tuple[str, tuple[str, ...]]:
+    """The task's name and the metrics it measures with its options (a causal LM's task files add
+    ``tasks.NAME.acc``)."""
+    task_class, options, _ = task_parts(task, where)
+    config = task_class.Config.model_validate({"name": task_class.name, **options})
+    return task_class.name, tuple(m.name for m in task_class.configured_metrics(config))
+
+
+def thresholds_of(raw: Any, measured: tuple[str, tuple[str, ...]] | None, where: str) -> dict[str, Threshold]:
+    """The thresholds, each checked; with what the task measures known, every metric must be one of it."""
     if not isinstance(raw, dict):  # empty: no bounds (a recipe without a gate: every candidate passes)
         raise StepParameterError(f"{where}: thresholds: a mapping of metric → bounds, e.g. "
                                  "{\"accuracy\": {\"max_drop\": 0.01}}")
-    if task is not None:
+    if measured is not None:
+        name, metrics = measured
         for metric in raw:
-            if metric not in task.metric_names():
-                raise StepParameterError(f"{where}: thresholds.{metric}: a {task.name} task measures "
-                                         f"{', '.join(task.metric_names())}")
+            if metric not in metrics:
+                raise StepParameterError(f"{where}: thresholds.{metric}: a {name} task measures {', '.join(metrics)}")
     return {metric: validated(Threshold, bounds, f"{where}: thresholds.{metric}") for metric, bounds in raw.items()}
 
 
 def _check_gate(where: str, parameters: Mapping[str, Any]) -> None:
-    task = task_parts(parameters["task"], where)[0] if parameters.get("task") is not None else None
+    measured = measured_by(parameters["task"], where) if parameters.get("task") is not None else None
     if "thresholds" in parameters:
-        thresholds_of(parameters["thresholds"], task, where)
+        thresholds_of(parameters["thresholds"], measured, where)
     if parameters.get("statistics") is not None:
         validated(Statistics, parameters["statistics"], f"{where}: statistics")
 
@@ -80,9 +87,9 @@ def accuracy_gate(evaluation: Evaluation, thresholds: ThresholdsArg, task: TaskA
     thresholds are checked against its metrics when the pipeline is composed. The verdict is
     data: a failed gate is recorded, not raised."""
     where = get_step_context().step_name
-    task_class = task_parts(task, where)[0] if task is not None else get_task(evaluation.task)
+    measured = measured_by(task, where) if task is not None else (evaluation.task, tuple(evaluation.candidate))
     settings = validated(Statistics, statistics, f"{where}: statistics")
-    verdict = run_gate(thresholds_of(thresholds, task_class, where), evaluation, champion, statistics=settings)
+    verdict = run_gate(thresholds_of(thresholds, measured, where), evaluation, champion, statistics=settings)
     log_metadata(metadata={"gate": {"passed": verdict.passed, "reason": verdict.reason,
                                     "inconclusive": verdict.inconclusive}})
     return verdict

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, JsonValue, TypeAdapter
+from pydantic import JsonValue
 
 from modelpress.core.errors import ModelpressError
 from modelpress.datasets.base import Split
@@ -30,10 +30,16 @@ from modelpress.zenml.checked import StepParameterError, validated
 if TYPE_CHECKING:
     import pandas as pd
 
-#: a resolved TaskSpec, or a task in recipe syntax (a name with options and columns, or a name).
-#: Tried in that order: a TaskSpec reaches a step as its JSON, which is also a valid dict.
-TaskArg = Annotated[TaskSpec | dict[str, JsonValue] | str, Field(union_mode="left_to_right")]
-_TASK_ARG: TypeAdapter[TaskSpec | dict[str, Any] | str] = TypeAdapter(TaskArg)
+#: a task in recipe syntax (a name with options and columns, or a name), or a resolved TaskSpec
+TaskArg = TaskSpec | dict[str, JsonValue] | str
+
+
+def as_task(task: Any) -> Any:
+    """``task`` with a TaskSpec that reached a step as its JSON (a dict with ``options``, which recipe
+    syntax never has: a task's options are flat) read back as one."""
+    if isinstance(task, dict) and "options" in task:
+        return TaskSpec.model_validate(task)
+    return task
 SplitArg = dict[str, JsonValue] | Split | None
 
 _COLUMN_FIELDS = frozenset(Columns.model_fields)
@@ -44,7 +50,7 @@ FRAME_ORIGIN = Path("dataframe")
 def task_parts(task: TaskArg, where: str) -> tuple[type[Task], dict[str, Any], Columns | None]:
     """The task class, its options and (for recipe syntax) the columns; one line naming the
     step and the field when any is wrong."""
-    task = _TASK_ARG.validate_python(task)
+    task = as_task(task)
     if isinstance(task, TaskSpec):
         return get_task(task.name), dict(task.options), None
     raw: dict[str, Any] = {"name": task} if isinstance(task, str) else dict(task)
@@ -93,7 +99,7 @@ class Prepared:
 def prepare(data: pd.DataFrame, task: TaskArg, where: str, split: SplitArg = None, seed: int = 0,
             eval_data: pd.DataFrame | None = None) -> Prepared:
     """The user's frame (and eval frame) shaped, split and label-encoded for ``task``."""
-    task = _TASK_ARG.validate_python(task)
+    task = as_task(task)
     if isinstance(task, TaskSpec):
         return Prepared(data, task)
     task_class, options, columns = task_parts(task, where)
