@@ -102,4 +102,6 @@ def test_the_recipe_gates_on_the_task_file_and_perplexity_and_an_impossible_boun
     assert not verdict.passed
     by_metric = {c.metric: c.passed for c in verdict.checks}
     assert by_metric == {"tasks.mc.acc": True, "perplexity": False}
-    assert verdict.reason == "perplexity.max_ratio: 1 ≤ 0.5 FAILED"
+    # both checks decided on paired intervals (the same model on both sides: a point interval)
+    assert all(c.low is not None and c.high is not None and c.rows for c in verdict.checks)
+    assert verdict.reason == "perplexity.max_ratio: 1 [1, 1] ≤ 0.5 FAILED"
