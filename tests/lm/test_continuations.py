@@ -49,8 +49,9 @@ def test_the_smollm2_recipes_report_says_the_reference_is_a_dequantized_4bit_mod
     recipe = load_recipe("smollm2-int4")
     plan = build_plan(recipe, tracker="tracker", experiment="t")
     assert plan.notes[0] == smollm2.REFERENCE_NOTE  # then the split sizes (calibration, eval tokens)
-    evaluation = Evaluation(task="causal-lm", eval_rows=32, baseline={"perplexity": 80.0, "agreement": 1.0},
-                            candidate={"perplexity": 84.0, "agreement": 0.9})
+    evaluation = Evaluation(task="causal-lm", eval_rows=32,
+                            baseline={"perplexity": 80.0, "agreement": 1.0, "tasks.cloze.acc": 0.83},
+                            candidate={"perplexity": 84.0, "agreement": 0.9, "tasks.cloze.acc": 0.81})
     verdict = run_gate(dict(recipe.gate), evaluation)
     page, _ = render_gate(get_task("causal-lm"), evaluation, verdict, None, notes=plan.notes)
     assert "the baseline is itself a dequantized 4-bit model" in page
