@@ -16,12 +16,13 @@ Splitting (and encoding labels) is the same for every source and lives in ``mode
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from modelpress.core.errors import ModelpressError
 from modelpress.core.registry import DATASETS, StrictConfig
@@ -58,6 +59,14 @@ class Split(StrictConfig):
     train: float = Field(0.7, gt=0)
     eval: float | SplitSize = Field(0.3)
     calibration: int | SplitSize = Field(256)
+
+    @field_validator("eval", "calibration", mode="before")
+    @classmethod
+    def _a_number_or_a_size(cls, value: Any) -> Any:
+        # One line on the field itself: the union would name its members (calibration.int: ...).
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number (or {sequences: N} / {tokens: N} for a causal LM)")
+        return value
 
     @model_validator(mode="after")
     def _fractions_fit(self) -> Split:
