@@ -135,6 +135,9 @@ def _digits_recipe(name: str, model: dict, stages: list) -> dict:
             "data": {"source": "csv", "path": "digits.csv", "label": "digit", "features": "*",
                      "image_shape": [1, 8, 8], "split": {"train": 0.6, "eval": 0.4, "calibration": 64}},
             "stages": stages, "gate": {"accuracy": {"max_drop": 0.05}, "agreement": {"min": 0.9}},
+            # 719 eval rows cannot tell a 4-point loss from 5 (the drop's interval straddles it);
+            # this test is about the user's module reaching @champion, so inconclusive warns
+            "statistics": {"on_inconclusive": "warn"},
             "registry": {"name": name}}
 
 

@@ -45,6 +45,8 @@ def team_recipe(project: Path, filename: str, lr: float) -> Path:
     recipe["data"]["limit"] = 1500
     recipe["model"]["baseline"].update(epochs=2, lr=lr)
     recipe["gate"]["accuracy"] = {"max_drop": 0.05}  # 2 epochs on 1,200 rows: a less settled model
+    # 300 eval rows leave the shipped agreement bound inconclusive; this test is about the servers
+    recipe["statistics"] = {"on_inconclusive": "warn"}
     path = project / filename
     path.write_text(yaml.safe_dump(recipe))
     return path
